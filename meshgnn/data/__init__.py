@@ -1,0 +1,1 @@
+"""Mesh data: built-in FEM generators and mesh folders -> graphs -> datasets."""
