@@ -1,0 +1,163 @@
+"""Typed schemas for every config group, registered in Hydra's ConfigStore.
+
+`conf/config.yaml` puts `config_schema` first in its defaults list, so every YAML file and
+every command-line override is merged into these dataclasses: a misspelt key or a value of
+the wrong type fails at composition, before any data work. The values themselves live only in
+conf/ (fields here are MISSING), so there is one source of truth for every default. Semantic
+checks that types cannot express (positive counts, ratios summing to one) live in `validate`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig
+
+from meshgnn.errors import UserError
+
+
+@dataclass
+class SplitConfig:
+    train: float = MISSING
+    val: float = MISSING
+    test: float = MISSING
+
+
+@dataclass
+class DataConfig:
+    name: str = MISSING
+    num_samples: int = MISSING
+    mesh_size: float = MISSING
+    max_holes: int = MISSING
+    seed: int = MISSING
+    split: SplitConfig = field(default_factory=SplitConfig)
+    fourier_features: int = MISSING
+    fourier_scale: float = MISSING
+    std_floor: float = MISSING
+    batch_size: int = MISSING
+    num_workers: int = MISSING
+    generate_workers: int = MISSING
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+    hidden_dim: int = MISSING
+    num_layers: int = MISSING
+    mlp_layers: int = MISSING
+    dropout: float = MISSING
+    aggregation: str = MISSING
+
+
+@dataclass
+class LossConfig:
+    name: str = MISSING
+    l1_weight: float = MISSING
+    relative_l1_weight: float = MISSING
+    smoothness_weight: float = MISSING
+    gradient_consistency_weight: float = MISSING
+    curvature_weight: float = MISSING
+    target_weights: Dict[str, float] = MISSING
+    eps: float = MISSING
+
+
+@dataclass
+class OptimConfig:
+    name: str = MISSING
+    lr: float = MISSING
+    weight_decay: float = MISSING
+    betas: List[float] = MISSING
+    warmup_epochs: float = MISSING
+    schedule: str = MISSING
+    min_lr: float = MISSING
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = MISSING
+    grad_clip: float = MISSING
+    save_every: int = MISSING
+    early_stop_patience: int = MISSING
+    device: str = MISSING
+    deterministic: bool = MISSING
+    log_every_steps: int = MISSING
+    threads: int = MISSING
+
+
+@dataclass
+class PathsConfig:
+    root_dir: str = MISSING
+    data_dir: str = MISSING
+    output_dir: str = MISSING
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    seed: int = MISSING
+    objective: str = MISSING
+    objective_mode: str = MISSING
+    resume: Optional[str] = None
+    init_from: Optional[str] = None
+
+
+def register_configs() -> None:
+    ConfigStore.instance().store(name="config_schema", node=Config)
+
+
+_CHOICES = {
+    "data.name": ("heat2d", "elasticity2d"),
+    "model.aggregation": ("sum", "mean", "max"),
+    "optim.schedule": ("cosine", "constant"),
+    "trainer.device": ("auto", "cpu", "cuda"),
+    "objective_mode": ("min", "max"),
+}
+
+
+def _get(cfg: DictConfig, dotted: str) -> Any:
+    node: Any = cfg
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def validate(cfg: DictConfig) -> None:
+    """Reject values that have the right type but cannot work, naming the key and the fix."""
+    for key, allowed in _CHOICES.items():
+        value = _get(cfg, key)
+        if value not in allowed and not (key == "trainer.device" and str(value).startswith("cuda:")):
+            raise UserError(f"{key}={value!r} is not one of {', '.join(allowed)}; pick one of those")
+    positive = ("data.num_samples", "data.batch_size", "data.mesh_size", "data.fourier_scale", "data.std_floor",
+                "model.hidden_dim", "model.num_layers", "model.mlp_layers", "optim.lr",
+                "trainer.epochs", "trainer.save_every")
+    for key in positive:
+        if not _get(cfg, key) > 0:
+            raise UserError(f"{key}={_get(cfg, key)} must be positive; set e.g. {key}=1 or larger")
+    non_negative = ("data.fourier_features", "data.max_holes", "data.num_workers",
+                    "data.generate_workers", "optim.weight_decay", "optim.warmup_epochs",
+                    "optim.min_lr", "trainer.grad_clip", "trainer.early_stop_patience",
+                    "loss.l1_weight", "loss.relative_l1_weight", "loss.smoothness_weight",
+                    "loss.gradient_consistency_weight", "loss.curvature_weight")
+    for key in non_negative:
+        if _get(cfg, key) < 0:
+            raise UserError(f"{key}={_get(cfg, key)} must be >= 0")
+    if not 0.0 <= cfg.model.dropout < 1.0:
+        raise UserError(f"model.dropout={cfg.model.dropout} must be in [0, 1)")
+    split = cfg.data.split
+    ratios = (split.train, split.val, split.test)
+    if any(r < 0 for r in ratios) or not math.isclose(sum(ratios), 1.0, abs_tol=1e-6):
+        raise UserError(
+            f"data.split ratios train={split.train}, val={split.val}, test={split.test} sum to "
+            f"{sum(ratios):g}; they must be >= 0 and sum to 1 (e.g. data.split.train=0.8 "
+            "data.split.val=0.1 data.split.test=0.1)")
+    for name, weight in cfg.loss.target_weights.items():
+        if weight < 0:
+            raise UserError(f"loss.target_weights.{name}={weight} must be >= 0")

@@ -1,0 +1,67 @@
+"""Per-column standardisation of node features, edge features and targets.
+
+Fit on the training split only (validation and test must not leak into the statistics), with
+float64 accumulation so a million nodes of float32 do not lose digits, and a floor on the
+standard deviation so constant columns (a one-hot that never fires in a split) do not blow up.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from meshgnn.errors import UserError
+
+KEYS = ("x", "edge_attr", "y")
+
+
+class Normalizer:
+    def __init__(self, mean: dict[str, Tensor], std: dict[str, Tensor]) -> None:
+        self.mean = {k: v.double() for k, v in mean.items()}
+        self.std = {k: v.double() for k, v in std.items()}
+
+    @classmethod
+    def fit(cls, columns: dict[str, Tensor], std_floor: float) -> "Normalizer":
+        """`columns[key]` is a [rows, features] matrix of training rows for each of KEYS."""
+        mean, std = {}, {}
+        for key, values in columns.items():
+            values = values.double()
+            mean[key] = values.mean(dim=0)
+            std[key] = values.std(dim=0, unbiased=False).clamp_min(std_floor)
+        return cls(mean, std)
+
+    def normalize(self, key: str, values: Tensor) -> Tensor:
+        return ((values.double() - self.mean[key]) / self.std[key]).to(values.dtype)
+
+    def denormalize(self, key: str, values: Tensor) -> Tensor:
+        mean, std = self.mean[key].to(values.device), self.std[key].to(values.device)
+        return (values.double() * std + mean).to(values.dtype)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        state = {f"mean.{k}": v for k, v in self.mean.items()}
+        state.update({f"std.{k}": v for k, v in self.std.items()})
+        return state
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Tensor]) -> "Normalizer":
+        keys = {k.split(".", 1)[1] for k in state}
+        return cls({k: state[f"mean.{k}"] for k in keys}, {k: state[f"std.{k}"] for k in keys})
+
+    def to_json(self) -> dict:
+        return {k: {"mean": self.mean[k].tolist(), "std": self.std[k].tolist()} for k in self.mean}
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(self.to_json(), indent=1))
+
+    @classmethod
+    def load(cls, path: Path) -> "Normalizer":
+        try:
+            raw = json.loads(Path(path).read_text())
+            return cls({k: torch.tensor(v["mean"], dtype=torch.float64) for k, v in raw.items()},
+                       {k: torch.tensor(v["std"], dtype=torch.float64) for k, v in raw.items()})
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise UserError(f"{path}: not a readable normalization.json ({exc}); re-export it "
+                            "from the run that trained the model") from exc

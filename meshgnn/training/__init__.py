@@ -1,0 +1,1 @@
+"""Losses, the training loop, checkpoints, schedules and metric logging."""

@@ -1,0 +1,44 @@
+"""Errors of predicted fields in physical units, per graph, for validation and test tables.
+
+One function serves the network and both baselines, so their numbers are comparable.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch_geometric.utils import scatter
+
+
+def field_errors(pred: Tensor, true: Tensor, node_graph: Tensor, num_graphs: int) -> dict[str, Tensor]:
+    """Per graph: rel_l2 = ||pred - true|| / ||true||, mae, max_abs (vector fields by norm)."""
+    diff = pred.double() - true.double()
+    sq_err = scatter(diff.pow(2).sum(-1), node_graph, dim=0, dim_size=num_graphs, reduce="sum")
+    sq_ref = scatter(true.double().pow(2).sum(-1), node_graph, dim=0, dim_size=num_graphs, reduce="sum")
+    err_norm = diff.norm(dim=-1)
+    return {
+        "rel_l2": (sq_err / sq_ref.clamp_min(1e-300)).sqrt(),
+        "mae": scatter(diff.abs().mean(-1), node_graph, dim=0, dim_size=num_graphs, reduce="mean"),
+        "max_abs": scatter(err_norm, node_graph, dim=0, dim_size=num_graphs, reduce="max"),
+    }
+
+
+class ErrorAccumulator:
+    """Averages per-graph errors over batches (mean of rel_l2 and mae, max of max_abs)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.maxes: dict[str, float] = {}
+
+    def add(self, prefix: str, errors: dict[str, Tensor]) -> None:
+        for name, values in errors.items():
+            key = f"{prefix}/{name}"
+            if name == "max_abs":
+                self.maxes[key] = max(self.maxes.get(key, 0.0), float(values.max()))
+            else:
+                self.sums[key] = self.sums.get(key, 0.0) + float(values.sum())
+
+    def result(self, num_graphs: int) -> dict[str, float]:
+        out = {k: v / max(1, num_graphs) for k, v in self.sums.items()}
+        out.update(self.maxes)
+        return out

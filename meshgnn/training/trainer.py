@@ -1,0 +1,228 @@
+"""The training loop: one readable loop, with checkpoints, early stopping and logging.
+
+The trainer knows nothing about configs or data sources: it gets a model, a loss, loaders and
+plain settings, so tests and later tools (sweeps, DDP) can drive it directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.loader import DataLoader
+
+from meshgnn.errors import UserError
+from meshgnn.training.checkpoint import save_checkpoint
+from meshgnn.training.field_errors import ErrorAccumulator, field_errors
+from meshgnn.training.losses import CompositeLoss
+from meshgnn.training.metrics_log import MetricsLog
+from meshgnn.training.rng import rng_state, set_rng_state
+from meshgnn.training.schedule import Schedule
+
+log = logging.getLogger(__name__)
+
+MONITOR = "val/loss/total"
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite; the last good checkpoints are kept."""
+
+
+@dataclass
+class TrainerSettings:
+    epochs: int
+    grad_clip: float
+    save_every: int
+    early_stop_patience: int
+    log_every_steps: int
+    shuffle_seed: int
+
+
+@dataclass
+class TrainState:
+    """Progress that must survive a restart (everything else is rebuilt from config)."""
+
+    epoch: int = 0  # completed epochs
+    global_step: int = 0
+    best_value: float = math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"best_value": self.best_value, "best_epoch": self.best_epoch,
+                "bad_epochs": self.bad_epochs}
+
+
+class Trainer:
+    def __init__(self, model: nn.Module, loss_fn: CompositeLoss, optimizer: torch.optim.Optimizer,
+                 schedule: Schedule, loaders: dict[str, DataLoader], settings: TrainerSettings,
+                 run_dir: Path, device: torch.device,
+                 checkpoint_extras: Callable[[], dict[str, Any]]) -> None:
+        self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
+        self.schedule, self.loaders, self.settings = schedule, loaders, settings
+        self.run_dir, self.device = Path(run_dir), device
+        self.checkpoint_extras = checkpoint_extras
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.state = TrainState()
+
+    # ----------------------------------------------------------------- loop
+    def fit(self) -> TrainState:
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        metrics_log = MetricsLog(self.run_dir)
+        try:
+            while self.state.epoch < self.settings.epochs:
+                start = time.perf_counter()
+                train_metrics = self._train_epoch()
+                val_metrics = self.evaluate(self.loaders["val"], "val")
+                self.state.epoch += 1
+                metrics = {**train_metrics, **val_metrics,
+                           "consistency/grad": val_metrics["val/loss/gradient_consistency"],
+                           "lr": self.optimizer.param_groups[0]["lr"],
+                           "epoch_time_s": time.perf_counter() - start}
+                self.state.history.append(metrics)
+                improved = self._update_early_stopping(metrics[MONITOR])
+                self._save_checkpoints(metrics, improved)
+                metrics_log.write(self.state.epoch, metrics)
+                log.info("epoch %d/%d  train %.4g  val %.4g%s  (%.1fs)", self.state.epoch,
+                         self.settings.epochs, metrics["train/loss/total"], metrics[MONITOR],
+                         "  *best*" if improved else "", metrics["epoch_time_s"])
+                if self._should_stop_early():
+                    log.info("early stop: %s has not improved for %d epochs (best %.4g at epoch %d)",
+                             MONITOR, self.state.bad_epochs, self.state.best_value, self.state.best_epoch)
+                    break
+        finally:
+            metrics_log.close()
+        return self.state
+
+    def _train_epoch(self) -> dict[str, float]:
+        self.model.train()
+        loader = self.loaders["train"]
+        # Data order is a function of (seed, epoch) alone, so a resumed run sees the same order.
+        loader.generator.manual_seed(self.settings.shuffle_seed * 100_003 + self.state.epoch)
+        sums: dict[str, float] = {}
+        graphs = 0
+        for batch in loader:
+            batch = batch.to(self.device, non_blocking=True)
+            lr = self.schedule.lr_at(self.state.global_step)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            pred, _ = self.model(batch)
+            loss, logged = self.loss_fn(pred, batch)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(
+                    f"training loss became {loss.item()} at epoch {self.state.epoch + 1}, step "
+                    f"{self.state.global_step}; checkpoints keep the last good weights. Try a lower "
+                    "optim.lr or trainer.grad_clip=1.0")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.settings.grad_clip > 0:
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
+            self.optimizer.step()
+            self.state.global_step += 1
+            _accumulate(sums, logged, batch.num_graphs)
+            graphs += batch.num_graphs
+            if self.state.global_step % self.settings.log_every_steps == 0:
+                log.info("step %d  loss %.4g  lr %.3g", self.state.global_step, loss.item(), lr)
+        return {f"train/{k}": v / graphs for k, v in sums.items()}
+
+    @torch.no_grad()
+    def evaluate(self, loader: DataLoader, prefix: str) -> dict[str, float]:
+        """Loss components and physical rel L2 per target, averaged over graphs."""
+        self.model.eval()
+        sums: dict[str, float] = {}
+        errors = ErrorAccumulator()
+        graphs = 0
+        for batch in loader:
+            batch = batch.to(self.device, non_blocking=True)
+            pred, _ = self.model(batch)
+            _, logged = self.loss_fn(pred, batch)
+            _accumulate(sums, logged, batch.num_graphs)
+            for name, _dim in self.loss_fn.targets:
+                true = self.loss_fn.physical(name, batch.y[:, self.loss_fn.columns[name]])
+                errs = field_errors(self.loss_fn.physical(name, pred[name]), true, batch.batch,
+                                    batch.num_graphs)
+                errors.add(name, {"rel_l2": errs["rel_l2"]})
+            graphs += batch.num_graphs
+        metrics = {f"{prefix}/{k}": v / graphs for k, v in sums.items()}
+        metrics.update({f"{prefix}/{k}": v for k, v in errors.result(graphs).items()})
+        return metrics
+
+    @torch.no_grad()
+    def test(self, loader: DataLoader) -> dict[str, dict[str, float]]:
+        """Per-target errors in physical units of the model and of the two baselines."""
+        self.model.eval()
+        acc = {"model": ErrorAccumulator(), "baseline_mean": ErrorAccumulator(),
+               "baseline_analytic": ErrorAccumulator()}
+        graphs = 0
+        for batch in loader:
+            batch = batch.to(self.device, non_blocking=True)
+            pred, _ = self.model(batch)
+            for name, _dim in self.loss_fn.targets:
+                cols = self.loss_fn.columns[name]
+                true = self.loss_fn.physical(name, batch.y[:, cols])
+                guesses = {"model": self.loss_fn.physical(name, pred[name]),
+                           "baseline_mean": self.loss_fn.physical(name, torch.zeros_like(true))}
+                if getattr(batch, "baseline", None) is not None:
+                    guesses["baseline_analytic"] = batch.baseline[:, cols]
+                for who, guess in guesses.items():
+                    acc[who].add(f"test/{name}", field_errors(guess, true, batch.batch, batch.num_graphs))
+            graphs += batch.num_graphs
+        return {who: a.result(graphs) for who, a in acc.items() if a.sums}
+
+    # -------------------------------------------------- early stop, checkpoints
+    def _update_early_stopping(self, value: float) -> bool:
+        if value < self.state.best_value:
+            self.state.best_value, self.state.best_epoch, self.state.bad_epochs = value, self.state.epoch, 0
+            return True
+        self.state.bad_epochs += 1
+        return False
+
+    def _should_stop_early(self) -> bool:
+        patience = self.settings.early_stop_patience
+        return patience > 0 and self.state.bad_epochs >= patience
+
+    def _save_checkpoints(self, metrics: dict[str, float], improved: bool) -> None:
+        payload = self.checkpoint_payload(metrics)
+        save_checkpoint(payload, self.ckpt_dir / "last.ckpt")
+        if improved:
+            save_checkpoint(payload, self.ckpt_dir / "best.ckpt")
+        if self.state.epoch % self.settings.save_every == 0:
+            save_checkpoint(payload, self.ckpt_dir / f"epoch_{self.state.epoch:04d}.ckpt")
+
+    def checkpoint_payload(self, metrics: dict[str, float]) -> dict[str, Any]:
+        return {
+            "epoch": self.state.epoch,
+            "global_step": self.state.global_step,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": {**self.schedule.state_dict(), "step": self.state.global_step},
+            "scaler": None,
+            "rng": rng_state(),
+            "early_stopping": self.state.as_dict(),
+            "metrics": metrics,
+            **self.checkpoint_extras(),
+        }
+
+    def restore(self, payload: dict[str, Any], optimizer_too: bool = True) -> None:
+        """Continue from a checkpoint: weights always; optimiser, counters and RNG on resume."""
+        self.model.load_state_dict(payload["model"])
+        if not optimizer_too:
+            return
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.state.epoch, self.state.global_step = payload["epoch"], payload["global_step"]
+        stop = payload["early_stopping"]
+        self.state.best_value, self.state.best_epoch = stop["best_value"], stop["best_epoch"]
+        self.state.bad_epochs = stop["bad_epochs"]
+        set_rng_state(payload["rng"])
+
+
+def _accumulate(sums: dict[str, float], logged: dict[str, Tensor], weight: int) -> None:
+    for key, value in logged.items():
+        sums[key] = sums.get(key, 0.0) + float(value) * weight

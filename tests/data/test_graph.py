@@ -1,0 +1,66 @@
+import numpy as np
+import pytest
+import torch
+
+from meshgnn.data.graph import FourierFeatureMapper, edges_from_cells, node_features, unit_coordinates
+from meshgnn.errors import UserError
+
+
+def test_two_triangles_give_five_undirected_edges_both_directions():
+    # 0-1-2 and 0-2-3 share the diagonal 0-2: 5 undirected edges, 10 directed.
+    cells = [("triangle", np.array([[0, 1, 2], [0, 2, 3]]))]
+    edges = edges_from_cells(cells, 4)
+    assert edges.shape == (2, 10)
+    pairs = set(map(tuple, edges.t().tolist()))
+    assert pairs == {(0, 1), (1, 0), (1, 2), (2, 1), (0, 2), (2, 0), (2, 3), (3, 2), (0, 3), (3, 0)}
+
+
+def test_edges_are_symmetric_and_unique_on_mixed_cells():
+    cells = [("quad", np.array([[0, 1, 4, 3], [1, 2, 5, 4]])), ("triangle", np.array([[3, 4, 6]]))]
+    edges = edges_from_cells(cells, 7)
+    pairs = list(map(tuple, edges.t().tolist()))
+    assert len(pairs) == len(set(pairs))
+    assert set(pairs) == {(j, i) for i, j in pairs}
+    assert len(pairs) == 2 * 9  # 7 quad edges (one shared) + 2 new triangle edges
+
+
+def test_tetra_has_six_edges():
+    assert edges_from_cells([("tetra", np.array([[0, 1, 2, 3]]))], 4).shape == (2, 12)
+
+
+def test_unknown_cell_type_is_a_user_error():
+    with pytest.raises(UserError, match="polygon"):
+        edges_from_cells([("polygon", np.array([[0, 1, 2]]))], 3)
+
+
+def test_fourier_features_are_deterministic_bounded_and_sized():
+    mapper = FourierFeatureMapper(8, 2.0, 2, seed=3)
+    pos = torch.rand(50, 2)
+    feats = mapper(pos)
+    assert feats.shape == (50, 16) and mapper.out_dim == 16
+    assert torch.equal(feats, FourierFeatureMapper(8, 2.0, 2, seed=3)(pos))
+    assert not torch.equal(feats, FourierFeatureMapper(8, 2.0, 2, seed=4)(pos))
+    # sin^2 + cos^2 = 1 for every frequency
+    torch.testing.assert_close(feats[:, :8] ** 2 + feats[:, 8:] ** 2, torch.ones(50, 8))
+
+
+def test_zero_fourier_features_is_allowed():
+    assert FourierFeatureMapper(0, 1.0, 2, seed=0)(torch.rand(5, 2)).shape == (5, 0)
+
+
+def test_unit_coordinates_per_graph():
+    pos = torch.tensor([[0.0, 0.0], [2.0, 1.0], [10.0, 10.0], [11.0, 10.5]])
+    unit = unit_coordinates(pos, torch.tensor([0, 0, 1, 1]), 2)
+    torch.testing.assert_close(unit, torch.tensor([[0.0, 0.0], [1.0, 0.5], [0.0, 0.0], [1.0, 0.5]]))
+
+
+def test_node_features_layout_and_bad_node_type():
+    mapper = FourierFeatureMapper(4, 1.0, 2, seed=0)
+    pos = torch.rand(3, 2)
+    x = node_features(pos, torch.tensor([0, 1, 2]), torch.ones(3, 1), torch.full((3, 2), 5.0),
+                      torch.zeros(3, dtype=torch.long), 1, 3, mapper)
+    assert x.shape == (3, 2 + 8 + 3 + 1 + 2)
+    torch.testing.assert_close(x[:, 10:13], torch.eye(3))
+    with pytest.raises(UserError, match="node_type"):
+        node_features(pos, torch.tensor([0, 1, 3]), torch.ones(3, 1), torch.zeros(3, 0),
+                      torch.zeros(3, dtype=torch.long), 1, 3, mapper)
