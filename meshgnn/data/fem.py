@@ -1,0 +1,165 @@
+"""P1 finite-element solvers (scikit-fem) on plain (points, triangles) meshes.
+
+The solvers know nothing about plates or sources: boundary conditions arrive as node masks and
+facet lists, so the same code runs the dataset generators and the analytic verification tests.
+Derived nodal fields (heat flux, stress) go through `nodal_gradient`, which the baselines use
+too, so a baseline and the truth are always post-processed identically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from scipy import sparse
+from skfem import (
+    Basis,
+    BilinearForm,
+    ElementTriP1,
+    ElementVector,
+    FacetBasis,
+    LinearForm,
+    MeshTri,
+    asm,
+    condense,
+    solve,
+)
+from skfem.helpers import ddot, dot, grad, sym_grad, trace
+
+# A field of position: takes coordinates shaped [2, ...] and returns values shaped [...]
+# (scalar) or [2, ...] (vector), the layout scikit-fem uses at quadrature points.
+SpaceFunction = Callable[[np.ndarray], np.ndarray]
+
+
+def nodal_gradient(points: np.ndarray, triangles: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Gradient of the P1 interpolant of `values`, recovered at nodes.
+
+    The P1 gradient is constant per triangle and discontinuous across edges; averaging it
+    over the triangles around each node, weighted by area, gives a continuous nodal field
+    that is exact for linear data.
+
+    values: [N] or [N, C]. Returns [N, 2] or [N, C, 2].
+    """
+    p0, p1, p2 = (points[triangles[:, i]] for i in range(3))
+    e1, e2 = p1 - p0, p2 - p0
+    det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]  # twice the signed area
+    v = values.reshape(len(points), -1)
+    dv1 = v[triangles[:, 1]] - v[triangles[:, 0]]  # [T, C]
+    dv2 = v[triangles[:, 2]] - v[triangles[:, 0]]
+    # Solve [e1; e2] g = [dv1; dv2] per triangle (Cramer's rule).
+    gx = (dv1 * e2[:, 1, None] - dv2 * e1[:, 1, None]) / det[:, None]
+    gy = (dv2 * e1[:, 0, None] - dv1 * e2[:, 0, None]) / det[:, None]
+    element_gradient = np.stack([gx, gy], axis=-1)  # [T, C, 2]
+
+    # [N, T] matrix of the area each triangle contributes to each of its nodes.
+    area = np.repeat(0.5 * np.abs(det), 3)
+    node_element = sparse.csr_matrix(
+        (area, (triangles.ravel(), np.repeat(np.arange(len(triangles)), 3))),
+        shape=(len(points), len(triangles)),
+    )
+    weight = np.asarray(node_element.sum(axis=1))
+    gradient = node_element @ element_gradient.reshape(len(triangles), -1) / weight
+    return gradient.reshape(values.shape + (2,))
+
+
+def solve_heat(
+    points: np.ndarray,
+    triangles: np.ndarray,
+    conductivity: float,
+    source: SpaceFunction | None,
+    dirichlet_nodes: np.ndarray,
+    dirichlet_values: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Solve -div(k grad T) = q with T fixed on `dirichlet_nodes`, zero flux elsewhere.
+
+    Returns nodal temperature [N] and nodal heat flux -k grad T [N, 2].
+    """
+    basis = Basis(_mesh(points, triangles), ElementTriP1())
+    stiffness = conductivity * asm(_laplace, basis)
+    load = np.zeros(basis.N)
+    if source is not None:
+        load = asm(LinearForm(lambda v, w: source(w.x) * v), basis)
+    temperature = np.zeros(basis.N)
+    temperature[dirichlet_nodes] = dirichlet_values
+    temperature = solve(*condense(stiffness, load, x=temperature, D=dirichlet_nodes))
+    return temperature, -conductivity * nodal_gradient(points, triangles, temperature)
+
+
+def solve_elasticity(
+    points: np.ndarray,
+    triangles: np.ndarray,
+    youngs_modulus: float,
+    poisson_ratio: float,
+    fixed: np.ndarray,
+    traction_facets: np.ndarray,
+    traction: SpaceFunction,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Plane-stress linear elasticity with zero displacement on fixed components.
+
+    fixed:           [N, 2] bool, True where that displacement component is held at 0
+                     (both True = clamped; one True = roller).
+    traction_facets: [F, 2] boundary node pairs carrying `traction` (vector of position);
+                     the rest of the boundary is traction-free.
+
+    Returns nodal displacement [N, 2] and nodal von Mises stress [N].
+    """
+    mesh = _mesh(points, triangles)
+    basis = Basis(mesh, ElementVector(ElementTriP1()))
+    lam, mu = plane_stress_lame(youngs_modulus, poisson_ratio)
+    stiffness = asm(_elasticity, basis, lam=lam, mu=mu)
+    facet_basis = FacetBasis(mesh, basis.elem, facets=_facet_indices(mesh, traction_facets))
+    load = asm(LinearForm(lambda v, w: dot(traction(w.x), v)), facet_basis)
+
+    dofs = basis.nodal_dofs  # [2, N]: dof of component c at node i
+    u = solve(*condense(stiffness, load, D=dofs.T[fixed]))
+    displacement = u[dofs].T
+
+    du = nodal_gradient(points, triangles, displacement)  # [N, 2 (component), 2 (direction)]
+    exx, eyy, exy = du[:, 0, 0], du[:, 1, 1], 0.5 * (du[:, 0, 1] + du[:, 1, 0])
+    sxx = lam * (exx + eyy) + 2 * mu * exx
+    syy = lam * (exx + eyy) + 2 * mu * eyy
+    sxy = 2 * mu * exy
+    return displacement, von_mises(sxx, syy, sxy)
+
+
+def plane_stress_lame(youngs_modulus: float, poisson_ratio: float) -> tuple[float, float]:
+    """Lamé parameters that turn the 2D elasticity operator into plane stress (thin plate)."""
+    lam = youngs_modulus * poisson_ratio / (1 - poisson_ratio**2)
+    mu = youngs_modulus / (2 * (1 + poisson_ratio))
+    return lam, mu
+
+
+def von_mises(sxx: np.ndarray, syy: np.ndarray, sxy: np.ndarray) -> np.ndarray:
+    """Von Mises stress of a plane-stress state (szz = 0)."""
+    return np.sqrt(sxx**2 - sxx * syy + syy**2 + 3 * sxy**2)
+
+
+def _mesh(points: np.ndarray, triangles: np.ndarray) -> MeshTri:
+    # validate=False: the mesher already guarantees a clean mesh and validation costs time.
+    return MeshTri(
+        np.ascontiguousarray(points.T), np.ascontiguousarray(triangles.T), validate=False
+    )
+
+
+def _facet_indices(mesh: MeshTri, node_pairs: np.ndarray) -> np.ndarray:
+    """scikit-fem facet numbers of the given node pairs (scikit-fem stores pairs sorted)."""
+    n = mesh.nvertices
+    known = mesh.facets[0] * n + mesh.facets[1]
+    order = np.argsort(known)
+    wanted = node_pairs.min(axis=1) * n + node_pairs.max(axis=1)
+    found = np.searchsorted(known, wanted, sorter=order).clip(max=len(known) - 1)
+    position = order[found]
+    if not np.array_equal(known[position], wanted):
+        raise ValueError("traction_facets contains node pairs that are not mesh edges")
+    return position
+
+
+@BilinearForm
+def _laplace(u, v, w):
+    return dot(grad(u), grad(v))
+
+
+@BilinearForm
+def _elasticity(u, v, w):
+    eps_u, eps_v = sym_grad(u), sym_grad(v)
+    return w.lam * trace(eps_u) * trace(eps_v) + 2 * w.mu * ddot(eps_u, eps_v)

@@ -1,0 +1,114 @@
+"""Plane-stress linear elasticity of cantilever plates with holes.
+
+A plate [0, Lx] x [0, 1] (Lx in [1, 2], unit thickness) with random circular holes is clamped
+on its left edge and loaded on its right edge by a traction (tx, ty) that varies linearly
+from its value at y = 0 to its value at y = 1; the top, bottom and holes are traction-free.
+The problem is linear, so the traction scale only sets the displacement scale; it is kept to
+strains of ~1e-2 so that plots of the deformed plate still look like small strain. The end
+shear range is 10x smaller than the axial one because a cantilever's root bending stress is
+~6 Lx times its end shear; this also keeps stretching and bending comparable in the data.
+
+Baseline: Euler-Bernoulli bar + cantilever theory of the same plate without holes, loaded by
+the resultants of the end traction: axial force P = mean(tx), shear force V = mean(ty), and
+the couple C = -(tx(1) - tx(0)) / 12 that the linear variation of tx carries about the
+mid-line. With eta = y - 1/2, I = 1/12 and bending moment M(x) = V (Lx - x) + C:
+
+    deflection  v(x)  = (V (Lx x^2 / 2 - x^3 / 6) + C x^2 / 2) / (E I)
+    ux = P x / E - eta v'(x)          (bar stretch + plane sections rotating)
+    uy = v(x) - nu P eta / E          (deflection + Poisson contraction of the bar)
+    sxx = P - M(x) eta / I,  sxy = 3/2 V (1 - 4 eta^2),  syy = 0   -> von Mises
+
+It ignores the holes, the clamp's Poisson constraint and shear deformation, which is the part
+a network has to learn.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from meshgnn.data.fem import solve_elasticity, von_mises
+from meshgnn.data.mesher import INTERIOR, LEFT, RIGHT, random_plate
+from meshgnn.data.sample import FieldSpec, MeshSample, SourceSpec
+
+SPEC = SourceSpec(
+    node_types=("interior", "clamped", "loaded", "free"),
+    inputs=(FieldSpec("traction", 2),),
+    targets=(FieldSpec("displacement", 2), FieldSpec("von_mises", 1)),
+    global_names=("E", "nu", "tx0", "tx1", "ty0", "ty1", "Lx"),
+)
+VERSION = 1
+
+YOUNGS_MODULUS_RANGE = (0.5, 2.0)
+POISSON_RATIO_RANGE = (0.2, 0.4)
+TRACTION_RANGE = ((-0.01, 0.01), (-0.001, 0.001))  # (tx, ty): each end value
+
+
+def generate(index: int, seed: int, mesh_size: float, max_holes: int) -> MeshSample:
+    rng = np.random.default_rng([seed, index])
+    plate = random_plate(rng, mesh_size, max_holes)
+    mesh, length = plate.mesh, plate.length
+
+    youngs_modulus = rng.uniform(*YOUNGS_MODULUS_RANGE)
+    poisson_ratio = rng.uniform(*POISSON_RATIO_RANGE)
+    # Row c: traction component c (x, y) at the bottom (y = 0) and top (y = 1) of the edge.
+    ends = np.array([rng.uniform(low, high, size=2) for low, high in TRACTION_RANGE])
+
+    def traction(x: np.ndarray) -> np.ndarray:
+        y = x[1]
+        return np.stack([ends[c, 0] + (ends[c, 1] - ends[c, 0]) * y for c in range(2)])
+
+    clamped = mesh.node_label == LEFT
+    loaded = mesh.node_label == RIGHT
+    fixed = np.repeat(clamped[:, None], 2, axis=1)
+    displacement, stress = solve_elasticity(
+        mesh.points,
+        mesh.triangles,
+        youngs_modulus,
+        poisson_ratio,
+        fixed,
+        mesh.facets[mesh.facet_label == RIGHT],
+        traction,
+    )
+
+    node_type = np.full(len(mesh.points), SPEC.node_types.index("free"), dtype=np.int64)
+    node_type[mesh.node_label == INTERIOR] = SPEC.node_types.index("interior")
+    node_type[clamped] = SPEC.node_types.index("clamped")
+    node_type[loaded] = SPEC.node_types.index("loaded")
+    applied = np.where(loaded[:, None], traction(mesh.points.T).T, 0.0)
+    guess_displacement, guess_stress = _beam_theory(
+        mesh.points, length, youngs_modulus, poisson_ratio, ends
+    )
+
+    return MeshSample(
+        points=mesh.points,
+        cells=[("triangle", mesh.triangles)],
+        node_type=node_type,
+        inputs={"traction": applied},
+        targets={"displacement": displacement, "von_mises": stress[:, None]},
+        globals=np.array([youngs_modulus, poisson_ratio, *ends.ravel(), length], dtype=np.float64),
+        baseline={"displacement": guess_displacement, "von_mises": guess_stress[:, None]},
+    )
+
+
+def _beam_theory(
+    points: np.ndarray,
+    length: float,
+    youngs_modulus: float,
+    poisson_ratio: float,
+    ends: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Displacement [N, 2] and von Mises stress [N] of the holeless cantilever (see module doc)."""
+    x, eta = points[:, 0], points[:, 1] - 0.5
+    inertia = 1.0 / 12.0
+    axial = ends[0].mean()
+    shear = ends[1].mean()
+    couple = -(ends[0, 1] - ends[0, 0]) / 12.0
+    stiffness = youngs_modulus * inertia
+    deflection = (shear * (length * x**2 / 2 - x**3 / 6) + couple * x**2 / 2) / stiffness
+    slope = (shear * (length * x - x**2 / 2) + couple * x) / stiffness
+    ux = axial * x / youngs_modulus - eta * slope
+    uy = deflection - poisson_ratio * axial * eta / youngs_modulus
+    moment = shear * (length - x) + couple
+    sxx = axial - moment * eta / inertia
+    sxy = 1.5 * shear * (1 - 4 * eta**2)
+    return np.stack([ux, uy], axis=1), von_mises(sxx, np.zeros_like(sxx), sxy)

@@ -1,0 +1,146 @@
+"""Steady heat conduction in plates with insulated holes.
+
+A plate [0, Lx] x [0, 1] (Lx in [1, 2]) with random circular holes solves
+-div(k grad T) = q. The outer boundary carries a Dirichlet temperature that is a smooth periodic
+function of arclength (t0 plus a few Fourier modes of decaying amplitude), so it is continuous
+at the corners: side-wise constant temperatures would make the flux singular there, and a
+network would spend its capacity on four singular points. Holes are insulated. The heat source
+is one Gaussian blob, at least a few cells wide at the default mesh size so that the mesh
+resolves it.
+
+Baseline: the Dirichlet values interpolated to every node by Shepard's inverse-distance
+weighting (power 2), which is exact on the boundary and knows nothing about the source or the
+holes; its flux is -k times its gradient, recovered exactly like the solver's flux.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.spatial.distance import cdist
+
+from meshgnn.data.fem import nodal_gradient, solve_heat
+from meshgnn.data.mesher import (
+    BOTTOM,
+    FIRST_HOLE,
+    INTERIOR,
+    LEFT,
+    RIGHT,
+    TOP,
+    Circle,
+    random_plate,
+)
+from meshgnn.data.sample import FieldSpec, MeshSample, SourceSpec
+
+NUM_MODES = 3
+
+SPEC = SourceSpec(
+    node_types=("interior", "dirichlet", "insulated"),
+    inputs=(FieldSpec("boundary_temperature", 1), FieldSpec("heat_source", 1)),
+    targets=(FieldSpec("temperature", 1), FieldSpec("heat_flux", 2)),
+    global_names=(
+        ("k", "t0")
+        + tuple(f"{ab}{m}" for m in range(1, NUM_MODES + 1) for ab in ("a", "b"))
+        + ("A", "cx", "cy", "s", "Lx")
+    ),
+)
+VERSION = 1
+
+CONDUCTIVITY_RANGE = (0.5, 2.0)
+MEAN_TEMPERATURE_RANGE = (0.0, 1.0)
+FIRST_MODE_AMPLITUDE = 0.5  # std of mode m's coefficients is FIRST_MODE_AMPLITUDE / m
+# At k = 1, A = 40 heats the blob about as much as the boundary temperature varies, so
+# neither the source nor the boundary data dominates a sample.
+SOURCE_AMPLITUDE_RANGE = (0.0, 40.0)
+SOURCE_WIDTH_RANGE = (0.1, 0.25)
+
+
+def generate(index: int, seed: int, mesh_size: float, max_holes: int) -> MeshSample:
+    rng = np.random.default_rng([seed, index])
+    plate = random_plate(rng, mesh_size, max_holes)
+    mesh, length = plate.mesh, plate.length
+
+    k = rng.uniform(*CONDUCTIVITY_RANGE)
+    t0 = rng.uniform(*MEAN_TEMPERATURE_RANGE)
+    decay = FIRST_MODE_AMPLITUDE / np.arange(1, NUM_MODES + 1)[:, None]
+    modes = rng.normal(size=(NUM_MODES, 2)) * decay  # row m-1: (a_m, b_m)
+    amplitude = rng.uniform(*SOURCE_AMPLITUDE_RANGE)
+    width = rng.uniform(*SOURCE_WIDTH_RANGE)
+    centre = _point_in_material(rng, length, plate.holes)
+
+    def source(x: np.ndarray) -> np.ndarray:
+        r2 = (x[0] - centre[0]) ** 2 + (x[1] - centre[1]) ** 2
+        return amplitude * np.exp(-r2 / (2 * width**2))
+
+    outer = (mesh.node_label != INTERIOR) & (mesh.node_label < FIRST_HOLE)
+    dirichlet_nodes = np.flatnonzero(outer)
+    s = _outer_arclength(mesh.points[dirichlet_nodes], mesh.node_label[dirichlet_nodes], length)
+    dirichlet_values = _fourier(s / (2 * (length + 1)), t0, modes)
+
+    temperature, flux = solve_heat(
+        mesh.points, mesh.triangles, k, source, dirichlet_nodes, dirichlet_values
+    )
+    guess = _shepard(mesh.points, dirichlet_nodes, dirichlet_values)
+
+    node_type = np.zeros(len(mesh.points), dtype=np.int64)
+    node_type[outer] = SPEC.node_types.index("dirichlet")
+    node_type[mesh.node_label >= FIRST_HOLE] = SPEC.node_types.index("insulated")
+    boundary_temperature = np.zeros(len(mesh.points))
+    boundary_temperature[dirichlet_nodes] = dirichlet_values
+
+    return MeshSample(
+        points=mesh.points,
+        cells=[("triangle", mesh.triangles)],
+        node_type=node_type,
+        inputs={
+            "boundary_temperature": boundary_temperature[:, None],
+            "heat_source": source(mesh.points.T)[:, None],
+        },
+        targets={"temperature": temperature[:, None], "heat_flux": flux},
+        globals=np.array(
+            [k, t0, *modes.ravel(), amplitude, *centre, width, length], dtype=np.float64
+        ),
+        baseline={
+            "temperature": guess[:, None],
+            "heat_flux": -k * nodal_gradient(mesh.points, mesh.triangles, guess),
+        },
+    )
+
+
+def _point_in_material(
+    rng: np.random.Generator, length: float, holes: tuple[Circle, ...]
+) -> np.ndarray:
+    """A uniform point of the plate outside every hole (rejection sampling)."""
+    while True:
+        point = rng.uniform((0.0, 0.0), (length, 1.0))
+        if all(np.hypot(point[0] - h.x, point[1] - h.y) > h.r for h in holes):
+            return point
+
+
+def _outer_arclength(points: np.ndarray, label: np.ndarray, length: float) -> np.ndarray:
+    """Counter-clockwise arclength from (0, 0) of points on the outer rectangle.
+
+    Left-edge points (including the corner (0, 0)) come out near the full perimeter rather
+    than 0; that is harmless because the temperature is periodic in arclength.
+    """
+    x, y = points[:, 0], points[:, 1]
+    return np.select(
+        [label == BOTTOM, label == RIGHT, label == TOP, label == LEFT],
+        [x, length + y, 2 * length + 1 - x, 2 * length + 2 - y],
+    )
+
+
+def _fourier(phase: np.ndarray, mean: float, modes: np.ndarray) -> np.ndarray:
+    """mean + sum_m a_m cos(2 pi m phase) + b_m sin(2 pi m phase), phase in [0, 1]."""
+    m = np.arange(1, len(modes) + 1)
+    angle = 2 * np.pi * phase[:, None] * m
+    return mean + np.cos(angle) @ modes[:, 0] + np.sin(angle) @ modes[:, 1]
+
+
+def _shepard(points: np.ndarray, known: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Inverse-distance-squared weighted mean of `values` at `known` nodes, exact there."""
+    d2 = cdist(points, points[known], "sqeuclidean")
+    d2[known, np.arange(len(known))] = 1.0  # placeholder; overwritten with exact values below
+    weights = 1.0 / d2
+    result = weights @ values / weights.sum(axis=1)
+    result[known] = values
+    return result

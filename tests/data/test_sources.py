@@ -1,0 +1,158 @@
+"""Built-in generators: reproducibility, the data contract, and the physics they promise."""
+
+from __future__ import annotations
+
+import io
+import logging
+import sys
+
+import numpy as np
+import pytest
+
+from meshgnn.data.generate import generate_samples
+from meshgnn.data.mesher import FIRST_HOLE, INTERIOR, random_plate
+from meshgnn.data.sample import MeshSample
+from meshgnn.data.sources import SOURCES, get_source, heat2d
+from meshgnn.errors import UserError
+
+MESH_SIZE = 0.1  # coarse keeps the suite fast; the generators are size-agnostic
+MAX_HOLES = 3
+
+
+def sample_arrays(sample: MeshSample) -> dict[str, np.ndarray]:
+    arrays = {"points": sample.points, "node_type": sample.node_type, "globals": sample.globals}
+    arrays |= {f"cells/{kind}": cells for kind, cells in sample.cells}
+    for group in ("inputs", "targets", "baseline"):
+        arrays |= {f"{group}/{k}": v for k, v in getattr(sample, group).items()}
+    return arrays
+
+
+def assert_same(a: MeshSample, b: MeshSample) -> None:
+    arrays_a, arrays_b = sample_arrays(a), sample_arrays(b)
+    assert arrays_a.keys() == arrays_b.keys()
+    for key in arrays_a:
+        np.testing.assert_array_equal(arrays_a[key], arrays_b[key], err_msg=key)
+
+
+@pytest.fixture(scope="module", params=sorted(SOURCES))
+def source(request):
+    return SOURCES[request.param]
+
+
+def test_same_seed_and_index_give_identical_samples(source):
+    first, second = (source.generate(3, 7, MESH_SIZE, MAX_HOLES) for _ in range(2))
+    assert_same(first, second)
+
+
+def test_different_indices_give_different_geometry(source):
+    a, b = (source.generate(i, 7, MESH_SIZE, MAX_HOLES) for i in (0, 1))
+    assert a.points.shape != b.points.shape or not np.array_equal(a.points, b.points)
+
+
+def test_sample_matches_spec(source):
+    spec = source.spec
+    for index in range(3):
+        sample = source.generate(index, 0, MESH_SIZE, MAX_HOLES)
+        n = sample.num_nodes
+        assert sample.points.shape == (n, spec.spatial_dim) and sample.points.dtype == np.float64
+        [(kind, triangles)] = sample.cells
+        assert kind == "triangle" and triangles.dtype == np.int64 and triangles.shape[1] == 3
+        assert sample.node_type.shape == (n,) and sample.node_type.dtype == np.int64
+        assert set(np.unique(sample.node_type)) <= set(range(len(spec.node_types)))
+        assert spec.node_types[0] == "interior"
+        for group, fields in [
+            (sample.inputs, spec.inputs),
+            (sample.targets, spec.targets),
+            (sample.baseline, spec.targets),
+        ]:
+            assert list(group) == [f.name for f in fields]
+            for f in fields:
+                assert group[f.name].shape == (n, f.dim) and group[f.name].dtype == np.float64
+                assert np.isfinite(group[f.name]).all()
+        assert sample.globals.shape == (len(spec.global_names),)
+        assert sample.globals.dtype == np.float64
+
+
+def test_plate_mesh_is_clean():
+    for index in range(5):
+        plate = random_plate(np.random.default_rng([0, index]), MESH_SIZE, MAX_HOLES)
+        mesh = plate.mesh
+        a, b, c = (mesh.points[mesh.triangles[:, i]] for i in range(3))
+        cross = (b - a)[:, 0] * (c - a)[:, 1] - (b - a)[:, 1] * (c - a)[:, 0]
+        assert (cross > 0).all(), "triangles must be counter-clockwise"
+        assert np.array_equal(np.unique(mesh.triangles), np.arange(len(mesh.points)))
+        assert len(np.unique(mesh.points, axis=0)) == len(mesh.points)
+        for k, hole in enumerate(plate.holes):
+            on_hole = mesh.points[mesh.node_label == FIRST_HOLE + k]
+            np.testing.assert_allclose(np.hypot(*(on_hole - [hole.x, hole.y]).T), hole.r)
+        assert (mesh.node_label[np.unique(mesh.facets)] != INTERIOR).all()
+
+
+def test_heat_boundary_temperature_is_continuous():
+    """Along every outer-boundary facet the jump is bounded by the Fourier series' slope."""
+    spec = SOURCES["heat2d"].spec
+    for index in range(5):
+        sample = SOURCES["heat2d"].generate(index, 0, MESH_SIZE, MAX_HOLES)
+        g = dict(zip(spec.global_names, sample.globals))
+        perimeter = 2 * (g["Lx"] + 1)
+        max_slope = sum(
+            2 * np.pi * m / perimeter * np.hypot(g[f"a{m}"], g[f"b{m}"])
+            for m in range(1, heat2d.NUM_MODES + 1)
+        )
+        dirichlet = sample.node_type == spec.node_types.index("dirichlet")
+        temperature = sample.inputs["boundary_temperature"][:, 0]
+        edges = np.sort(sample.cells[0][1][:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
+        edges, count = np.unique(edges, axis=0, return_counts=True)
+        # Boundary edges belong to one triangle; those joining two Dirichlet nodes are the
+        # outer facets, which form one closed loop through every Dirichlet node.
+        edges = edges[(count == 1) & dirichlet[edges].all(axis=1)]
+        assert len(edges) == dirichlet.sum()
+        length = np.linalg.norm(np.diff(sample.points[edges], axis=1)[:, 0], axis=1)
+        jump = np.abs(np.diff(temperature[edges], axis=1)[:, 0])
+        assert (jump <= max_slope * length + 1e-12).all()
+
+
+def test_heat_baseline_is_exact_on_dirichlet_nodes():
+    spec = SOURCES["heat2d"].spec
+    for index in range(3):
+        sample = SOURCES["heat2d"].generate(index, 0, MESH_SIZE, MAX_HOLES)
+        dirichlet = sample.node_type == spec.node_types.index("dirichlet")
+        np.testing.assert_array_equal(
+            sample.baseline["temperature"][dirichlet],
+            sample.inputs["boundary_temperature"][dirichlet],
+        )
+        np.testing.assert_allclose(
+            sample.targets["temperature"][dirichlet],
+            sample.inputs["boundary_temperature"][dirichlet],
+        )
+
+
+def test_elasticity_boundary_conditions():
+    spec = SOURCES["elasticity2d"].spec
+    sample = SOURCES["elasticity2d"].generate(0, 0, MESH_SIZE, MAX_HOLES)
+    node_type = sample.node_type
+    clamped = node_type == spec.node_types.index("clamped")
+    loaded = node_type == spec.node_types.index("loaded")
+    assert np.allclose(sample.points[clamped, 0], 0.0) and clamped.sum() > 2
+    assert np.allclose(sample.points[loaded, 0], sample.globals[-1]) and loaded.sum() > 2
+    np.testing.assert_array_equal(sample.targets["displacement"][clamped], 0.0)
+    np.testing.assert_array_equal(sample.inputs["traction"][~loaded], 0.0)
+    assert np.abs(sample.inputs["traction"][loaded]).max() > 0
+
+
+def test_unknown_source_is_a_user_error():
+    with pytest.raises(UserError, match="heat2d") as info:
+        get_source("heat3d")
+    assert "elasticity2d" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_worker_count_does_not_change_the_data(source, caplog, monkeypatch):
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal, even under `pytest -s`
+    with caplog.at_level(logging.INFO, logger="meshgnn.data"):
+        serial = generate_samples(source, 5, 11, MESH_SIZE, MAX_HOLES, workers=1)
+    parallel = generate_samples(source, 5, 11, MESH_SIZE, MAX_HOLES, workers=2)
+    assert len(serial) == len(parallel) == 5
+    for a, b in zip(serial, parallel):
+        assert_same(a, b)
+    # Without a terminal, progress comes as log lines instead of a bar.
+    assert any("5/5" in record.getMessage() for record in caplog.records)
