@@ -31,21 +31,31 @@ def mlp(in_dim: int, hidden_dim: int, out_dim: int, num_layers: int, dropout: fl
 
 
 class ProcessorBlock(MessagePassing):
-    """e' = e + MLP([e, h_src, h_dst]);  h' = h + MLP([h, aggr_in(e')])."""
+    """e' = e + MLP([e, h_src, h_dst]);  h' = h + MLP([h, aggr_in(e')]).
+
+    The edge MLP's first layer is applied in three parts, W [e, h_src, h_dst] =
+    W_e e + (W_s h)[src] + (W_d h)[dst]: the node parts are computed once per node and gathered,
+    instead of once per edge on a concatenation. Same function, about a third of the work of
+    that layer (meshes have ~6 edges per node).
+    """
 
     def __init__(self, hidden_dim: int, mlp_layers: int, dropout: float, aggregation: str) -> None:
         super().__init__(aggr=aggregation)
         self.edge_mlp = mlp(3 * hidden_dim, hidden_dim, hidden_dim, mlp_layers, dropout)
         self.node_mlp = mlp(2 * hidden_dim, hidden_dim, hidden_dim, mlp_layers, dropout)
+        self.hidden_dim = hidden_dim
 
     def forward(self, h: Tensor, edge_index: Tensor, e: Tensor) -> tuple[Tensor, Tensor]:
-        e = e + self.edge_updater(edge_index, h=h, e=e)
+        first = self.edge_mlp[0]
+        w_edge, w_src, w_dst = first.weight.split(self.hidden_dim, dim=1)
+        e = e + self.edge_updater(edge_index, e=e @ w_edge.t() + first.bias,
+                                  src=h @ w_src.t(), dst=h @ w_dst.t())
         aggregated = self.propagate(edge_index, e=e, size=(h.size(0), h.size(0)))
         return h + self.node_mlp(torch.cat([h, aggregated], dim=-1)), e
 
-    def edge_update(self, e: Tensor, h_j: Tensor, h_i: Tensor) -> Tensor:
-        # PyG convention: _j is the source node, _i the destination.
-        return self.edge_mlp(torch.cat([e, h_j, h_i], dim=-1))
+    def edge_update(self, e: Tensor, src_j: Tensor, dst_i: Tensor) -> Tensor:
+        # PyG convention: _j indexes the source node, _i the destination.
+        return self.edge_mlp[1:](e + src_j + dst_i)
 
     def message(self, e: Tensor) -> Tensor:
         return e

@@ -25,8 +25,8 @@ FORMAT_VERSION = 1
 
 def _digest(value: Any, h: "hashlib._Hash") -> None:
     if isinstance(value, torch.Tensor):
-        t = value.detach().cpu().contiguous()
-        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        t = value.detach().cpu().contiguous().reshape(-1)
+        h.update(f"T{value.dtype}{tuple(value.shape)}".encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     elif isinstance(value, dict):
         h.update(b"D%d" % len(value))

@@ -1,0 +1,57 @@
+"""Every option of every config group composes and validates; bad values fail early and clearly."""
+
+import pytest
+from hydra.errors import ConfigCompositionException as HydraCompositionError
+
+from conftest import CONF, compose_config
+from meshgnn.config import validate
+from meshgnn.errors import UserError
+
+GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in ("hydra", "hparams_search", "experiment"))
+
+
+def options(group):
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
+def test_every_option_composes_and_validates(group, option):
+    cfg = compose_config([f"{group}={option}"])
+    if group != "paths":
+        validate(cfg)
+
+
+def test_loss_stage_weights_match_the_documented_values():
+    s1 = compose_config(["loss=stage1"]).loss
+    s2 = compose_config(["loss=stage2"]).loss
+    assert (s1.l1_weight, s1.relative_l1_weight, s1.smoothness_weight, s1.gradient_consistency_weight,
+            s1.curvature_weight) == (2.0, 0.8, 0.08, 0.0, 0.05)
+    assert (s2.l1_weight, s2.relative_l1_weight, s2.smoothness_weight, s2.gradient_consistency_weight,
+            s2.curvature_weight) == (1.5, 0.6, 0.10, 0.25, 0.08)
+
+
+def test_debug_trainer_shrinks_data_and_epochs():
+    cfg = compose_config(["trainer=debug"])
+    assert cfg.trainer.epochs == 2 and cfg.data.num_samples < 100
+    assert cfg.trainer.grad_clip == compose_config().trainer.grad_clip
+
+
+def test_typo_and_wrong_type_fail_at_composition_naming_the_key():
+    with pytest.raises(HydraCompositionError, match="hiden_dim"):
+        compose_config(["model.hiden_dim=3"])
+    with pytest.raises(HydraCompositionError, match="optim.lr"):
+        compose_config(["optim.lr=fast"])
+
+
+@pytest.mark.parametrize("override,key", [
+    ("data.num_samples=0", "data.num_samples"),
+    ("data.num_samples=-5", "data.num_samples"),
+    ("data.split.train=0.5", "data.split"),
+    ("model.aggregation=median", "model.aggregation"),
+    ("optim.schedule=step", "optim.schedule"),
+    ("model.dropout=1.5", "model.dropout"),
+    ("+loss.target_weights.temperature=-1", "loss.target_weights.temperature"),
+])
+def test_semantic_errors_name_the_key(override, key):
+    with pytest.raises(UserError, match=key.replace(".", r"\.")):
+        validate(compose_config([override]))

@@ -1,0 +1,88 @@
+"""End to end: `python train.py` through Hydra in a subprocess, as a user runs it."""
+
+import json
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import run_train
+
+pytestmark = pytest.mark.slow
+
+
+def test_debug_run_leaves_a_complete_run_directory(tmp_path, data_cache):
+    run_dir = tmp_path / "run"
+    proc = run_train(["trainer=debug", f"hydra.run.dir={run_dir}", f"paths.data_dir={data_cache}"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    for name in (".hydra/config.yaml", ".hydra/overrides.yaml", "train.log", "checkpoints/last.ckpt",
+                 "checkpoints/best.ckpt", "checkpoints/epoch_0001.ckpt", "checkpoints/epoch_0002.ckpt",
+                 "metrics.jsonl", "normalization.json", "results.json", "run.json"):
+        assert (run_dir / name).is_file(), name
+
+    epochs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in epochs] == [1, 2]
+
+    results = json.loads((run_dir / "results.json").read_text())
+    for who in ("model", "baseline_mean", "baseline_analytic"):
+        for target in ("temperature", "heat_flux"):
+            for metric in ("rel_l2", "mae", "max_abs"):
+                assert results[who][f"test/{target}/{metric}"] >= 0
+    assert "temperature" in proc.stdout + proc.stderr  # the printed table
+
+    events = EventAccumulator(str(run_dir / "tb"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    expected = {"train/loss/total", "val/loss/total", "lr", "epoch_time_s", "consistency/grad",
+                "val/temperature/rel_l2", "val/heat_flux/rel_l2", "train/temperature/l1", "val/heat_flux/l1"}
+    expected |= {f"{split}/loss/{term}" for split in ("train", "val") for term in
+                 ("l1", "relative_l1", "smoothness", "gradient_consistency", "curvature")}
+    assert expected <= tags, expected - tags
+    assert [e.step for e in events.Scalars("val/loss/total")] == [1, 2]
+    log = (run_dir / "train.log").read_text()
+    assert "epoch 2/2" in log and "\x1b[" not in log
+
+
+def test_overrides_from_the_issue_work(tmp_path, data_cache):
+    run_dir = tmp_path / "run"
+    proc = run_train(["trainer=debug", "model.hidden_dim=256", "data.fourier_features=32", "optim.lr=1e-3",
+                      "loss.smoothness_weight=0.1", "trainer.epochs=1", "model.num_layers=2",
+                      f"hydra.run.dir={run_dir}", f"paths.data_dir={data_cache}"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    config = (run_dir / ".hydra" / "config.yaml").read_text()
+    assert "hidden_dim: 256" in config and "fourier_features: 32" in config
+
+
+@pytest.mark.parametrize("override,needle", [
+    ("model.hiden_dim=3", "hiden_dim"),
+    ("optim.lr=fast", "optim.lr"),
+    ("data.num_samples=0", "data.num_samples"),
+    ("data.split.train=0.9", "data.split"),
+])
+def test_bad_config_fails_before_data_work_naming_the_key(tmp_path, override, needle):
+    cache = tmp_path / "cache"
+    proc = run_train(["trainer=debug", override, f"hydra.run.dir={tmp_path / 'run'}",
+                      f"paths.data_dir={cache}"], cwd=tmp_path, timeout=60)
+    assert proc.returncode != 0
+    assert needle in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not cache.exists()  # failed before any data work
+
+
+def test_unwritable_output_dir_is_one_clear_line(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    proc = run_train(["trainer=debug", f"hydra.run.dir={blocker / 'run'}", f"paths.data_dir={tmp_path / 'c'}"],
+                     cwd=tmp_path, timeout=60)
+    assert proc.returncode == 2
+    assert "hydra.run.dir" in proc.stderr and str(blocker) in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_help_lists_groups_and_cfg_job_prints_config(tmp_path):
+    proc = run_train(["--help"], cwd=tmp_path, timeout=60)
+    assert proc.returncode == 0
+    for line in ("data: elasticity2d, heat2d", "loss: stage1, stage2", "trainer: debug, default"):
+        assert line in proc.stdout
+    proc = run_train(["--cfg", "job"], cwd=tmp_path, timeout=60)
+    assert proc.returncode == 0 and "hidden_dim:" in proc.stdout
