@@ -59,12 +59,12 @@ def run(cfg: DictConfig) -> float:
     loaders = {name: make_loader(ds, cfg.data.batch_size, name == "train", cfg.seed,
                                  cfg.data.num_workers) for name, ds in data.splits.items()}
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
-                                  weight_decay=cfg.optim.weight_decay)
+                                  weight_decay=cfg.optim.weight_decay, foreach=True)
     steps_per_epoch = len(loaders["train"])
     schedule = Schedule(cfg.optim.lr, cfg.optim.min_lr, round(cfg.optim.warmup_epochs * steps_per_epoch),
                         cfg.trainer.epochs * steps_per_epoch, cfg.optim.schedule)
     settings = TrainerSettings(cfg.trainer.epochs, cfg.trainer.grad_clip, cfg.trainer.save_every,
-                               cfg.trainer.early_stop_patience, cfg.trainer.log_every_steps, cfg.seed)
+                               cfg.trainer.early_stop_patience, cfg.trainer.log_every_steps)
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
     trainer = Trainer(model, loss_fn, optimizer, schedule, loaders, settings, run_dir, device,
                       lambda: {"normalizer": data.normalizer.state_dict(), "config_yaml": config_yaml,

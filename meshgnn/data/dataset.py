@@ -22,6 +22,7 @@ from meshgnn.data.generate import generate_samples
 from meshgnn.data.graph import FourierFeatureMapper, node_features, sample_to_graph
 from meshgnn.data.normalizer import Normalizer
 from meshgnn.data.sample import FieldSpec, SourceSpec
+from meshgnn.data.sampler import EpochBatchSampler
 from meshgnn.data.sources import get_source
 
 log = logging.getLogger(__name__)
@@ -145,7 +146,7 @@ def load_datasets(cfg: DictConfig, data_dir: str | Path) -> MeshDatasets:
 
 def make_loader(dataset: GraphDataset, batch_size: int, shuffle: bool, seed: int,
                 num_workers: int) -> DataLoader:
-    """A PyG loader whose shuffling order is a function of `seed` and the epoch alone."""
-    generator = torch.Generator().manual_seed(seed)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
-                      num_workers=num_workers, persistent_workers=num_workers > 0)
+    """A PyG loader whose batch order depends only on `seed` and the epoch (see sampler)."""
+    sampler = EpochBatchSampler(len(dataset), batch_size, shuffle, seed)
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers,
+                      persistent_workers=num_workers > 0)

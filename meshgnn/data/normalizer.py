@@ -34,11 +34,13 @@ class Normalizer:
         return cls(mean, std)
 
     def normalize(self, key: str, values: Tensor) -> Tensor:
-        return ((values.double() - self.mean[key]) / self.std[key]).to(values.dtype)
+        """In the values' own precision: the statistics are exact, applying them need not be."""
+        mean, std = self.mean[key].to(values), self.std[key].to(values)
+        return (values - mean) / std
 
     def denormalize(self, key: str, values: Tensor) -> Tensor:
-        mean, std = self.mean[key].to(values.device), self.std[key].to(values.device)
-        return (values.double() * std + mean).to(values.dtype)
+        mean, std = self.mean[key].to(values), self.std[key].to(values)
+        return values * std + mean
 
     def state_dict(self) -> dict[str, Tensor]:
         state = {f"mean.{k}": v for k, v in self.mean.items()}

@@ -41,7 +41,6 @@ class TrainerSettings:
     save_every: int
     early_stop_patience: int
     log_every_steps: int
-    shuffle_seed: int
 
 
 @dataclass
@@ -104,8 +103,7 @@ class Trainer:
     def _train_epoch(self) -> dict[str, float]:
         self.model.train()
         loader = self.loaders["train"]
-        # Data order is a function of (seed, epoch) alone, so a resumed run sees the same order.
-        loader.generator.manual_seed(self.settings.shuffle_seed * 100_003 + self.state.epoch)
+        loader.batch_sampler.set_epoch(self.state.epoch)
         sums: dict[str, float] = {}
         graphs = 0
         for batch in loader:
