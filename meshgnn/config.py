@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 from meshgnn.errors import UserError
 
@@ -85,6 +85,7 @@ class TrainerConfig:
     deterministic: bool = MISSING
     log_every_steps: int = MISSING
     threads: int = MISSING
+    max_time: float = MISSING
 
 
 @dataclass
@@ -92,6 +93,15 @@ class PathsConfig:
     root_dir: str = MISSING
     data_dir: str = MISSING
     output_dir: str = MISSING
+
+
+@dataclass
+class StageConfig:
+    """One stage of staged training: its loss, and changes to optim/trainer for that stage."""
+
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: Dict[str, Any] = field(default_factory=dict)
+    trainer: Dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -107,10 +117,15 @@ class Config:
     objective_mode: str = MISSING
     resume: Optional[str] = None
     init_from: Optional[str] = None
+    stages: Dict[str, StageConfig] = field(default_factory=dict)
 
 
 def register_configs() -> None:
+    """Register the schema and the resolver hydra.run.dir uses to resume runs in place."""
+    from meshgnn.resume import run_dir_resolver
+
     ConfigStore.instance().store(name="config_schema", node=Config)
+    OmegaConf.register_new_resolver("meshgnn_run_dir", run_dir_resolver, replace=True)
 
 
 _CHOICES = {
@@ -143,7 +158,7 @@ def validate(cfg: DictConfig) -> None:
             raise UserError(f"{key}={_get(cfg, key)} must be positive; set e.g. {key}=1 or larger")
     non_negative = ("data.fourier_features", "data.max_holes", "data.num_workers",
                     "data.generate_workers", "optim.weight_decay", "optim.warmup_epochs",
-                    "optim.min_lr", "trainer.grad_clip", "trainer.early_stop_patience",
+                    "optim.min_lr", "trainer.grad_clip", "trainer.early_stop_patience", "trainer.max_time",
                     "loss.l1_weight", "loss.relative_l1_weight", "loss.smoothness_weight",
                     "loss.gradient_consistency_weight", "loss.curvature_weight")
     for key in non_negative:

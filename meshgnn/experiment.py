@@ -8,47 +8,85 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import platform
 import subprocess
 import sys
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 import meshgnn
 from meshgnn.atomic import atomic_write_text
 from meshgnn.config import validate
 from meshgnn.data.dataset import MeshDatasets, load_datasets, make_loader
+from meshgnn.data.normalizer import Normalizer
 from meshgnn.errors import UserError
 from meshgnn.models import build_model
+from meshgnn.resume import StartPoint, merge_resumed_config, run_checkpoint, start_point
+from meshgnn.training.checkpoint import load_checkpoint
 from meshgnn.training.losses import TERMS, CompositeLoss
+from meshgnn.training.metrics_log import read_metrics
+from meshgnn.training.rng import seed_everything
 from meshgnn.training.schedule import Schedule
 from meshgnn.training.trainer import Trainer, TrainerSettings
 
 log = logging.getLogger("meshgnn")
 
 
+class Interrupted(Exception):
+    """Training stopped early on request (signal or max_time) after saving last.ckpt."""
+
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 3
+
+
 def main_task(cfg: DictConfig) -> float:
-    """Hydra task: run, and turn a user mistake into one line on stderr and exit status 2."""
+    """Hydra task: run; a user mistake is one line on stderr (exit 2); a stop request exits 3."""
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     try:
-        return run(cfg)
+        return run(cfg, overrides)
     except UserError as exc:
         log.error("%s", exc)
         print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(EXIT_USER_ERROR)
+    except Interrupted as exc:
+        print(str(exc), file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
 
 
-def run(cfg: DictConfig) -> float:
+def run(cfg: DictConfig, overrides: list[str] | tuple[str, ...] = ()) -> float:
+    """One launch: fresh, resumed, branched or warm-started; staged when `stages` is set."""
     validate(cfg)
     run_dir = Path(cfg.paths.output_dir)
+    _snapshot_launch(run_dir)
+    cfg = resumed_staged_config(cfg, list(overrides), run_dir)
+    if cfg.stages:
+        return run_stages(cfg, list(overrides), run_dir)
+    cfg, start = start_point(cfg, list(overrides), run_dir)
+    validate(cfg)
+    return train(cfg, start, run_dir)
+
+
+def train(cfg: DictConfig, start: StartPoint, run_dir: Path) -> float:
+    """Train one model in `run_dir` from `start`, test it, and return the objective."""
     device = _device(cfg.trainer.device)
     _configure_torch(cfg)
 
-    data = load_datasets(cfg.data, cfg.paths.data_dir)
+    saved_normalizer = Normalizer.from_state_dict(start.payload["normalizer"]) if start.payload else None
+    data = load_datasets(cfg.data, cfg.paths.data_dir, normalizer=saved_normalizer)
+    if start.kind in ("resume", "branch") and start.payload["dataset_fingerprint"] != data.fingerprint:
+        raise UserError(f"{start.checkpoint}: was trained on a different dataset (fingerprint "
+                        f"{start.payload['dataset_fingerprint']}, now {data.fingerprint}); the generator or "
+                        "data config changed. Use init_from= to start a new run from these weights")
     targets = [(f.name, f.dim) for f in data.features.targets]
     _check_target_weights(cfg, [name for name, _ in targets])
 
@@ -60,33 +98,88 @@ def run(cfg: DictConfig) -> float:
                                  cfg.data.num_workers) for name, ds in data.splits.items()}
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
                                   weight_decay=cfg.optim.weight_decay, foreach=True)
-    steps_per_epoch = len(loaders["train"])
-    schedule = Schedule(cfg.optim.lr, cfg.optim.min_lr, round(cfg.optim.warmup_epochs * steps_per_epoch),
-                        cfg.trainer.epochs * steps_per_epoch, cfg.optim.schedule)
     settings = TrainerSettings(cfg.trainer.epochs, cfg.trainer.grad_clip, cfg.trainer.save_every,
-                               cfg.trainer.early_stop_patience, cfg.trainer.log_every_steps)
+                               cfg.trainer.early_stop_patience, cfg.trainer.log_every_steps,
+                               cfg.trainer.max_time)
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
-    trainer = Trainer(model, loss_fn, optimizer, schedule, loaders, settings, run_dir, device,
+    lineage = _lineage(start)
+    hydra_choices = dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}
+    trainer = Trainer(model, loss_fn, optimizer, None, loaders, settings, run_dir, device,
                       lambda: {"normalizer": data.normalizer.state_dict(), "config_yaml": config_yaml,
-                               "dataset_fingerprint": data.fingerprint})
+                               "dataset_fingerprint": data.fingerprint, "lineage": lineage,
+                               "hydra_choices": hydra_choices})
+    _apply_start(trainer, start, cfg)
+    trainer.schedule = _schedule(cfg, trainer.state.schedule_origin_epoch, len(loaders["train"]))
 
     data.normalizer.save(run_dir / "normalization.json")
-    _write_run_json(run_dir, cfg, data)
-    n_params = sum(p.numel() for p in model.parameters())
-    log.info("model %s: %d parameters, device %s, %d steps/epoch", cfg.model.name, n_params,
-             device, steps_per_epoch)
+    _write_run_json(run_dir, cfg, data, start, lineage)
+    log.info("model %s: %d parameters, device %s, %d steps/epoch, %s", cfg.model.name,
+             sum(p.numel() for p in model.parameters()), device, len(loaders["train"]),
+             _describe_start(start))
 
     state = trainer.fit()
+    if state.stopped_by:
+        raise Interrupted(f"stopped by {state.stopped_by} during epoch {state.epoch + 1}; last.ckpt is "
+                          f"saved. Resume with:\n  {_resume_command(run_dir)}")
     best = run_dir / "checkpoints" / "best.ckpt"
-    trainer.restore(torch.load(best, weights_only=True), optimizer_too=False)
+    if best.is_file():  # a branch that never beat its parent's best keeps its last weights
+        trainer.restore(load_checkpoint(best), optimizer_too=False)
     results = trainer.test(loaders["test"])
     results_doc = {"best_epoch": state.best_epoch, "epochs_run": state.epoch,
-                   "best/" + "val/loss/total": state.best_value, **results}
+                   "best/val/loss/total": state.best_value, **results}
     atomic_write_text(run_dir / "results.json", json.dumps(results_doc, indent=2))
-    table = format_results_table(results, targets)
     log.info("test results (physical units, %d graphs, best epoch %d):\n%s",
-             len(data.splits["test"]), state.best_epoch, table)
-    return objective_value(cfg, state.history, results.get("model", {}))
+             len(data.splits["test"]), state.best_epoch, format_results_table(results, targets))
+    return objective_value(cfg, read_metrics(run_dir), results.get("model", {}))
+
+
+def _schedule(cfg: DictConfig, origin_epoch: int, steps_per_epoch: int) -> Schedule:
+    """Warmup + cosine over the epochs from the schedule's origin to trainer.epochs."""
+    return Schedule(cfg.optim.lr, cfg.optim.min_lr, round(cfg.optim.warmup_epochs * steps_per_epoch),
+                    max(1, cfg.trainer.epochs - origin_epoch) * steps_per_epoch, cfg.optim.schedule)
+
+
+SCHEDULE_KEYS = ("optim.lr", "optim.min_lr", "optim.warmup_epochs", "optim.schedule")
+
+
+def _apply_start(trainer: Trainer, start: StartPoint, cfg: DictConfig) -> None:
+    if start.kind in ("resume", "branch"):
+        trainer.restore(start.payload)
+        if any(key in (start.applied_overrides or {}) for key in SCHEDULE_KEYS):
+            # A new rate applies from the first step: the schedule restarts here.
+            trainer.state.restart_schedule()
+    elif start.kind == "init":
+        try:
+            trainer.model.load_state_dict(start.payload["model"])
+        except RuntimeError as exc:
+            raise UserError(f"init_from={cfg.init_from}: its weights do not fit model={cfg.model.name} "
+                            f"with these model.* settings ({str(exc).splitlines()[-1].strip()}); use the "
+                            "same model settings as the run it came from") from exc
+        trainer.state.epoch = int(start.payload["epoch"])
+        trainer.state.global_step = int(start.payload["global_step"])
+        trainer.state.restart_schedule()
+
+
+def _lineage(start: StartPoint) -> dict[str, Any]:
+    if start.kind == "fresh":
+        return {"kind": "fresh"}
+    ckpt = start.checkpoint.resolve()
+    parent = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+    lineage = {"kind": start.kind, "checkpoint": str(ckpt), "parent_run": str(parent),
+               "start_epoch": start.epoch}
+    for key, (old, new) in (start.applied_overrides or {}).items():
+        lineage.setdefault("changed", {})[key] = {"from": old, "to": new}
+    return lineage
+
+
+def _describe_start(start: StartPoint) -> str:
+    if start.kind == "fresh":
+        return "fresh start"
+    return f"{start.kind} from {start.checkpoint} (epoch {start.epoch})"
+
+
+def _resume_command(run_dir: Path) -> str:
+    return f"python train.py resume={run_dir}"
 
 
 def objective_value(cfg: DictConfig, history: list[dict[str, float]], test: dict[str, float]) -> float:
@@ -130,7 +223,6 @@ def _configure_torch(cfg: DictConfig) -> None:
     if cfg.trainer.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
-    from meshgnn.training.rng import seed_everything
     seed_everything(cfg.seed)
 
 
@@ -150,17 +242,98 @@ def _git_commit() -> str | None:
         return None
 
 
-def _write_run_json(run_dir: Path, cfg: DictConfig, data: MeshDatasets) -> None:
+def _write_run_json(run_dir: Path, cfg: DictConfig, data: MeshDatasets, start: StartPoint,
+                    lineage: dict[str, Any]) -> None:
+    """Provenance, with one entry per launch so every resume and its changes stay on record."""
     import torch_geometric
-    doc: dict[str, Any] = {
+    path = run_dir / "run.json"
+    doc: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+    launch = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": [sys.executable, *sys.argv],
-        "resumed_from": cfg.resume,
-        "init_from": cfg.init_from,
+        "lineage": lineage,
+        "optim.lr": cfg.optim.lr,
         "git_commit": _git_commit(),
-        "versions": {"meshgnn": meshgnn.__version__, "torch": torch.__version__,
-                     "torch_geometric": torch_geometric.__version__, "python": platform.python_version()},
         "host": platform.node(),
-        "dataset": {"fingerprint": data.fingerprint, "cache": str(data.cache_dir)},
     }
-    atomic_write_text(run_dir / "run.json", json.dumps(doc, indent=2))
+    doc.setdefault("launches", []).append(launch)
+    if start.kind != "resume":  # the run's origin: set by its first launch
+        doc["resumed_from"] = str(start.checkpoint) if start.kind == "branch" else None
+        doc["init_from"] = str(start.checkpoint) if start.kind == "init" else None
+        doc["parent_run"] = lineage.get("parent_run")
+    doc["versions"] = {"meshgnn": meshgnn.__version__, "torch": torch.__version__,
+                       "torch_geometric": torch_geometric.__version__,
+                       "python": platform.python_version()}
+    doc["dataset"] = {"fingerprint": data.fingerprint, "cache": str(data.cache_dir)}
+    atomic_write_text(path, json.dumps(doc, indent=2))
+
+
+def _snapshot_launch(run_dir: Path) -> None:
+    """Keep this launch's Hydra snapshot: Hydra rewrites .hydra/ when a run dir is reused."""
+    hydra_dir = run_dir / ".hydra"
+    if not hydra_dir.is_dir():
+        return
+    launches = hydra_dir / "launches"
+    target = launches / f"{len(list(launches.glob('*'))) + 1 if launches.is_dir() else 1:02d}"
+    target.mkdir(parents=True, exist_ok=True)
+    for snapshot in hydra_dir.glob("*.yaml"):
+        shutil.copy2(snapshot, target / snapshot.name)
+
+
+# ------------------------------------------------------------------ staged training
+def resumed_staged_config(cfg: DictConfig, overrides: list[str], run_dir: Path) -> DictConfig:
+    """`resume=<staged run dir>`: the staged run's own config, overrides on top."""
+    first = run_dir / ".hydra" / "launches" / "01" / "config.yaml"
+    if not cfg.resume or run_checkpoint(run_dir).is_file() or not first.is_file():
+        return cfg
+    saved = OmegaConf.load(first)
+    if not saved.get("stages"):
+        return cfg
+    merged, _ = merge_resumed_config(OmegaConf.to_yaml(saved), cfg, overrides)
+    merged.resume = None
+    return merged
+
+
+def stage_config(cfg: DictConfig, name: str) -> DictConfig:
+    """The plain config of one stage: its loss, its optim/trainer changes, its own folder."""
+    stage = cfg.stages[name]
+    out = cfg.copy()
+    try:
+        out.loss = stage.loss
+        out.optim = OmegaConf.merge(cfg.optim, stage.optim)
+        out.trainer = OmegaConf.merge(cfg.trainer, stage.trainer)
+    except OmegaConfBaseException as exc:
+        raise UserError(f"stages.{name}: {str(exc).splitlines()[0]}; stage optim/trainer entries must be "
+                        "keys of optim/trainer") from exc
+    out.stages = {}
+    out.resume = out.init_from = None
+    out.paths.output_dir = str(Path(cfg.paths.output_dir) / name)
+    return out
+
+
+def run_stages(cfg: DictConfig, overrides: list[str], run_dir: Path) -> float:
+    """Train the stages in order, each in `<run dir>/<stage>/`, each from the previous one's
+    best weights; a finished stage (results.json) is skipped, an interrupted one resumed."""
+    names = list(cfg.stages)
+    objective = math.nan
+    for index, name in enumerate(names):
+        stage_cfg = stage_config(cfg, name)
+        validate(stage_cfg)
+        stage_dir = Path(stage_cfg.paths.output_dir)
+        if (stage_dir / "results.json").is_file():
+            log.info("stage %s already finished; skipping", name)
+            objective = objective_value(stage_cfg, read_metrics(stage_dir), {})
+            continue
+        if run_checkpoint(stage_dir).is_file():
+            stage_cfg.resume = str(stage_dir)
+        elif index > 0:
+            stage_cfg.init_from = str(run_dir / names[index - 1])
+        log.info("stage %s (%d/%d): loss=%s, %s", name, index + 1, len(names), stage_cfg.loss.name,
+                 "resuming" if stage_cfg.resume else "warm start" if stage_cfg.init_from else "fresh")
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        stage_cfg, start = start_point(stage_cfg, [], stage_dir)
+        try:
+            objective = train(stage_cfg, start, stage_dir)
+        except Interrupted as exc:
+            raise Interrupted(str(exc).replace(_resume_command(stage_dir), _resume_command(run_dir))) from None
+    return objective

@@ -24,6 +24,7 @@ from meshgnn.data.normalizer import Normalizer
 from meshgnn.data.sample import FieldSpec, SourceSpec
 from meshgnn.data.sampler import EpochBatchSampler
 from meshgnn.data.sources import get_source
+from meshgnn.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +107,12 @@ def _owner(slices: Tensor) -> Tensor:
     return torch.repeat_interleave(torch.arange(len(slices) - 1), slices.diff())
 
 
-def load_datasets(cfg: DictConfig, data_dir: str | Path) -> MeshDatasets:
-    """Generate (or load from cache) the configured dataset and return normalised splits."""
+def load_datasets(cfg: DictConfig, data_dir: str | Path, normalizer: Normalizer | None = None) -> MeshDatasets:
+    """Generate (or load from cache) the configured dataset and return normalised splits.
+
+    `normalizer` (from a checkpoint) replaces fitting: a resumed or warm-started model must
+    see its inputs scaled exactly as during its training.
+    """
     source = get_source(cfg.name)
     keys = generating_keys(cfg)
     raw, folder = cached(Path(data_dir), cfg.name, keys, lambda: _generate(cfg))
@@ -129,9 +134,14 @@ def load_datasets(cfg: DictConfig, data_dir: str | Path) -> MeshDatasets:
     is_train = torch.zeros(num_graphs, dtype=torch.bool)
     is_train[index["train"]] = True
     edge_graph = _owner(slices["edge_attr"])
-    normalizer = Normalizer.fit({"x": store.x[is_train[node_graph]],
-                                 "edge_attr": store.edge_attr[is_train[edge_graph]],
-                                 "y": store.y[is_train[node_graph]]}, std_floor=cfg.std_floor)
+    if normalizer is None:
+        normalizer = Normalizer.fit({"x": store.x[is_train[node_graph]],
+                                     "edge_attr": store.edge_attr[is_train[edge_graph]],
+                                     "y": store.y[is_train[node_graph]]}, std_floor=cfg.std_floor)
+    elif normalizer.mean["x"].numel() != store.x.shape[1]:
+        raise UserError(f"the checkpoint's normaliser has {normalizer.mean['x'].numel()} node features but "
+                        f"data={cfg.name} with these data.* settings gives {store.x.shape[1]}; use the "
+                        "data settings of the run the checkpoint came from")
     for key in ("x", "edge_attr", "y"):
         store[key] = normalizer.normalize(key, store[key])
 

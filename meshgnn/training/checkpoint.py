@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -68,9 +67,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise UserError(f"{path}: refused to load: the file holds Python objects other than "
                         "tensors and plain values (it could run code); it is not a meshgnn "
                         "checkpoint") from exc
-    except (RuntimeError, zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
-        raise UserError(f"{path}: checkpoint is truncated or corrupt ({str(exc).splitlines()[0]}); "
-                        "use another checkpoint, e.g. an epoch_NNNN.ckpt") from exc
+    except Exception as exc:  # any other failure to parse means a damaged or foreign file
+        reason = str(exc).splitlines()[0].split(". ")[0] if str(exc) else type(exc).__name__
+        raise UserError(f"{path}: checkpoint is truncated or corrupt ({reason}); use another "
+                        "checkpoint, e.g. an epoch_NNNN.ckpt") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise UserError(f"{path}: not a meshgnn checkpoint (no '{FORMAT}' format tag)")
     if payload.get("format_version", 0) > FORMAT_VERSION:

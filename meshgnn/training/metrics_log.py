@@ -8,11 +8,24 @@ from pathlib import Path
 
 from torch.utils.tensorboard import SummaryWriter
 
+from meshgnn.atomic import atomic_write_text
+
 
 class MetricsLog:
-    def __init__(self, run_dir: Path) -> None:
+    """Appends epochs from `first_new_epoch` on.
+
+    Anything already logged at or after that epoch (written by a launch that was killed after
+    logging but before its checkpoint) is dropped: lines from metrics.jsonl, and points from
+    TensorBoard through `purge_step`, so a resumed run has no duplicated points.
+    """
+
+    def __init__(self, run_dir: Path, first_new_epoch: int = 1) -> None:
         self.jsonl = Path(run_dir) / "metrics.jsonl"
-        self.writer = SummaryWriter(log_dir=str(Path(run_dir) / "tb"))
+        kept = [r for r in read_metrics(run_dir) if r["epoch"] < first_new_epoch]
+        if self.jsonl.exists():
+            atomic_write_text(self.jsonl, "".join(json.dumps(r) + "\n" for r in kept))
+        self.writer = SummaryWriter(log_dir=str(Path(run_dir) / "tb"),
+                                    purge_step=first_new_epoch if first_new_epoch > 1 else None)
 
     def write(self, epoch: int, metrics: dict[str, float]) -> None:
         """`epoch` is 1-based (the number of completed epochs) and is the TensorBoard step."""

@@ -24,6 +24,7 @@ from meshgnn.training.losses import CompositeLoss
 from meshgnn.training.metrics_log import MetricsLog
 from meshgnn.training.rng import rng_state, set_rng_state
 from meshgnn.training.schedule import Schedule
+from meshgnn.training.stop import StopRequests
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class TrainerSettings:
     save_every: int
     early_stop_patience: int
     log_every_steps: int
+    max_time_s: float = 0.0  # wall-clock budget of this launch (0 = none)
 
 
 @dataclass
@@ -49,19 +51,35 @@ class TrainState:
 
     epoch: int = 0  # completed epochs
     global_step: int = 0
+    # Epoch and step at which the current learning-rate schedule began (moved by a warm
+    # start or by a resume that changes the rate).
+    schedule_origin_epoch: int = 0
+    schedule_origin_step: int = 0
     best_value: float = math.inf
     best_epoch: int = 0
     bad_epochs: int = 0
+    # Progress inside the current epoch, so an interrupted epoch continues where it stopped.
+    batches_done: int = 0
+    epoch_sums: dict[str, float] = field(default_factory=dict)
+    epoch_graphs: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
+    stopped_by: str | None = None  # "SIGTERM", "SIGINT", "max_time" when a launch stops early
 
     def as_dict(self) -> dict[str, Any]:
         return {"best_value": self.best_value, "best_epoch": self.best_epoch,
                 "bad_epochs": self.bad_epochs}
 
+    def restart_schedule(self) -> None:
+        self.schedule_origin_epoch, self.schedule_origin_step = self.epoch, self.global_step
+
+    def progress_dict(self) -> dict[str, Any]:
+        return {"batches_done": self.batches_done, "sums": dict(self.epoch_sums),
+                "graphs": self.epoch_graphs}
+
 
 class Trainer:
     def __init__(self, model: nn.Module, loss_fn: CompositeLoss, optimizer: torch.optim.Optimizer,
-                 schedule: Schedule, loaders: dict[str, DataLoader], settings: TrainerSettings,
+                 schedule: Schedule | None, loaders: dict[str, DataLoader], settings: TrainerSettings,
                  run_dir: Path, device: torch.device,
                  checkpoint_extras: Callable[[], dict[str, Any]]) -> None:
         self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
@@ -73,42 +91,65 @@ class Trainer:
 
     # ----------------------------------------------------------------- loop
     def fit(self) -> TrainState:
+        """Train until `epochs`, early stop, or a stop request (signal or max_time).
+
+        A stop request lets the current step finish, writes `last.ckpt` with the position
+        inside the epoch, and returns with `state.stopped_by` set.
+        """
+        if self.schedule is None:
+            raise ValueError("set Trainer.schedule before fit()")
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        metrics_log = MetricsLog(self.run_dir)
+        metrics_log = MetricsLog(self.run_dir, first_new_epoch=self.state.epoch + 1)
+        self._deadline = (time.monotonic() + self.settings.max_time_s
+                          if self.settings.max_time_s > 0 else math.inf)
         try:
-            while self.state.epoch < self.settings.epochs:
-                start = time.perf_counter()
-                train_metrics = self._train_epoch()
-                val_metrics = self.evaluate(self.loaders["val"], "val")
-                self.state.epoch += 1
-                metrics = {**train_metrics, **val_metrics,
-                           "consistency/grad": val_metrics["val/loss/gradient_consistency"],
-                           "lr": self.optimizer.param_groups[0]["lr"],
-                           "epoch_time_s": time.perf_counter() - start}
-                self.state.history.append(metrics)
-                improved = self._update_early_stopping(metrics[MONITOR])
-                self._save_checkpoints(metrics, improved)
-                metrics_log.write(self.state.epoch, metrics)
-                log.info("epoch %d/%d  train %.4g  val %.4g%s  (%.1fs)", self.state.epoch,
-                         self.settings.epochs, metrics["train/loss/total"], metrics[MONITOR],
-                         "  *best*" if improved else "", metrics["epoch_time_s"])
-                if self._should_stop_early():
-                    log.info("early stop: %s has not improved for %d epochs (best %.4g at epoch %d)",
-                             MONITOR, self.state.bad_epochs, self.state.best_value, self.state.best_epoch)
-                    break
+            with StopRequests() as stop:
+                self._stop = stop
+                while self.state.epoch < self.settings.epochs:
+                    start = time.perf_counter()
+                    if not self._train_epoch():
+                        save_checkpoint(self.checkpoint_payload({}), self.ckpt_dir / "last.ckpt")
+                        log.warning("stopped by %s at epoch %d, batch %d; last.ckpt saved",
+                                    self.state.stopped_by, self.state.epoch + 1, self.state.batches_done)
+                        break
+                    if self._end_epoch(metrics_log, time.perf_counter() - start):
+                        break
         finally:
             metrics_log.close()
         return self.state
 
-    def _train_epoch(self) -> dict[str, float]:
+    def _end_epoch(self, metrics_log: "MetricsLog", train_time: float) -> bool:
+        """Validate, log, checkpoint; True when early stopping ends the run."""
+        train_metrics = {f"train/{k}": v / self.state.epoch_graphs for k, v in self.state.epoch_sums.items()}
+        val_metrics = self.evaluate(self.loaders["val"], "val")
+        self.state.epoch += 1
+        self.state.batches_done, self.state.epoch_sums, self.state.epoch_graphs = 0, {}, 0
+        metrics = {**train_metrics, **val_metrics,
+                   "consistency/grad": val_metrics["val/loss/gradient_consistency"],
+                   "lr": self.optimizer.param_groups[0]["lr"], "epoch_time_s": train_time}
+        self.state.history.append(metrics)
+        improved = self._update_early_stopping(metrics[MONITOR])
+        # Metrics first, then checkpoints: a kill in between re-runs this epoch on resume,
+        # and resuming truncates metrics.jsonl and TensorBoard back to the checkpoint.
+        metrics_log.write(self.state.epoch, metrics)
+        self._save_checkpoints(metrics, improved)
+        log.info("epoch %d/%d  train %.4g  val %.4g%s  (%.1fs)", self.state.epoch,
+                 self.settings.epochs, metrics["train/loss/total"], metrics[MONITOR],
+                 "  *best*" if improved else "", train_time)
+        if self._should_stop_early():
+            log.info("early stop: %s has not improved for %d epochs (best %.4g at epoch %d)",
+                     MONITOR, self.state.bad_epochs, self.state.best_value, self.state.best_epoch)
+            return True
+        return False
+
+    def _train_epoch(self) -> bool:
+        """Train the rest of the current epoch; False if a stop was requested part-way."""
         self.model.train()
         loader = self.loaders["train"]
-        loader.batch_sampler.set_epoch(self.state.epoch)
-        sums: dict[str, float] = {}
-        graphs = 0
+        loader.batch_sampler.set_epoch(self.state.epoch, skip_batches=self.state.batches_done)
         for batch in loader:
             batch = batch.to(self.device, non_blocking=True)
-            lr = self.schedule.lr_at(self.state.global_step)
+            lr = self.schedule.lr_at(self.state.global_step - self.state.schedule_origin_step)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             pred, _ = self.model(batch)
@@ -124,11 +165,16 @@ class Trainer:
                 nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
             self.optimizer.step()
             self.state.global_step += 1
-            _accumulate(sums, logged, batch.num_graphs)
-            graphs += batch.num_graphs
+            self.state.batches_done += 1
+            _accumulate(self.state.epoch_sums, logged, batch.num_graphs)
+            self.state.epoch_graphs += batch.num_graphs
             if self.state.global_step % self.settings.log_every_steps == 0:
                 log.info("step %d  loss %.4g  lr %.3g", self.state.global_step, loss.item(), lr)
-        return {f"train/{k}": v / graphs for k, v in sums.items()}
+            self.state.stopped_by = self._stop.requested or (
+                "max_time" if time.monotonic() > self._deadline else None)
+            if self.state.stopped_by:
+                return False
+        return True
 
     @torch.no_grad()
     def evaluate(self, loader: DataLoader, prefix: str) -> dict[str, float]:
@@ -204,6 +250,8 @@ class Trainer:
             "scaler": None,
             "rng": rng_state(),
             "early_stopping": self.state.as_dict(),
+            "schedule_origin": [self.state.schedule_origin_epoch, self.state.schedule_origin_step],
+            "epoch_progress": self.state.progress_dict(),
             "metrics": metrics,
             **self.checkpoint_extras(),
         }
@@ -218,6 +266,10 @@ class Trainer:
         stop = payload["early_stopping"]
         self.state.best_value, self.state.best_epoch = stop["best_value"], stop["best_epoch"]
         self.state.bad_epochs = stop["bad_epochs"]
+        self.state.schedule_origin_epoch, self.state.schedule_origin_step = payload["schedule_origin"]
+        progress = payload["epoch_progress"]
+        self.state.batches_done, self.state.epoch_graphs = progress["batches_done"], progress["graphs"]
+        self.state.epoch_sums = dict(progress["sums"])
         set_rng_state(payload["rng"])
 
 

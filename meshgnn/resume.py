@@ -1,0 +1,161 @@
+"""Where a launch starts from: fresh, resume in place, a branch from an older epoch, or a warm start.
+
+- `resume=<run dir>` (or its `checkpoints/last.ckpt`) continues that run in the same
+  directory with the run's own config; command-line overrides apply on top.
+- `resume=<run dir>/checkpoints/epoch_0150.ckpt` (any checkpoint other than last.ckpt)
+  starts a *branch*: a new run directory that records its parent in run.json, so checkpoints
+  of the abandoned continuation are never mixed with the new ones.
+- `resume=auto` with an explicit `hydra.run.dir` resumes if that directory holds a
+  checkpoint and starts fresh otherwise (what a requeued cluster job needs).
+- `init_from=<run dir | ckpt>` starts a new run from those weights and normaliser with a
+  fresh optimiser and schedule; the epoch counter continues (staged training).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from meshgnn.errors import UserError
+from meshgnn.training.checkpoint import load_checkpoint
+
+# Overrides that may change on a resume although they sit under data/model: they change
+# neither the network's shape nor the samples.
+SHAPE_SAFE_KEYS = ("data.batch_size", "data.num_workers", "data.generate_workers", "model.dropout")
+# Keys that always come from the current launch, never from the saved config.
+LAUNCH_KEYS = ("paths", "resume", "init_from")
+# Config groups whose options write anywhere in the config (# @package _global_).
+GLOBAL_GROUPS = ("experiment", "hparams_search")
+
+
+@dataclass
+class StartPoint:
+    kind: str  # "fresh" | "resume" | "branch" | "init"
+    checkpoint: Path | None = None
+    payload: dict[str, Any] | None = None
+    applied_overrides: dict[str, Any] | None = None  # resume: key -> (saved, new)
+
+    @property
+    def epoch(self) -> int:
+        return int(self.payload["epoch"]) if self.payload else 0
+
+
+def run_checkpoint(run_dir: Path) -> Path:
+    return Path(run_dir) / "checkpoints" / "last.ckpt"
+
+
+def find_checkpoint(path: str, key: str, prefer: tuple[str, ...] = ("last.ckpt",)) -> Path:
+    """A checkpoint file from a run directory or a checkpoint path, or one clear error."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        for name in prefer:
+            if (p / "checkpoints" / name).is_file():
+                return p / "checkpoints" / name
+        raise UserError(f"{key}={path}: no checkpoints/{' or '.join(prefer)} in that run directory; "
+                        f"pass a run directory that has trained at least one epoch, or a .ckpt file")
+    if p.is_file():
+        return p
+    raise UserError(f"{key}={path}: no such run directory or checkpoint file")
+
+
+def in_place_run_dir(resume: str | None) -> Path | None:
+    """The run directory a `resume=` value continues in place, or None (fresh or branch)."""
+    if not resume or resume == "auto":
+        return None
+    p = Path(resume).expanduser()
+    if p.is_dir():
+        return p
+    if p.name == "last.ckpt" and p.parent.name == "checkpoints":
+        return p.parent.parent
+    return None
+
+
+def run_dir_resolver(resume: str | None, default: str) -> str:
+    """Hydra resolver for hydra.run.dir: resuming in place reuses the run's own directory."""
+    in_place = in_place_run_dir(resume)
+    return str(in_place) if in_place is not None else default
+
+
+def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out or {prefix[:-1]: {}}
+    return {prefix[:-1]: node}
+
+
+def _touched(overrides: list[str]) -> tuple[list[str], bool]:
+    """Config paths the command-line overrides name, and whether a global group was chosen."""
+    keys, global_group = [], False
+    for override in OverridesParser.create().parse_overrides(overrides):
+        key = override.key_or_group
+        if key.startswith("hydra") or key in LAUNCH_KEYS:
+            continue
+        if key in GLOBAL_GROUPS:
+            global_group = True
+        keys.append(key)
+    return keys, global_group
+
+
+def merge_resumed_config(saved_yaml: str, composed: DictConfig, overrides: list[str]) -> tuple[DictConfig, dict]:
+    """The saved config, with what this launch's command line changes applied on top.
+
+    Raises when such a change would alter the model or the data (the saved weights and
+    optimiser state would no longer fit): those need a warm start with `init_from`.
+    """
+    try:
+        saved = OmegaConf.merge(composed, OmegaConf.create(saved_yaml))
+    except OmegaConfBaseException as exc:
+        raise UserError(f"the checkpoint's config does not fit this version of meshgnn's config "
+                        f"schema ({str(exc).splitlines()[0]}); start a new run with init_from=<checkpoint>") from exc
+    keys, global_group = _touched(overrides)
+    new = _flatten(OmegaConf.to_container(composed, resolve=False))
+    old = _flatten(OmegaConf.to_container(saved, resolve=False))
+    changed = {}
+    for path in sorted(set(new) | set(old)):
+        if path.split(".")[0] in LAUNCH_KEYS or new.get(path) == old.get(path):
+            continue
+        if global_group or any(path == k or path.startswith(k + ".") for k in keys):
+            changed[path] = (old.get(path), new.get(path))
+    blocked = [p for p in changed if p.split(".")[0] in ("data", "model") and p not in SHAPE_SAFE_KEYS]
+    if blocked:
+        raise UserError(f"cannot change {', '.join(blocked)} when resuming: the saved weights and data "
+                        "would no longer fit. To start from these weights with a new model or data, use "
+                        "init_from=<run dir or ckpt> instead of resume=")
+    for path, (_, value) in changed.items():
+        OmegaConf.update(saved, path, value, merge=False, force_add=True)
+    for key in LAUNCH_KEYS:
+        saved[key] = composed[key]
+    return saved, changed
+
+
+def start_point(cfg: DictConfig, overrides: list[str], run_dir: Path) -> tuple[DictConfig, StartPoint]:
+    """Decide how this launch starts and with which effective config."""
+    if cfg.resume and cfg.init_from:
+        raise UserError("set either resume= (continue a run) or init_from= (warm start), not both")
+    if cfg.resume:
+        if cfg.resume == "auto":
+            if not run_checkpoint(run_dir).is_file():
+                return cfg, StartPoint("fresh")
+            ckpt = run_checkpoint(run_dir)
+        else:
+            ckpt = find_checkpoint(cfg.resume, "resume")
+        payload = load_checkpoint(ckpt)
+        merged, changed = merge_resumed_config(payload["config_yaml"], cfg, overrides)
+        kind = "resume" if ckpt.resolve() == run_checkpoint(run_dir).resolve() else "branch"
+        return merged, StartPoint(kind, ckpt, payload, changed)
+    if cfg.init_from:
+        ckpt = find_checkpoint(cfg.init_from, "init_from", prefer=("best.ckpt", "last.ckpt"))
+        payload = load_checkpoint(ckpt)
+        if payload["epoch"] >= cfg.trainer.epochs:
+            raise UserError(f"init_from checkpoint {ckpt} is at epoch {payload['epoch']} and "
+                            f"trainer.epochs={cfg.trainer.epochs} is the total: nothing left to train; "
+                            f"raise trainer.epochs above {payload['epoch']}")
+        return cfg, StartPoint("init", ckpt, payload)
+    return cfg, StartPoint("fresh")

@@ -1,0 +1,77 @@
+"""Offline checkpoint tools behind `meshgnn ckpt ...`: inspect, and set the learning rate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from meshgnn.training.checkpoint import load_checkpoint, save_checkpoint
+
+
+def describe(path: Path, payload: dict[str, Any]) -> list[str]:
+    """Human-readable summary lines of a verified checkpoint."""
+    stop = payload["early_stopping"]
+    progress = payload["epoch_progress"]
+    lines = [
+        f"checkpoint     {path} ({path.stat().st_size / 1e6:.2f} MB), checksum OK",
+        f"format         {payload['format']} v{payload['format_version']}",
+        f"epoch          {payload['epoch']} completed, global step {payload['global_step']}"
+        + (f", {progress['batches_done']} batches into epoch {payload['epoch'] + 1}"
+           if progress["batches_done"] else ""),
+        f"learning rate  {payload['optimizer']['param_groups'][0]['lr']:.3g} (last step); "
+        f"schedule peak {payload['scheduler']['lr']:.3g}, {payload['scheduler']['kind']}",
+        f"early stopping best val/loss/total {stop['best_value']:.6g} at epoch {stop['best_epoch']}, "
+        f"{stop['bad_epochs']} epochs without improvement",
+        f"dataset        fingerprint {payload['dataset_fingerprint']}",
+    ]
+    lineage = payload.get("lineage", {})
+    lines.append("lineage        " + (", ".join(f"{k}={v}" for k, v in lineage.items()
+                                              if k != "changed") or "fresh"))
+    for key, change in lineage.get("changed", {}).items():
+        lines.append(f"               changed {key}: {change['from']} -> {change['to']}")
+    metrics = payload.get("metrics") or {}
+    shown = [k for k in ("train/loss/total", "val/loss/total") if k in metrics]
+    shown += sorted(k for k in metrics if k.endswith("/rel_l2"))
+    if shown:
+        lines.append("metrics        " + ", ".join(f"{k}={metrics[k]:.4g}" for k in shown))
+    return lines
+
+
+def config_differences(saved_yaml: str, current: Any) -> list[str]:
+    """`key: saved (conf/: current)` for every leaf that differs, paths and launch keys aside."""
+    from meshgnn.resume import LAUNCH_KEYS, _flatten
+
+    saved = _flatten(OmegaConf.to_container(OmegaConf.create(saved_yaml), resolve=False))
+    now = _flatten(OmegaConf.to_container(current, resolve=False))
+    rows = []
+    for key in sorted(set(saved) | set(now)):
+        if key.split(".")[0] in LAUNCH_KEYS or saved.get(key) == now.get(key):
+            continue
+        rows.append(f"  {key}: {saved.get(key, '<absent>')} (conf/: {now.get(key, '<absent>')})")
+    return rows
+
+
+def set_lr(path: Path, lr: float) -> Path:
+    """Write `<name>_lr_adjusted.ckpt`: same state, learning rate `lr` from its next step on.
+
+    The optimiser's parameter groups, the saved config and the schedule all get the new rate,
+    and the schedule restarts at the checkpoint without warmup, so a resume from the new file
+    trains at `lr` on its first step and decays from there.
+    """
+    payload = load_checkpoint(path)
+    for group in payload["optimizer"]["param_groups"]:
+        group["lr"] = lr
+        group["initial_lr"] = lr
+    config = OmegaConf.create(payload["config_yaml"])
+    config.optim.lr = lr
+    config.optim.warmup_epochs = 0.0
+    payload["config_yaml"] = OmegaConf.to_yaml(config)
+    payload["scheduler"] = {**payload["scheduler"], "lr": lr, "warmup_steps": 0}
+    payload["schedule_origin"] = [payload["epoch"], payload["global_step"]]
+    payload.setdefault("lineage", {})["lr_adjusted"] = {"from_checkpoint": str(path), "lr": lr}
+    payload = {k: v for k, v in payload.items() if k not in ("checksum", "format", "format_version")}
+    out = path.with_name(f"{path.stem}_lr_adjusted.ckpt")
+    save_checkpoint(payload, out)
+    return out
