@@ -155,7 +155,7 @@ def _apply_start(trainer: Trainer, start: StartPoint, cfg: DictConfig) -> None:
             raise UserError(f"init_from={cfg.init_from}: its weights do not fit model={cfg.model.name} "
                             f"with these model.* settings ({str(exc).splitlines()[-1].strip()}); use the "
                             "same model settings as the run it came from") from exc
-        trainer.state.epoch = int(start.payload["epoch"])
+        trainer.state.epoch = start.epoch
         trainer.state.global_step = int(start.payload["global_step"])
         trainer.state.restart_schedule()
 

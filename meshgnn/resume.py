@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from meshgnn.errors import UserError
@@ -39,9 +39,14 @@ class StartPoint:
     checkpoint: Path | None = None
     payload: dict[str, Any] | None = None
     applied_overrides: dict[str, Any] | None = None  # resume: key -> (saved, new)
+    # Epochs already trained in the lineage. Usually the checkpoint's epoch; a warm start from
+    # a run directory takes the best weights but continues counting after the run's last epoch.
+    completed_epochs: int | None = None
 
     @property
     def epoch(self) -> int:
+        if self.completed_epochs is not None:
+            return self.completed_epochs
         return int(self.payload["epoch"]) if self.payload else 0
 
 
@@ -110,7 +115,8 @@ def merge_resumed_config(saved_yaml: str, composed: DictConfig, overrides: list[
     optimiser state would no longer fit): those need a warm start with `init_from`.
     """
     try:
-        saved = OmegaConf.merge(composed, OmegaConf.create(saved_yaml))
+        with open_dict(composed):  # `stages` is an open mapping: a staged run's names are new keys
+            saved = OmegaConf.merge(composed, OmegaConf.create(saved_yaml))
     except OmegaConfBaseException as exc:
         raise UserError(f"the checkpoint's config does not fit this version of meshgnn's config "
                         f"schema ({str(exc).splitlines()[0]}); start a new run with init_from=<checkpoint>") from exc
@@ -152,10 +158,12 @@ def start_point(cfg: DictConfig, overrides: list[str], run_dir: Path) -> tuple[D
         return merged, StartPoint(kind, ckpt, payload, changed)
     if cfg.init_from:
         ckpt = find_checkpoint(cfg.init_from, "init_from", prefer=("best.ckpt", "last.ckpt"))
-        payload = load_checkpoint(ckpt)
-        if payload["epoch"] >= cfg.trainer.epochs:
-            raise UserError(f"init_from checkpoint {ckpt} is at epoch {payload['epoch']} and "
+        start = StartPoint("init", ckpt, load_checkpoint(ckpt))
+        if Path(cfg.init_from).is_dir():
+            start.completed_epochs = int(load_checkpoint(run_checkpoint(Path(cfg.init_from)))["epoch"])
+        if start.epoch >= cfg.trainer.epochs:
+            raise UserError(f"init_from={cfg.init_from} has trained {start.epoch} epochs and "
                             f"trainer.epochs={cfg.trainer.epochs} is the total: nothing left to train; "
-                            f"raise trainer.epochs above {payload['epoch']}")
-        return cfg, StartPoint("init", ckpt, payload)
+                            f"raise trainer.epochs above {start.epoch}")
+        return cfg, start
     return cfg, StartPoint("fresh")

@@ -34,3 +34,15 @@ def run_train(args: list[str], cwd: Path, timeout: float = 300, env: dict | None
 def data_cache(tmp_path_factory) -> Path:
     """One dataset cache for the whole session, so tiny datasets are generated once."""
     return tmp_path_factory.mktemp("data_cache")
+
+
+def start_train(args: list[str], cwd: Path) -> subprocess.Popen:
+    """`python train.py ARGS` in the background (for signals and kills)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def epochs_logged(run_dir: Path) -> int:
+    path = run_dir / "metrics.jsonl"
+    return len(path.read_text().splitlines()) if path.exists() else 0

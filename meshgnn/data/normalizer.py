@@ -49,7 +49,7 @@ class Normalizer:
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Tensor]) -> "Normalizer":
-        keys = {k.split(".", 1)[1] for k in state}
+        keys = list(dict.fromkeys(k.split(".", 1)[1] for k in state))
         return cls({k: state[f"mean.{k}"] for k in keys}, {k: state[f"std.{k}"] for k in keys})
 
     def to_json(self) -> dict:
