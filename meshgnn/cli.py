@@ -2,6 +2,8 @@
 
   meshgnn ckpt inspect CKPT       verify a checkpoint and print what it holds
   meshgnn ckpt set-lr CKPT LR     write CKPT's <name>_lr_adjusted.ckpt with a new learning rate
+  meshgnn sweep report SWEEP_DIR  rank a sweep's trials, write report.csv/.json and plots into
+                                  SWEEP_DIR, print the best trial as a train.py command
 """
 
 from __future__ import annotations
@@ -55,6 +57,12 @@ def cmd_ckpt_set_lr(args: argparse.Namespace) -> None:
     print(f"wrote {out} (learning rate {args.lr:g}); continue with: python train.py resume={out}")
 
 
+def cmd_sweep_report(args: argparse.Namespace) -> None:
+    from meshgnn.sweeps.report import report
+
+    print("\n".join(report(Path(args.sweep_dir), storage=args.storage, study_name=args.study)))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meshgnn", description="Tools around meshgnn training runs.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -70,6 +78,16 @@ def build_parser() -> argparse.ArgumentParser:
     set_lr.add_argument("checkpoint")
     set_lr.add_argument("lr", type=float)
     set_lr.set_defaults(handler=cmd_ckpt_set_lr)
+
+    sweep = commands.add_parser("sweep", help="summarise hyperparameter sweeps").add_subparsers(
+        dest="sweep_command", required=True)
+    sweep_report = sweep.add_parser("report", help="rank a sweep's trials, write report.csv/.json and "
+                                                   "plots, print the best trial as a train.py command")
+    sweep_report.add_argument("sweep_dir", help="multirun/<date>/<time> folder of a "
+                                                "`python train.py -m hparams_search=optuna` sweep")
+    sweep_report.add_argument("--storage", help="Optuna storage URL (default: from SWEEP_DIR/sweep.json)")
+    sweep_report.add_argument("--study", help="study name (default: from SWEEP_DIR/sweep.json)")
+    sweep_report.set_defaults(handler=cmd_sweep_report)
     return parser
 
 

@@ -126,6 +126,8 @@ def register_configs() -> None:
 
     ConfigStore.instance().store(name="config_schema", node=Config)
     OmegaConf.register_new_resolver("meshgnn_run_dir", run_dir_resolver, replace=True)
+    OmegaConf.register_new_resolver("meshgnn_direction", lambda mode: {"min": "minimize", "max": "maximize"}[mode],
+                                    replace=True)
 
 
 _CHOICES = {

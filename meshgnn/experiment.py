@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -30,6 +31,7 @@ from meshgnn.data.dataset import MeshDatasets, load_datasets, make_loader
 from meshgnn.data.normalizer import Normalizer
 from meshgnn.errors import UserError
 from meshgnn.models import build_model
+from meshgnn.sweeps.pruning import PruningReporter
 from meshgnn.resume import StartPoint, merge_resumed_config, run_checkpoint, start_point
 from meshgnn.training.checkpoint import load_checkpoint
 from meshgnn.training.losses import TERMS, CompositeLoss
@@ -52,14 +54,19 @@ EXIT_INTERRUPTED = 3
 def main_task(cfg: DictConfig) -> float:
     """Hydra task: run; a user mistake is one line on stderr (exit 2); a stop request exits 3."""
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    in_sweep = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         return run(cfg, overrides)
     except UserError as exc:
+        if in_sweep:  # the sweeper records the trial as failed, with this reason, and goes on
+            raise
         log.error("%s", exc)
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
     except Interrupted as exc:
         print(str(exc), file=sys.stderr)
+        if in_sweep:  # stop the whole sweep; relaunching it continues the study
+            raise KeyboardInterrupt(str(exc)) from None
         sys.exit(EXIT_INTERRUPTED)
 
 
@@ -109,6 +116,10 @@ def train(cfg: DictConfig, start: StartPoint, run_dir: Path) -> float:
                                "dataset_fingerprint": data.fingerprint, "lineage": lineage,
                                "hydra_choices": hydra_choices})
     _apply_start(trainer, start, cfg)
+    reporter = PruningReporter.for_this_job(cfg.objective if cfg.objective.startswith(("train/", "val/"))
+                                            else "val/loss/total", cfg.trainer.epochs)
+    if reporter is not None:
+        trainer.epoch_hooks.append(reporter)
     trainer.schedule = _schedule(cfg, trainer.state.schedule_origin_epoch, len(loaders["train"]))
 
     data.normalizer.save(run_dir / "normalization.json")

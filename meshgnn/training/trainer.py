@@ -86,6 +86,8 @@ class Trainer:
         self.schedule, self.loaders, self.settings = schedule, loaders, settings
         self.run_dir, self.device = Path(run_dir), device
         self.checkpoint_extras = checkpoint_extras
+        # Called as hook(epoch, metrics) after each epoch is logged and saved (e.g. pruning).
+        self.epoch_hooks: list[Callable[[int, dict[str, float]], None]] = []
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.state = TrainState()
 
@@ -136,6 +138,8 @@ class Trainer:
         log.info("epoch %d/%d  train %.4g  val %.4g%s  (%.1fs)", self.state.epoch,
                  self.settings.epochs, metrics["train/loss/total"], metrics[MONITOR],
                  "  *best*" if improved else "", train_time)
+        for hook in self.epoch_hooks:
+            hook(self.state.epoch, metrics)
         if self._should_stop_early():
             log.info("early stop: %s has not improved for %d epochs (best %.4g at epoch %d)",
                      MONITOR, self.state.bad_epochs, self.state.best_value, self.state.best_epoch)

@@ -1,0 +1,1 @@
+"""Tools around hyperparameter sweeps (`python train.py -m hparams_search=optuna`)."""

@@ -1,0 +1,55 @@
+"""Report a sweep trial's progress to its Optuna study, from inside the training run.
+
+The hydra-optuna-sweeper runs each trial as an ordinary job and only sees its final value.
+To prune, the trial itself reports the monitored metric every epoch through the study's
+storage and stops when the study's pruner says so. The trial finds its study in Hydra's own
+config (hydra.sweeper.storage / study_name / pruner) and its trial number in hydra.job.num,
+which the meshgnn sweeper sets to the Optuna trial number.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Optional
+
+import optuna
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+
+from meshgnn.sweeps.sweeper import MeshgnnSweeperConf, build_pruner
+
+log = logging.getLogger(__name__)
+
+
+class PruningReporter:
+    """Epoch hook: `trial.report(value, epoch)`, then raise TrialPruned if the pruner says so."""
+
+    def __init__(self, trial: optuna.Trial, monitor: str, last_epoch: int) -> None:
+        self.trial, self.monitor, self.last_epoch = trial, monitor, last_epoch
+
+    @classmethod
+    def for_this_job(cls, monitor: str, last_epoch: int) -> Optional["PruningReporter"]:
+        """A reporter when this job is a trial of a meshgnn Optuna sweep with storage, else None."""
+        if not HydraConfig.initialized():
+            return None
+        hydra = HydraConfig.get()
+        if hydra.mode != RunMode.MULTIRUN or hydra.sweeper.get("_target_") != MeshgnnSweeperConf._target_:
+            return None
+        if not hydra.sweeper.storage or not hydra.sweeper.study_name:
+            log.warning("no pruning: hydra.sweeper.storage and study_name must be set for trials to report")
+            return None
+        study = optuna.load_study(study_name=hydra.sweeper.study_name, storage=hydra.sweeper.storage,
+                                  pruner=build_pruner(hydra.sweeper.pruner))
+        trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, hydra.job.num)
+        return cls(optuna.trial.Trial(study, trial_id), monitor, last_epoch)
+
+    def __call__(self, epoch: int, metrics: dict[str, float]) -> None:
+        value = metrics[self.monitor]
+        self.trial.set_user_attr("epochs_run", epoch)
+        if not math.isfinite(value):
+            return
+        self.trial.report(value, step=epoch)
+        # Pruning after the last epoch would save nothing and lose the trial's test results.
+        if epoch < self.last_epoch and self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at epoch {epoch}: {self.monitor}={value:.6g}")

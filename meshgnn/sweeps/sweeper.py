@@ -1,0 +1,181 @@
+"""The Optuna sweeper meshgnn uses: hydra-optuna-sweeper, plus what long sweeps need.
+
+It keeps the plugin's search-space parsing, samplers and trial configuration, and replaces
+its sweep loop to add:
+- totals, not increments: relaunching the same command continues the study (SQLite by
+  default) up to `n_trials` trials in all; trials a killed launch left RUNNING are closed
+  as failed ("interrupted") first;
+- one run directory per trial, named by its Optuna trial number, so relaunches into the same
+  sweep directory never overwrite an earlier trial;
+- robust trials: a trial that raises, or returns NaN/inf, is recorded FAIL with its reason
+  and the sweep goes on; the end of the sweep lists failures and their logs;
+- pruning: trials report `val/loss/total` every epoch through the study storage
+  (`meshgnn.sweeps.pruning`) and stop when the pruner says so; they are stored PRUNED.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import optuna
+from hydra.core.config_store import ConfigStore
+from hydra.core.utils import JobReturn, JobStatus
+from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl, create_params_from_overrides
+from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
+from omegaconf import OmegaConf
+from optuna.trial import TrialState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PrunerConf:
+    """`none`, `median` (MedianPruner) or `hyperband` (HyperbandPruner), on epochs."""
+
+    name: str = "median"
+    n_startup_trials: int = 5
+    n_warmup_steps: int = 2
+    min_resource: int = 1
+    reduction_factor: int = 3
+
+
+@dataclass
+class MeshgnnSweeperConf(OptunaSweeperConf):
+    _target_: str = "hydra_plugins.meshgnn_optuna_sweeper.MeshgnnOptunaSweeper"
+    pruner: PrunerConf = field(default_factory=PrunerConf)
+
+
+def build_pruner(conf: Any) -> optuna.pruners.BasePruner:
+    name = conf.name if conf is not None else "none"
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=conf.n_startup_trials,
+                                           n_warmup_steps=conf.n_warmup_steps)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=conf.min_resource,
+                                              reduction_factor=conf.reduction_factor)
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise ValueError(f"hydra.sweeper.pruner.name={name!r} is not one of none, median, hyperband")
+
+
+def ensure_sqlite_folder(storage: Optional[str]) -> None:
+    """SQLite creates the database file but not its folder (multirun/ on a fresh checkout)."""
+    if storage and storage.startswith("sqlite:///"):
+        Path(storage[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+
+
+class PruningOptunaSweeper(OptunaSweeperImpl):
+    """The implementation; Hydra instantiates it as hydra_plugins.meshgnn_optuna_sweeper.MeshgnnOptunaSweeper."""
+
+    def __init__(self, sampler: Any, direction: Any, storage: Optional[Any], study_name: Optional[str],
+                 n_trials: int, n_jobs: int, max_failure_rate: float, search_space: Optional[Any],
+                 custom_search_space: Optional[str], params: Optional[Any], pruner: Any) -> None:
+        super().__init__(sampler, direction, storage, study_name, n_trials, n_jobs, max_failure_rate,
+                         search_space, custom_search_space, params)
+        self.pruner_conf = pruner
+
+    def sweep(self, arguments: List[str]) -> None:
+        self._process_searchspace_config()
+        params_conf = self._parse_sweeper_params_config() + list(arguments)
+        distributions, fixed_params = create_params_from_overrides(params_conf)
+        if self.search_space_distributions:
+            distributions = {**self.search_space_distributions, **distributions}
+        if isinstance(self.sampler, functools.partial) and self.sampler.func == optuna.samplers.GridSampler:
+            grid = {name: self._to_grid_sampler_choices(d) for name, d in distributions.items()}
+            self.sampler = self.sampler(grid)
+            self.n_trials = min(self.n_trials, math.prod(len(v) for v in grid.values()))
+            log.info("grid sampler: %d grid points", self.n_trials)
+        for name in fixed_params:
+            distributions.pop(name, None)
+
+        ensure_sqlite_folder(self.storage)
+        study = optuna.create_study(study_name=self.study_name, storage=self.storage, sampler=self.sampler,
+                                    direction=self._get_directions()[0], pruner=build_pruner(self.pruner_conf),
+                                    load_if_exists=True)
+        self._close_interrupted(study)
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        (sweep_dir / "sweep.json").write_text(json.dumps({
+            "storage": self.storage, "study_name": study.study_name,
+            "objective": OmegaConf.select(self.config, "objective"),
+            "direction": self._get_directions()[0]}, indent=1))
+        command = [o for o in self.config.hydra.overrides.task]
+        remaining = self.n_trials - len(study.trials)
+        log.info("study %s in %s: %d trials done, %d to go (n_trials=%d in total)", study.study_name,
+                 self.storage, len(study.trials), max(0, remaining), self.n_trials)
+
+        while remaining > 0:
+            trials = [study.ask() for _ in range(min(self.n_jobs, remaining))]
+            overrides = self._configure_trials(trials, distributions, fixed_params)
+            for trial in trials:
+                trial.set_user_attr("run_dir", str((sweep_dir / str(trial.number)).absolute()))
+                trial.set_user_attr("command_overrides", command)
+            # Job numbers are trial numbers: trial n runs in <sweep dir>/n, whatever the launch.
+            returns = self.launcher.launch(overrides, initial_job_idx=trials[0].number)
+            for trial, ret in zip(trials, returns):
+                self._record(study, trial, ret)
+            remaining -= len(trials)
+        self._summarise(study, sweep_dir)
+
+    @staticmethod
+    def _close_interrupted(study: optuna.Study) -> None:
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+            study._storage.set_trial_user_attr(trial._trial_id, "failure",
+                                               "interrupted: the sweep was stopped while it ran")
+            study.tell(trial.number, state=TrialState.FAIL)
+            log.warning("trial %d was left running by an interrupted sweep; recorded as failed", trial.number)
+
+    @staticmethod
+    def _record(study: optuna.Study, trial: optuna.Trial, ret: JobReturn) -> None:
+        if ret.status == JobStatus.COMPLETED:
+            value = ret.return_value
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                value = math.nan
+            if math.isfinite(value):
+                study.tell(trial, value)
+                return
+            reason = f"objective is {ret.return_value!r}, not a finite number"
+        else:
+            error = ret._return_value
+            if isinstance(error, optuna.TrialPruned):
+                study.tell(trial, state=TrialState.PRUNED)
+                log.info("trial %d pruned: %s", trial.number, error)
+                return
+            reason = f"{type(error).__name__}: {error}".splitlines()[0]
+        trial.set_user_attr("failure", reason)
+        study.tell(trial, state=TrialState.FAIL)
+        log.warning("trial %d failed (%s); the sweep goes on", trial.number, reason)
+
+    def _summarise(self, study: optuna.Study, sweep_dir: Path) -> None:
+        counts = {s.name: len(study.get_trials(deepcopy=False, states=(s,)))
+                  for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+        results: Dict[str, Any] = {"name": "optuna", "study_name": study.study_name,
+                                   "storage": self.storage, "trials": counts}
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if complete:
+            best = study.best_trial
+            results.update(best_params=best.params, best_value=best.value, best_trial=best.number,
+                           best_run_dir=best.user_attrs.get("run_dir"))
+            log.info("best trial %d: %s = %.6g with %s", best.number,
+                     OmegaConf.select(self.config, "objective"), best.value, best.params)
+        OmegaConf.save(OmegaConf.create(results), sweep_dir / "optimization_results.yaml")
+        failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+        log.info("sweep finished: %d complete, %d pruned, %d failed", counts["COMPLETE"],
+                 counts["PRUNED"], counts["FAIL"])
+        for trial in failed:
+            run_dir = trial.user_attrs.get("run_dir", "?")
+            log.warning("failed trial %d: %s (log: %s/train.log)", trial.number,
+                        trial.user_attrs.get("failure", "unknown"), run_dir)
+
+
+def register_sweeper() -> None:
+    ConfigStore.instance().store(group="hydra/sweeper", name="meshgnn_optuna", node=MeshgnnSweeperConf,
+                                 provider="meshgnn")
