@@ -132,7 +132,17 @@ class PruningOptunaSweeper(OptunaSweeperImpl):
             log.warning("trial %d was left running by an interrupted sweep; recorded as failed", trial.number)
 
     @staticmethod
-    def _record(study: optuna.Study, trial: optuna.Trial, ret: JobReturn) -> None:
+    def _tell(study: optuna.Study, trial: optuna.Trial, **result: Any) -> None:
+        """study.tell, tolerating the grid sampler's stop() call once the grid is exhausted
+        (Optuna 2.10 raises it outside `optimize`, after the trial has been recorded)."""
+        try:
+            study.tell(trial, **result)
+        except RuntimeError as exc:
+            if "Study.stop" not in str(exc):
+                raise
+
+    @classmethod
+    def _record(cls, study: optuna.Study, trial: optuna.Trial, ret: JobReturn) -> None:
         if ret.status == JobStatus.COMPLETED:
             value = ret.return_value
             try:
@@ -140,18 +150,18 @@ class PruningOptunaSweeper(OptunaSweeperImpl):
             except (TypeError, ValueError):
                 value = math.nan
             if math.isfinite(value):
-                study.tell(trial, value)
+                cls._tell(study, trial, values=[value])
                 return
             reason = f"objective is {ret.return_value!r}, not a finite number"
         else:
             error = ret._return_value
             if isinstance(error, optuna.TrialPruned):
-                study.tell(trial, state=TrialState.PRUNED)
+                cls._tell(study, trial, state=TrialState.PRUNED)
                 log.info("trial %d pruned: %s", trial.number, error)
                 return
             reason = f"{type(error).__name__}: {error}".splitlines()[0]
         trial.set_user_attr("failure", reason)
-        study.tell(trial, state=TrialState.FAIL)
+        cls._tell(study, trial, state=TrialState.FAIL)
         log.warning("trial %d failed (%s); the sweep goes on", trial.number, reason)
 
     def _summarise(self, study: optuna.Study, sweep_dir: Path) -> None:
