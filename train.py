@@ -10,13 +10,15 @@ import hydra
 from omegaconf import DictConfig
 
 from meshgnn.config import register_configs
-from meshgnn.experiment import main_task
 
 register_configs()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
+    # Imported here so `--help`, `--cfg` and config errors answer without loading torch.
+    from meshgnn.experiment import main_task
+
     return main_task(cfg)
 
 

@@ -122,7 +122,7 @@ class Config:
 
 def register_configs() -> None:
     """Register the schema and the resolver hydra.run.dir uses to resume runs in place."""
-    from meshgnn.resume import run_dir_resolver
+    from meshgnn.run_dir import run_dir_resolver
 
     ConfigStore.instance().store(name="config_schema", node=Config)
     OmegaConf.register_new_resolver("meshgnn_run_dir", run_dir_resolver, replace=True)

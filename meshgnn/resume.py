@@ -68,24 +68,6 @@ def find_checkpoint(path: str, key: str, prefer: tuple[str, ...] = ("last.ckpt",
     raise UserError(f"{key}={path}: no such run directory or checkpoint file")
 
 
-def in_place_run_dir(resume: str | None) -> Path | None:
-    """The run directory a `resume=` value continues in place, or None (fresh or branch)."""
-    if not resume or resume == "auto":
-        return None
-    p = Path(resume).expanduser()
-    if p.is_dir():
-        return p
-    if p.name == "last.ckpt" and p.parent.name == "checkpoints":
-        return p.parent.parent
-    return None
-
-
-def run_dir_resolver(resume: str | None, default: str) -> str:
-    """Hydra resolver for hydra.run.dir: resuming in place reuses the run's own directory."""
-    in_place = in_place_run_dir(resume)
-    return str(in_place) if in_place is not None else default
-
-
 def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
     if isinstance(node, dict):
         out: dict[str, Any] = {}

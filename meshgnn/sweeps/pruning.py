@@ -17,7 +17,8 @@ import optuna
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
-from meshgnn.sweeps.sweeper import MeshgnnSweeperConf, build_pruner
+from meshgnn.sweeps.config import SWEEPER_TARGET
+from meshgnn.sweeps.sweeper import build_pruner
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ class PruningReporter:
         if not HydraConfig.initialized():
             return None
         hydra = HydraConfig.get()
-        if hydra.mode != RunMode.MULTIRUN or hydra.sweeper.get("_target_") != MeshgnnSweeperConf._target_:
+        if hydra.mode != RunMode.MULTIRUN or hydra.sweeper.get("_target_") != SWEEPER_TARGET:
             return None
         if not hydra.sweeper.storage or not hydra.sweeper.study_name:
             log.warning("no pruning: hydra.sweeper.storage and study_name must be set for trials to report")

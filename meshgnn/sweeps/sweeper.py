@@ -19,36 +19,16 @@ import functools
 import json
 import logging
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import optuna
-from hydra.core.config_store import ConfigStore
 from hydra.core.utils import JobReturn, JobStatus
 from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl, create_params_from_overrides
-from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class PrunerConf:
-    """`none`, `median` (MedianPruner) or `hyperband` (HyperbandPruner), on epochs."""
-
-    name: str = "median"
-    n_startup_trials: int = 5
-    n_warmup_steps: int = 2
-    min_resource: int = 1
-    reduction_factor: int = 3
-
-
-@dataclass
-class MeshgnnSweeperConf(OptunaSweeperConf):
-    _target_: str = "hydra_plugins.meshgnn_optuna_sweeper.MeshgnnOptunaSweeper"
-    pruner: PrunerConf = field(default_factory=PrunerConf)
 
 
 def build_pruner(conf: Any) -> optuna.pruners.BasePruner:
@@ -71,7 +51,7 @@ def ensure_sqlite_folder(storage: Optional[str]) -> None:
 
 
 class PruningOptunaSweeper(OptunaSweeperImpl):
-    """The implementation; Hydra instantiates it as hydra_plugins.meshgnn_optuna_sweeper.MeshgnnOptunaSweeper."""
+    """The implementation behind hydra_plugins.meshgnn_optuna_sweeper.MeshgnnOptunaSweeper."""
 
     def __init__(self, sampler: Any, direction: Any, storage: Optional[Any], study_name: Optional[str],
                  n_trials: int, n_jobs: int, max_failure_rate: float, search_space: Optional[Any],
@@ -184,8 +164,3 @@ class PruningOptunaSweeper(OptunaSweeperImpl):
             run_dir = trial.user_attrs.get("run_dir", "?")
             log.warning("failed trial %d: %s (log: %s/train.log)", trial.number,
                         trial.user_attrs.get("failure", "unknown"), run_dir)
-
-
-def register_sweeper() -> None:
-    ConfigStore.instance().store(group="hydra/sweeper", name="meshgnn_optuna", node=MeshgnnSweeperConf,
-                                 provider="meshgnn")
