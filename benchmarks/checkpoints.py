@@ -65,8 +65,8 @@ def main() -> None:
         ("epoch time, default config", f"{epoch_time:.1f} s", ""),
         ("saves per epoch", "2", "last.ckpt + best.ckpt when improved"),
         ("save cost per epoch", f"{200 * save_s / epoch_time:.2f} %", "target <= 5 %"),
-        ("`train.py resume=<run>` to first step", f"{to_first_step:.1f} s",
-         "process start, imports, cached data, checkpoint, one step"),
+        ("`train.py resume=<run>`: start to exit after one step", f"{to_first_step:.1f} s",
+         "interpreter + imports, cached data, checkpoint load, one step, save, exit"),
     ]
     print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}\n")
     width = max(len(r[0]) for r in rows)

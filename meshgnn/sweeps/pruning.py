@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-import optuna
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
 from meshgnn.sweeps.config import SWEEPER_TARGET
-from meshgnn.sweeps.sweeper import build_pruner
+
+if TYPE_CHECKING:
+    import optuna
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +27,15 @@ log = logging.getLogger(__name__)
 class PruningReporter:
     """Epoch hook: `trial.report(value, epoch)`, then raise TrialPruned if the pruner says so."""
 
-    def __init__(self, trial: optuna.Trial, monitor: str, last_epoch: int) -> None:
+    def __init__(self, trial: "optuna.Trial", monitor: str, last_epoch: int) -> None:
         self.trial, self.monitor, self.last_epoch = trial, monitor, last_epoch
 
     @classmethod
     def for_this_job(cls, monitor: str, last_epoch: int) -> Optional["PruningReporter"]:
-        """A reporter when this job is a trial of a meshgnn Optuna sweep with storage, else None."""
+        """A reporter when this job is a trial of a meshgnn Optuna sweep with storage, else None.
+
+        Optuna is imported only then: plain training runs do not pay for it.
+        """
         if not HydraConfig.initialized():
             return None
         hydra = HydraConfig.get()
@@ -40,6 +44,10 @@ class PruningReporter:
         if not hydra.sweeper.storage or not hydra.sweeper.study_name:
             log.warning("no pruning: hydra.sweeper.storage and study_name must be set for trials to report")
             return None
+        import optuna
+
+        from meshgnn.sweeps.sweeper import build_pruner
+
         study = optuna.load_study(study_name=hydra.sweeper.study_name, storage=hydra.sweeper.storage,
                                   pruner=build_pruner(hydra.sweeper.pruner))
         trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, hydra.job.num)
@@ -53,4 +61,6 @@ class PruningReporter:
         self.trial.report(value, step=epoch)
         # Pruning after the last epoch would save nothing and lose the trial's test results.
         if epoch < self.last_epoch and self.trial.should_prune():
+            import optuna
+
             raise optuna.TrialPruned(f"pruned at epoch {epoch}: {self.monitor}={value:.6g}")
