@@ -8,19 +8,18 @@ an epoch of the default config. Usage: python benchmarks/checkpoints.py
 from __future__ import annotations
 
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from table import print_table  # noqa: E402
 from meshgnn.training.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 
 
@@ -68,12 +67,7 @@ def main() -> None:
         ("`train.py resume=<run>`: start to exit after one step", f"{to_first_step:.1f} s",
          "interpreter + imports, cached data, checkpoint load, one step, save, exit"),
     ]
-    print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}\n")
-    width = max(len(r[0]) for r in rows)
-    print(f"| {'measure':<{width}} | value | note |\n|{'-' * (width + 2)}|---|---|")
-    for name, value, note in rows:
-        print(f"| {name:<{width}} | {value} | {note} |")
-
+    print_table(rows)
 
 if __name__ == "__main__":
     main()

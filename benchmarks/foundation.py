@@ -7,20 +7,19 @@ asserts a timing. Usage: python benchmarks/foundation.py [key=value overrides ..
 from __future__ import annotations
 
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
 from hydra import compose, initialize_config_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from table import print_table  # noqa: E402
 from meshgnn.config import register_configs  # noqa: E402
 from meshgnn.data.dataset import load_datasets  # noqa: E402
 
@@ -70,13 +69,7 @@ def main() -> None:
             rows.append((f"test rel L2 {name}", f"{model:.3f}",
                          f"baselines: mean {mean:.3f}, analytic {analytic:.3f}"))
 
-    print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; overrides: {' '.join(overrides) or '(defaults)'}\n")
-    width = max(len(r[0]) for r in rows)
-    print(f"| {'measure':<{width}} | value | note |\n|{'-' * (width + 2)}|---|---|")
-    for name, value, note in rows:
-        print(f"| {name:<{width}} | {value} | {note} |")
-
+    print_table(rows, f"overrides: {' '.join(overrides) or '(defaults)'}")
 
 if __name__ == "__main__":
     main()
