@@ -11,9 +11,9 @@ import logging
 import math
 import os
 import platform
+import shutil
 import subprocess
 import sys
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -29,10 +29,11 @@ from meshgnn.atomic import atomic_write_text
 from meshgnn.config import validate
 from meshgnn.data.dataset import MeshDatasets, load_datasets, make_loader
 from meshgnn.data.normalizer import Normalizer
+from meshgnn.data.sources import get_source
 from meshgnn.errors import UserError
 from meshgnn.models import build_model
-from meshgnn.sweeps.pruning import PruningReporter
 from meshgnn.resume import StartPoint, merge_resumed_config, run_checkpoint, start_point
+from meshgnn.sweeps.pruning import PruningReporter
 from meshgnn.training.checkpoint import load_checkpoint
 from meshgnn.training.losses import TERMS, CompositeLoss
 from meshgnn.training.metrics_log import read_metrics
@@ -85,6 +86,9 @@ def run(cfg: DictConfig, overrides: list[str] | tuple[str, ...] = ()) -> float:
 
 def train(cfg: DictConfig, start: StartPoint, run_dir: Path) -> float:
     """Train one model in `run_dir` from `start`, test it, and return the objective."""
+    target_names = [f.name for f in get_source(cfg.data.name).spec.targets]
+    _check_target_weights(cfg, target_names)
+    _check_objective(cfg, target_names)
     device = _device(cfg.trainer.device)
     _configure_torch(cfg)
 
@@ -95,7 +99,6 @@ def train(cfg: DictConfig, start: StartPoint, run_dir: Path) -> float:
                         f"{start.payload['dataset_fingerprint']}, now {data.fingerprint}); the generator or "
                         "data config changed. Use init_from= to start a new run from these weights")
     targets = [(f.name, f.dim) for f in data.features.targets]
-    _check_target_weights(cfg, [name for name, _ in targets])
 
     model = build_model(cfg.model, data.node_dim, data.edge_dim, targets).to(device)
     loss_fn = CompositeLoss(targets, {t: cfg.loss[f"{t}_weight"] for t in TERMS},
@@ -193,15 +196,28 @@ def _resume_command(run_dir: Path) -> str:
     return f"python train.py resume={run_dir}"
 
 
+def metric_tags(targets: list[str]) -> set[str]:
+    """Every tag a run logs (DESIGN.md "Names that users see"): what `objective` may name."""
+    tags = {"consistency/grad", "lr", "epoch_time_s"}
+    for split in ("train", "val"):
+        tags |= {f"{split}/loss/{term}" for term in (*TERMS, "total")}
+        tags |= {f"{split}/{name}/l1" for name in targets}
+    tags |= {f"val/{name}/rel_l2" for name in targets}
+    tags |= {f"test/{name}/{m}" for name in targets for m in ("rel_l2", "mae", "max_abs")}
+    return tags
+
+
+def _check_objective(cfg: DictConfig, targets: list[str]) -> None:
+    if cfg.objective not in metric_tags(targets):
+        raise UserError(f"objective={cfg.objective!r} is not a metric of data={cfg.data.name}; choose one "
+                        f"of: {', '.join(sorted(metric_tags(targets)))}")
+
+
 def objective_value(cfg: DictConfig, history: list[dict[str, float]], test: dict[str, float]) -> float:
     """Best value of `cfg.objective` over the epochs (or the final test value for test/* tags)."""
-    if cfg.objective in test:
+    if cfg.objective.startswith("test/"):
         return float(test[cfg.objective])
-    values = [h[cfg.objective] for h in history if cfg.objective in h]
-    if not values:
-        known = sorted(set(history[-1]) | set(test)) if history else sorted(test)
-        raise UserError(f"objective={cfg.objective!r} is not a metric of this run; choose one of: "
-                        f"{', '.join(known)}")
+    values = [h[cfg.objective] for h in history]
     return float(min(values) if cfg.objective_mode == "min" else max(values))
 
 
@@ -333,7 +349,8 @@ def run_stages(cfg: DictConfig, overrides: list[str], run_dir: Path) -> float:
         stage_dir = Path(stage_cfg.paths.output_dir)
         if (stage_dir / "results.json").is_file():
             log.info("stage %s already finished; skipping", name)
-            objective = objective_value(stage_cfg, read_metrics(stage_dir), {})
+            results = json.loads((stage_dir / "results.json").read_text())
+            objective = objective_value(stage_cfg, read_metrics(stage_dir), results.get("model", {}))
             continue
         if run_checkpoint(stage_dir).is_file():
             stage_cfg.resume = str(stage_dir)

@@ -86,3 +86,12 @@ def test_help_lists_groups_and_cfg_job_prints_config(tmp_path):
         assert line in proc.stdout
     proc = run_train(["--cfg", "job"], cwd=tmp_path, timeout=60)
     assert proc.returncode == 0 and "hidden_dim:" in proc.stdout
+
+
+def test_unknown_objective_fails_before_training(tmp_path, data_cache):
+    run_dir = tmp_path / "run"
+    proc = run_train(["trainer=debug", "objective=val/temprature/rel_l2", f"hydra.run.dir={run_dir}",
+                      f"paths.data_dir={data_cache}"], cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2
+    assert "objective='val/temprature/rel_l2'" in proc.stderr and "val/temperature/rel_l2" in proc.stderr
+    assert not (run_dir / "checkpoints").exists() and not (run_dir / "normalization.json").exists()
