@@ -95,3 +95,12 @@ def test_unknown_objective_fails_before_training(tmp_path, data_cache):
     assert proc.returncode == 2
     assert "objective='val/temprature/rel_l2'" in proc.stderr and "val/temperature/rel_l2" in proc.stderr
     assert not (run_dir / "checkpoints").exists() and not (run_dir / "normalization.json").exists()
+
+
+def test_elasticity_dataset_trains_end_to_end(tmp_path, data_cache):
+    run_dir = tmp_path / "run"
+    proc = run_train(["data=elasticity2d", "trainer=debug", "trainer.epochs=1", f"hydra.run.dir={run_dir}",
+                      f"paths.data_dir={data_cache}"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((run_dir / "results.json").read_text())
+    assert {"test/displacement/rel_l2", "test/von_mises/rel_l2"} <= set(results["model"])
