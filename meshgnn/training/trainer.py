@@ -62,6 +62,7 @@ class TrainState:
     batches_done: int = 0
     epoch_sums: dict[str, float] = field(default_factory=dict)
     epoch_graphs: int = 0
+    epoch_seconds: float = 0.0  # training time already spent in the interrupted epoch
     history: list[dict[str, float]] = field(default_factory=list)
     stopped_by: str | None = None  # "SIGTERM", "SIGINT", "max_time" when a launch stops early
 
@@ -74,7 +75,7 @@ class TrainState:
 
     def progress_dict(self) -> dict[str, Any]:
         return {"batches_done": self.batches_done, "sums": dict(self.epoch_sums),
-                "graphs": self.epoch_graphs}
+                "graphs": self.epoch_graphs, "seconds": self.epoch_seconds}
 
 
 class Trainer:
@@ -108,8 +109,9 @@ class Trainer:
             with StopRequests() as stop:
                 self._stop = stop
                 while self.state.epoch < self.settings.epochs:
-                    start = time.perf_counter()
+                    start = time.perf_counter() - self.state.epoch_seconds
                     if not self._train_epoch():
+                        self.state.epoch_seconds = time.perf_counter() - start
                         save_checkpoint(self.checkpoint_payload({}), self.ckpt_dir / "last.ckpt")
                         log.warning("stopped by %s at epoch %d, batch %d; last.ckpt saved",
                                     self.state.stopped_by, self.state.epoch + 1, self.state.batches_done)
@@ -126,6 +128,7 @@ class Trainer:
         val_metrics = self.evaluate(self.loaders["val"], "val")
         self.state.epoch += 1
         self.state.batches_done, self.state.epoch_sums, self.state.epoch_graphs = 0, {}, 0
+        self.state.epoch_seconds = 0.0
         metrics = {**train_metrics, **val_metrics,
                    "consistency/grad": val_metrics["val/loss/gradient_consistency"],
                    "lr": self.optimizer.param_groups[0]["lr"], "epoch_time_s": train_time}
@@ -274,6 +277,7 @@ class Trainer:
         progress = payload["epoch_progress"]
         self.state.batches_done, self.state.epoch_graphs = progress["batches_done"], progress["graphs"]
         self.state.epoch_sums = dict(progress["sums"])
+        self.state.epoch_seconds = float(progress["seconds"])
         set_rng_state(payload["rng"])
 
 
