@@ -31,7 +31,7 @@ def _compose_current(choices: dict[str, str], conf_dir: Path):
 
 def cmd_ckpt_inspect(args: argparse.Namespace) -> None:
     from meshgnn.training.checkpoint import load_checkpoint
-    from meshgnn.training.ckpt_tools import config_differences, describe
+    from meshgnn.ckpt_tools import config_differences, describe
 
     path = Path(args.checkpoint)
     payload = load_checkpoint(path)
@@ -49,7 +49,7 @@ def cmd_ckpt_inspect(args: argparse.Namespace) -> None:
 
 
 def cmd_ckpt_set_lr(args: argparse.Namespace) -> None:
-    from meshgnn.training.ckpt_tools import set_lr
+    from meshgnn.ckpt_tools import set_lr
 
     if not args.lr > 0:
         raise UserError(f"learning rate {args.lr} must be positive")

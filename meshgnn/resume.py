@@ -68,11 +68,12 @@ def find_checkpoint(path: str, key: str, prefer: tuple[str, ...] = ("last.ckpt",
     raise UserError(f"{key}={path}: no such run directory or checkpoint file")
 
 
-def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested config container as {"dotted.key": leaf}, for comparing configs key by key."""
     if isinstance(node, dict):
         out: dict[str, Any] = {}
         for key, value in node.items():
-            out.update(_flatten(value, f"{prefix}{key}."))
+            out.update(flatten(value, f"{prefix}{key}."))
         return out or {prefix[:-1]: {}}
     return {prefix[:-1]: node}
 
@@ -103,8 +104,8 @@ def merge_resumed_config(saved_yaml: str, composed: DictConfig, overrides: list[
         raise UserError(f"the checkpoint's config does not fit this version of meshgnn's config "
                         f"schema ({str(exc).splitlines()[0]}); start a new run with init_from=<checkpoint>") from exc
     keys, global_group = _touched(overrides)
-    new = _flatten(OmegaConf.to_container(composed, resolve=False))
-    old = _flatten(OmegaConf.to_container(saved, resolve=False))
+    new = flatten(OmegaConf.to_container(composed, resolve=False))
+    old = flatten(OmegaConf.to_container(saved, resolve=False))
     changed = {}
     for path in sorted(set(new) | set(old)):
         if path.split(".")[0] in LAUNCH_KEYS or new.get(path) == old.get(path):

@@ -7,6 +7,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from meshgnn.resume import LAUNCH_KEYS, flatten
 from meshgnn.training.checkpoint import load_checkpoint, save_checkpoint
 
 
@@ -41,10 +42,8 @@ def describe(path: Path, payload: dict[str, Any]) -> list[str]:
 
 def config_differences(saved_yaml: str, current: Any) -> list[str]:
     """`key: saved (conf/: current)` for every leaf that differs, paths and launch keys aside."""
-    from meshgnn.resume import LAUNCH_KEYS, _flatten
-
-    saved = _flatten(OmegaConf.to_container(OmegaConf.create(saved_yaml), resolve=False))
-    now = _flatten(OmegaConf.to_container(current, resolve=False))
+    saved = flatten(OmegaConf.to_container(OmegaConf.create(saved_yaml), resolve=False))
+    now = flatten(OmegaConf.to_container(current, resolve=False))
     rows = []
     for key in sorted(set(saved) | set(now)):
         if key.split(".")[0] in LAUNCH_KEYS or saved.get(key) == now.get(key):
