@@ -32,3 +32,14 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda handle: handle.write(text.encode()))
+
+
+def remove_orphaned_temp_files(folder: Path) -> list[Path]:
+    """Delete temp files that a killed writer (kill -9 mid-save) left behind in `folder`.
+
+    Only safe where the caller is the folder's single writer, e.g. a run's checkpoints/.
+    """
+    orphans = sorted(Path(folder).glob(".*.tmp"))
+    for orphan in orphans:
+        orphan.unlink(missing_ok=True)
+    return orphans

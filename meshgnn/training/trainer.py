@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.loader import DataLoader
 
+from meshgnn.atomic import remove_orphaned_temp_files
 from meshgnn.errors import UserError
 from meshgnn.training.checkpoint import save_checkpoint
 from meshgnn.training.field_errors import ErrorAccumulator, field_errors
@@ -102,6 +103,8 @@ class Trainer:
         if self.schedule is None:
             raise ValueError("set Trainer.schedule before fit()")
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        for orphan in remove_orphaned_temp_files(self.ckpt_dir):
+            log.warning("removed %s, a half-written checkpoint of a killed launch", orphan.name)
         metrics_log = MetricsLog(self.run_dir, first_new_epoch=self.state.epoch + 1)
         self._deadline = (time.monotonic() + self.settings.max_time_s
                           if self.settings.max_time_s > 0 else math.inf)
