@@ -86,9 +86,9 @@ def run(cfg: DictConfig, overrides: list[str] | tuple[str, ...] = ()) -> float:
 
 def train(cfg: DictConfig, start: StartPoint, run_dir: Path) -> float:
     """Train one model in `run_dir` from `start`, test it, and return the objective."""
-    target_names = [f.name for f in get_source(cfg.data.name).spec.targets]
-    _check_target_weights(cfg, target_names)
-    _check_objective(cfg, target_names)
+    targets = [(f.name, f.dim) for f in get_source(cfg.data.name).spec.targets]
+    _check_target_weights(cfg, [name for name, _ in targets])
+    _check_objective(cfg, [name for name, _ in targets])
     device = _device(cfg.trainer.device)
     _configure_torch(cfg)
 
@@ -98,7 +98,6 @@ def train(cfg: DictConfig, start: StartPoint, run_dir: Path) -> float:
         raise UserError(f"{start.checkpoint}: was trained on a different dataset (fingerprint "
                         f"{start.payload['dataset_fingerprint']}, now {data.fingerprint}); the generator or "
                         "data config changed. Use init_from= to start a new run from these weights")
-    targets = [(f.name, f.dim) for f in data.features.targets]
 
     model = build_model(cfg.model, data.node_dim, data.edge_dim, targets).to(device)
     loss_fn = CompositeLoss(targets, {t: cfg.loss[f"{t}_weight"] for t in TERMS},

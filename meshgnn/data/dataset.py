@@ -21,7 +21,7 @@ from meshgnn.data.cache import cached, config_hash
 from meshgnn.data.generate import generate_samples
 from meshgnn.data.graph import FourierFeatureMapper, node_features, sample_to_graph
 from meshgnn.data.normalizer import Normalizer
-from meshgnn.data.sample import FieldSpec, SourceSpec
+from meshgnn.data.sample import SourceSpec
 from meshgnn.data.sampler import EpochBatchSampler
 from meshgnn.data.sources import get_source
 from meshgnn.errors import UserError
@@ -51,10 +51,6 @@ class FeatureSpec:
     def mapper(self) -> FourierFeatureMapper:
         return FourierFeatureMapper(self.fourier_features, self.fourier_scale,
                                     self.source.spatial_dim, self.fourier_seed)
-
-    @property
-    def targets(self) -> tuple[FieldSpec, ...]:
-        return self.source.targets
 
 
 @dataclass

@@ -9,13 +9,14 @@ it, so a truncated or bit-flipped file is refused instead of silently training o
 from __future__ import annotations
 
 import hashlib
+import io
 import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from meshgnn.atomic import atomic_torch_save
+from meshgnn.atomic import atomic_write
 from meshgnn.errors import UserError
 
 FORMAT = "meshgnn-checkpoint"
@@ -46,11 +47,15 @@ def checksum(payload: dict[str, Any]) -> str:
     return h.hexdigest()
 
 
-def save_checkpoint(payload: dict[str, Any], path: Path) -> None:
-    """Add format and checksum, then write atomically (temp file, fsync, rename)."""
+def save_checkpoint(payload: dict[str, Any], *paths: Path) -> None:
+    """Add format and checksum, serialise once, and write each path atomically (temp file,
+    fsync, rename): last.ckpt, best.ckpt and epoch_NNNN.ckpt of one epoch share the work."""
     payload = {**payload, "format": FORMAT, "format_version": FORMAT_VERSION}
     payload["checksum"] = checksum(payload)
-    atomic_torch_save(payload, Path(path))
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    for path in paths:
+        atomic_write(Path(path), lambda handle: handle.write(buffer.getbuffer()))
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

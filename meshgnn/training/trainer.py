@@ -243,12 +243,12 @@ class Trainer:
         return patience > 0 and self.state.bad_epochs >= patience
 
     def _save_checkpoints(self, metrics: dict[str, float], improved: bool) -> None:
-        payload = self.checkpoint_payload(metrics)
-        save_checkpoint(payload, self.ckpt_dir / "last.ckpt")
+        paths = [self.ckpt_dir / "last.ckpt"]
         if improved:
-            save_checkpoint(payload, self.ckpt_dir / "best.ckpt")
+            paths.append(self.ckpt_dir / "best.ckpt")
         if self.state.epoch % self.settings.save_every == 0:
-            save_checkpoint(payload, self.ckpt_dir / f"epoch_{self.state.epoch:04d}.ckpt")
+            paths.append(self.ckpt_dir / f"epoch_{self.state.epoch:04d}.ckpt")
+        save_checkpoint(self.checkpoint_payload(metrics), *paths)
 
     def checkpoint_payload(self, metrics: dict[str, float]) -> dict[str, Any]:
         return {
