@@ -36,6 +36,8 @@ class DataConfig:
     split: SplitConfig = field(default_factory=SplitConfig)
     fourier_features: int = MISSING
     fourier_scale: float = MISSING
+    boundary_distance: bool = MISSING
+    baseline_input: bool = MISSING
     std_floor: float = MISSING
     batch_size: int = MISSING
     num_workers: int = MISSING
@@ -50,6 +52,10 @@ class ModelConfig:
     mlp_layers: int = MISSING
     dropout: float = MISSING
     aggregation: str = MISSING
+    num_levels: int = MISSING
+    coarsening: float = MISSING
+    broadcast_globals: bool = MISSING
+    residual: bool = MISSING
 
 
 @dataclass
@@ -154,11 +160,11 @@ def validate(cfg: DictConfig) -> None:
             raise UserError(f"{key}={value!r} is not one of {', '.join(allowed)}; pick one of those")
     positive = ("data.num_samples", "data.batch_size", "data.mesh_size", "data.fourier_scale", "data.std_floor",
                 "model.hidden_dim", "model.num_layers", "model.mlp_layers", "optim.lr",
-                "trainer.epochs", "trainer.save_every")
+                "trainer.save_every")
     for key in positive:
         if not _get(cfg, key) > 0:
             raise UserError(f"{key}={_get(cfg, key)} must be positive; set e.g. {key}=1 or larger")
-    non_negative = ("data.fourier_features", "data.max_holes", "data.num_workers",
+    non_negative = ("trainer.epochs", "data.fourier_features", "data.max_holes", "data.num_workers",
                     "data.generate_workers", "optim.weight_decay", "optim.warmup_epochs",
                     "optim.min_lr", "trainer.grad_clip", "trainer.early_stop_patience", "trainer.max_time",
                     "loss.l1_weight", "loss.relative_l1_weight", "loss.smoothness_weight",
@@ -166,6 +172,11 @@ def validate(cfg: DictConfig) -> None:
     for key in non_negative:
         if _get(cfg, key) < 0:
             raise UserError(f"{key}={_get(cfg, key)} must be >= 0")
+    if cfg.model.num_levels < 0:
+        raise UserError(f"model.num_levels={cfg.model.num_levels} must be >= 0 (0 = single-level)")
+    if not cfg.model.coarsening >= 1.5:
+        raise UserError(f"model.coarsening={cfg.model.coarsening} must be >= 1.5 so each level is "
+                        "coarser than the one below; 2.0 halves the resolution per level")
     if not 0.0 <= cfg.model.dropout < 1.0:
         raise UserError(f"model.dropout={cfg.model.dropout} must be in [0, 1)")
     split = cfg.data.split

@@ -27,7 +27,8 @@ from omegaconf.errors import OmegaConfBaseException
 import meshgnn
 from meshgnn.atomic import atomic_write_text
 from meshgnn.config import validate
-from meshgnn.data.dataset import MeshDatasets, load_datasets, make_loader
+from meshgnn.data.dataset import MeshDatasets, ModelInputs, load_datasets, make_loader
+from meshgnn.data.hierarchy import HierarchySpec
 from meshgnn.data.normalizer import Normalizer
 from meshgnn.data.sources import get_source
 from meshgnn.errors import UserError
@@ -93,7 +94,7 @@ def train(cfg: DictConfig, start: StartPoint, run_dir: Path) -> float:
     _configure_torch(cfg)
 
     saved_normalizer = Normalizer.from_state_dict(start.payload["normalizer"]) if start.payload else None
-    data = load_datasets(cfg.data, cfg.paths.data_dir, normalizer=saved_normalizer)
+    data = load_datasets(cfg.data, cfg.paths.data_dir, model_inputs(cfg.model), normalizer=saved_normalizer)
     if start.kind in ("resume", "branch") and start.payload["dataset_fingerprint"] != data.fingerprint:
         raise UserError(f"{start.checkpoint}: was trained on a different dataset (fingerprint "
                         f"{start.payload['dataset_fingerprint']}, now {data.fingerprint}); the generator or "
@@ -144,6 +145,13 @@ def train(cfg: DictConfig, start: StartPoint, run_dir: Path) -> float:
     log.info("test results (physical units, %d graphs, best epoch %d):\n%s",
              len(data.splits["test"]), state.best_epoch, format_results_table(results, targets))
     return objective_value(cfg, read_metrics(run_dir), results.get("model", {}))
+
+
+def model_inputs(model_cfg: DictConfig) -> ModelInputs:
+    """What the configured model needs the data pipeline to build."""
+    hierarchy = (HierarchySpec(model_cfg.num_levels, model_cfg.coarsening)
+                 if model_cfg.num_levels > 0 else None)
+    return ModelInputs(model_cfg.broadcast_globals, model_cfg.residual, hierarchy)
 
 
 def _schedule(cfg: DictConfig, origin_epoch: int, steps_per_epoch: int) -> Schedule:
@@ -201,8 +209,9 @@ def metric_tags(targets: list[str]) -> set[str]:
     for split in ("train", "val"):
         tags |= {f"{split}/loss/{term}" for term in (*TERMS, "total")}
         tags |= {f"{split}/{name}/l1" for name in targets}
-    tags |= {f"val/{name}/rel_l2" for name in targets}
-    tags |= {f"test/{name}/{m}" for name in targets for m in ("rel_l2", "mae", "max_abs")}
+    tags |= {f"val/{name}/{m}" for name in targets for m in ("rel_l2", "rel_l2_median")}
+    tags |= {f"test/{name}/{m}" for name in targets
+             for m in ("rel_l2", "rel_l2_median", "mae", "max_abs")}
     return tags
 
 

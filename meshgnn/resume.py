@@ -144,7 +144,7 @@ def start_point(cfg: DictConfig, overrides: list[str], run_dir: Path) -> tuple[D
         start = StartPoint("init", ckpt, load_checkpoint(ckpt))
         if Path(cfg.init_from).is_dir():
             start.completed_epochs = int(load_checkpoint(run_checkpoint(Path(cfg.init_from)))["epoch"])
-        if start.epoch >= cfg.trainer.epochs:
+        if start.epoch >= cfg.trainer.epochs > 0:  # trainer.epochs=0: only test these weights
             raise UserError(f"init_from={cfg.init_from} has trained {start.epoch} epochs and "
                             f"trainer.epochs={cfg.trainer.epochs} is the total: nothing left to train; "
                             f"raise trainer.epochs above {start.epoch}")

@@ -19,7 +19,8 @@ from torch_geometric.loader import DataLoader
 
 from meshgnn.data.cache import cached, config_hash
 from meshgnn.data.generate import generate_samples
-from meshgnn.data.graph import FourierFeatureMapper, node_features, sample_to_graph
+from meshgnn.data.graph import FourierFeatureMapper, node_features, row_graph, sample_to_graph
+from meshgnn.data.hierarchy import HierarchySpec, MultiScaleData, attach_levels
 from meshgnn.data.normalizer import Normalizer
 from meshgnn.data.sample import SourceSpec
 from meshgnn.data.sampler import EpochBatchSampler
@@ -40,6 +41,18 @@ class GraphDataset(InMemoryDataset):
 
 
 @dataclass(frozen=True)
+class ModelInputs:
+    """What the model config asks of the data: whether it sees the sample's global parameters
+    on every node, whether it needs the analytic baseline in normalised target units (`prior`,
+    for a model that predicts a correction of it), and the coarse graphs of a multi-scale
+    model (None for a single-level one)."""
+
+    broadcast_globals: bool
+    residual: bool
+    hierarchy: HierarchySpec | None
+
+
+@dataclass(frozen=True)
 class FeatureSpec:
     """Everything needed to turn a new mesh into exactly the model's input (packages use it)."""
 
@@ -47,6 +60,9 @@ class FeatureSpec:
     fourier_features: int
     fourier_scale: float
     fourier_seed: int
+    boundary_distance: bool
+    baseline_input: bool
+    model_inputs: ModelInputs
 
     def mapper(self) -> FourierFeatureMapper:
         return FourierFeatureMapper(self.fourier_features, self.fourier_scale,
@@ -98,12 +114,8 @@ def split_indices(num: int, ratios: tuple[float, float, float], seed: int) -> di
             "test": order[n_train + n_val:]}
 
 
-def _owner(slices: Tensor) -> Tensor:
-    """Graph index of every row of a collated attribute."""
-    return torch.repeat_interleave(torch.arange(len(slices) - 1), slices.diff())
-
-
-def load_datasets(cfg: DictConfig, data_dir: str | Path, normalizer: Normalizer | None = None) -> MeshDatasets:
+def load_datasets(cfg: DictConfig, data_dir: str | Path, model_inputs: ModelInputs,
+                  normalizer: Normalizer | None = None) -> MeshDatasets:
     """Generate (or load from cache) the configured dataset and return normalised splits.
 
     `normalizer` (from a checkpoint) replaces fitting: a resumed or warm-started model must
@@ -112,24 +124,34 @@ def load_datasets(cfg: DictConfig, data_dir: str | Path, normalizer: Normalizer 
     source = get_source(cfg.name)
     keys = generating_keys(cfg)
     raw, folder = cached(Path(data_dir), cfg.name, keys, lambda: _generate(cfg))
-    store, slices = Data.from_dict(raw["store"]), raw["slices"]
+    store, slices = MultiScaleData.from_dict(raw["store"]), raw["slices"]
     num_graphs = len(slices["pos"]) - 1
 
-    features = FeatureSpec(source.spec, cfg.fourier_features, cfg.fourier_scale, cfg.seed)
-    node_graph = _owner(slices["pos"])
-    store.x = node_features(store.pos, store.node_type, store.inputs, store.globals[node_graph],
-                            node_graph, num_graphs, len(source.spec.node_types), features.mapper())
+    features = FeatureSpec(source.spec, cfg.fourier_features, cfg.fourier_scale, cfg.seed,
+                           cfg.boundary_distance, cfg.baseline_input, model_inputs)
+    node_graph = row_graph(slices["pos"])
+    inputs = store.inputs
+    for key, wanted in (("data.baseline_input", cfg.baseline_input), ("model.residual", model_inputs.residual)):
+        if wanted and store.get("baseline") is None:
+            raise UserError(f"{key}=true but data={cfg.name} has no analytic baseline; set {key}=false")
+    if cfg.baseline_input:
+        inputs = torch.cat([inputs, store.baseline], dim=1)
+    node_globals = store.globals[node_graph] if model_inputs.broadcast_globals else inputs[:, :0]
+    store.x = node_features(store.pos, store.node_type, inputs, node_globals, node_graph, num_graphs,
+                            len(source.spec.node_types), features.mapper(), cfg.boundary_distance)
     slices["x"] = slices["pos"]
     store.edge_len = store.edge_attr[:, -1].clone()
     slices["edge_len"] = slices["edge_attr"]
     for unused in ("inputs", "globals"):
         del store[unused]
         del slices[unused]
+    if model_inputs.hierarchy is not None:
+        attach_levels(store, slices, model_inputs.hierarchy)
 
     index = split_indices(num_graphs, (cfg.split.train, cfg.split.val, cfg.split.test), cfg.seed)
     is_train = torch.zeros(num_graphs, dtype=torch.bool)
     is_train[index["train"]] = True
-    edge_graph = _owner(slices["edge_attr"])
+    edge_graph = row_graph(slices["edge_attr"])
     if normalizer is None:
         normalizer = Normalizer.fit({"x": store.x[is_train[node_graph]],
                                      "edge_attr": store.edge_attr[is_train[edge_graph]],
@@ -140,12 +162,18 @@ def load_datasets(cfg: DictConfig, data_dir: str | Path, normalizer: Normalizer 
                         "data settings of the run the checkpoint came from")
     for key in ("x", "edge_attr", "y"):
         store[key] = normalizer.normalize(key, store[key])
+    if model_inputs.residual:
+        store.prior = normalizer.normalize("y", store.baseline)
+        slices["prior"] = slices["pos"]
 
     full = GraphDataset(store, slices)
     splits = {name: full.index_select(index[name]) for name in SPLITS}
     log.info("dataset %s: %d graphs (train %d, val %d, test %d), cache %s", cfg.name, num_graphs,
              len(splits["train"]), len(splits["val"]), len(splits["test"]), folder)
-    fingerprint = config_hash({**keys, "features": [cfg.fourier_features, cfg.fourier_scale],
+    fingerprint = config_hash({**keys, "features": [cfg.fourier_features, cfg.fourier_scale,
+                                                    cfg.boundary_distance, cfg.baseline_input,
+                                                    model_inputs.broadcast_globals,
+                                                    model_inputs.residual],
                                "split": [cfg.split.train, cfg.split.val, cfg.split.test]})
     return MeshDatasets(splits, features, normalizer, fingerprint, folder)
 

@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 import torch
+from scipy.spatial import cKDTree
 from torch import Tensor
 from torch_geometric.data import Data
 from torch_geometric.utils import scatter
@@ -98,25 +99,61 @@ class FourierFeatureMapper:
         return torch.cat([angles.sin(), angles.cos()], dim=1).float()
 
 
-def unit_coordinates(pos: Tensor, graph_id: Tensor, num_graphs: int) -> Tensor:
-    """Coordinates shifted to each graph's bounding-box corner and divided by its longest side."""
+def row_graph(slices: Tensor) -> Tensor:
+    """Graph index of every row of a collated attribute, from its slice offsets."""
+    return torch.repeat_interleave(torch.arange(len(slices) - 1), slices.diff())
+
+
+def graph_extent(pos: Tensor, graph_id: Tensor, num_graphs: int) -> tuple[Tensor, Tensor]:
+    """Each graph's bounding-box corner [G, dim] and longest side [G, 1]."""
     lo = scatter(pos, graph_id, dim=0, dim_size=num_graphs, reduce="min")
     hi = scatter(pos, graph_id, dim=0, dim_size=num_graphs, reduce="max")
-    extent = (hi - lo).amax(dim=1, keepdim=True).clamp_min(1e-12)
+    return lo, (hi - lo).amax(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def unit_coordinates(pos: Tensor, graph_id: Tensor, num_graphs: int) -> Tensor:
+    """Coordinates shifted to each graph's bounding-box corner and divided by its longest side."""
+    lo, extent = graph_extent(pos, graph_id, num_graphs)
     return (pos - lo[graph_id]) / extent[graph_id]
+
+
+def boundary_distances(pos: Tensor, node_type: Tensor, graph_id: Tensor, num_graphs: int,
+                       num_node_types: int) -> Tensor:
+    """[N, num_node_types - 1]: distance from every node to the nearest node of each boundary
+    kind of its own graph, in units of the graph's longest side.
+
+    Tells every node, in one feature, how far it is from where each boundary condition acts:
+    information message passing would otherwise need as many layers as the mesh is hops across.
+    A graph without nodes of some kind gets sqrt(dim), the diagonal of the unit box.
+    """
+    _, extent = graph_extent(pos, graph_id, num_graphs)
+    unit = (pos.double() / extent[graph_id].double()).numpy()
+    out = np.full((len(unit), num_node_types - 1), math.sqrt(pos.shape[1]))
+    bounds = torch.searchsorted(graph_id, torch.arange(num_graphs + 1)).tolist()
+    types = node_type.numpy()
+    for g in range(num_graphs):
+        rows = slice(bounds[g], bounds[g + 1])
+        for kind in range(1, num_node_types):
+            members = unit[rows][types[rows] == kind]
+            if len(members):
+                out[rows, kind - 1] = cKDTree(members).query(unit[rows])[0]
+    return torch.from_numpy(out).float()
 
 
 def node_features(pos: Tensor, node_type: Tensor, inputs: Tensor, node_globals: Tensor,
                   graph_id: Tensor, num_graphs: int, num_node_types: int,
-                  mapper: FourierFeatureMapper) -> Tensor:
-    """[coordinates, Fourier features, node-type one-hot, input fields, broadcast globals].
+                  mapper: FourierFeatureMapper, boundary_distance: bool) -> Tensor:
+    """[coordinates, Fourier features, node-type one-hot, boundary distances, input fields,
+    broadcast globals] (`node_globals` may have zero columns).
 
-    Works on one graph or on a whole collated dataset (`graph_id` maps node -> graph), so the
-    training pipeline and prediction on new meshes share it.
+    Works on one graph or on a whole collated dataset (`graph_id`, sorted, maps node -> graph),
+    so the training pipeline and prediction on new meshes share it.
     """
     if int(node_type.max()) >= num_node_types or int(node_type.min()) < 0:
         raise UserError(f"node_type values must lie in 0..{num_node_types - 1}; found "
                         f"{int(node_type.min())}..{int(node_type.max())}")
     parts = [pos, mapper(unit_coordinates(pos, graph_id, num_graphs)),
-             torch.nn.functional.one_hot(node_type, num_node_types).float(), inputs, node_globals]
-    return torch.cat(parts, dim=1)
+             torch.nn.functional.one_hot(node_type, num_node_types).float()]
+    if boundary_distance:
+        parts.append(boundary_distances(pos, node_type, graph_id, num_graphs, num_node_types))
+    return torch.cat(parts + [inputs, node_globals], dim=1)

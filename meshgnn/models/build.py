@@ -7,13 +7,10 @@ from typing import Sequence
 from omegaconf import DictConfig
 from torch import nn
 
-from meshgnn.errors import UserError
 from meshgnn.models.edge_gnn import EdgeGNN
 
 
 def build_model(cfg: DictConfig, node_dim: int, edge_dim: int,
                 targets: Sequence[tuple[str, int]]) -> nn.Module:
-    if cfg.name == "edge_gnn":
-        return EdgeGNN(node_dim, edge_dim, targets, cfg.hidden_dim, cfg.num_layers,
-                       cfg.mlp_layers, cfg.dropout, cfg.aggregation)
-    raise UserError(f"model.name={cfg.name!r} is unknown; use model=edge_gnn")
+    return EdgeGNN(node_dim, edge_dim, targets, cfg.hidden_dim, cfg.num_layers, cfg.mlp_layers,
+                   cfg.dropout, cfg.aggregation, cfg.num_levels, cfg.residual)

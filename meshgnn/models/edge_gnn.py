@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Batch
 from torch_geometric.nn import MessagePassing
+from torch_geometric.utils import scatter
 
 
 def mlp(in_dim: int, hidden_dim: int, out_dim: int, num_layers: int, dropout: float = 0.0,
@@ -62,17 +63,44 @@ class ProcessorBlock(MessagePassing):
 
 
 class EdgeGNN(nn.Module):
-    """Maps a batch to `{target name: [num_nodes, dim]}` in normalised units."""
+    """Maps a batch to `{target name: [num_nodes, dim]}` in normalised units.
+
+    With `num_levels` = L > 0 it is a V-cycle over the mesh and L coarse graphs (see
+    `meshgnn.data.hierarchy`): `num_layers` blocks at each level on the way down, mean-pooling
+    into the next level; `num_layers` blocks at the coarsest; then back up, each level adding
+    to its own latents what its cluster computed (with the node's offset from the cluster's
+    centroid, so it can interpolate) before another `num_layers` blocks. A node then sees the
+    whole domain after O(L * num_layers) blocks, at a cost dominated by the finest level's
+    2 * num_layers blocks. L = 0 is the plain single-level encode-process-decode model.
+
+    With `residual`, each head predicts a correction that is added to `batch.prior`, the
+    analytic baseline in normalised target units: an untrained model already answers with the
+    baseline, and training spends its steps on what the baseline gets wrong.
+    """
 
     def __init__(self, node_dim: int, edge_dim: int, targets: Sequence[tuple[str, int]],
                  hidden_dim: int, num_layers: int, mlp_layers: int, dropout: float,
-                 aggregation: str) -> None:
+                 aggregation: str, num_levels: int = 0, residual: bool = False) -> None:
         super().__init__()
         self.targets = [(name, int(dim)) for name, dim in targets]
+        self.num_levels = num_levels
+        self.residual = residual
+        spatial_dim = edge_dim - 1
         self.node_encoder = mlp(node_dim, hidden_dim, hidden_dim, mlp_layers)
         self.edge_encoder = mlp(edge_dim, hidden_dim, hidden_dim, mlp_layers)
-        self.processor = nn.ModuleList(
-            ProcessorBlock(hidden_dim, mlp_layers, dropout, aggregation) for _ in range(num_layers))
+
+        def blocks() -> nn.ModuleList:
+            return nn.ModuleList(ProcessorBlock(hidden_dim, mlp_layers, dropout, aggregation)
+                                 for _ in range(num_layers))
+
+        self.processor = blocks()  # the finest level's (and a single-level model's only) blocks
+        self.down = nn.ModuleList(blocks() for _ in range(num_levels))  # down[l]: at level l+1
+        self.up = nn.ModuleList(blocks() for _ in range(num_levels))  # up[l]: at level l
+        self.coarse_edge_encoders = nn.ModuleList(
+            mlp(edge_dim, hidden_dim, hidden_dim, mlp_layers) for _ in range(num_levels))
+        self.unpool = nn.ModuleList(
+            mlp(2 * hidden_dim + spatial_dim, hidden_dim, hidden_dim, mlp_layers)
+            for _ in range(num_levels))
         self.decoders = nn.ModuleDict(
             {name: mlp(hidden_dim, hidden_dim, dim, mlp_layers, layer_norm=False)
              for name, dim in self.targets})
@@ -80,7 +108,35 @@ class EdgeGNN(nn.Module):
     def forward(self, batch: Batch) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         h = self.node_encoder(batch.x)
         e = self.edge_encoder(batch.edge_attr)
-        for block in self.processor:
-            h, e = block(h, batch.edge_index, e)
+        h, e = _run(self.processor, h, batch.edge_index, e)
+        skips = []
+        for level in range(1, self.num_levels + 1):
+            skips.append((h, e))
+            cluster = batch[f"cluster_{level}"]
+            h = pool_mean(h, cluster, int(batch[f"num_coarse_{level}"].sum()))
+            e = self.coarse_edge_encoders[level - 1](batch[f"edge_attr_{level}"])
+            h, e = _run(self.down[level - 1], h, batch[f"edge_index_{level}"], e)
+        for level in range(self.num_levels, 0, -1):
+            fine_h, fine_e = skips.pop()
+            cluster = batch[f"cluster_{level}"]
+            h = fine_h + self.unpool[level - 1](
+                torch.cat([fine_h, h[cluster], batch[f"offset_{level}"]], dim=-1))
+            edge_index = batch.edge_index if level == 1 else batch[f"edge_index_{level - 1}"]
+            h, e = _run(self.up[level - 1], h, edge_index, fine_e)
         pred = {name: decoder(h) for name, decoder in self.decoders.items()}
+        if self.residual:
+            columns = torch.tensor([dim for _, dim in self.targets]).cumsum(0).tolist()
+            for (name, dim), end in zip(self.targets, columns):
+                pred[name] = pred[name] + batch.prior[:, end - dim:end]
         return pred, {"node_latent": h}
+
+
+def pool_mean(h: Tensor, cluster: Tensor, num_clusters: int) -> Tensor:
+    """Each cluster's latent: the mean of its members' (weights 1/|cluster|, summing to one)."""
+    return scatter(h, cluster, dim=0, dim_size=num_clusters, reduce="mean")
+
+
+def _run(blocks: nn.ModuleList, h: Tensor, edge_index: Tensor, e: Tensor) -> tuple[Tensor, Tensor]:
+    for block in blocks:
+        h, e = block(h, edge_index, e)
+    return h, e

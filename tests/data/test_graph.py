@@ -58,9 +58,16 @@ def test_node_features_layout_and_bad_node_type():
     mapper = FourierFeatureMapper(4, 1.0, 2, seed=0)
     pos = torch.rand(3, 2)
     x = node_features(pos, torch.tensor([0, 1, 2]), torch.ones(3, 1), torch.full((3, 2), 5.0),
-                      torch.zeros(3, dtype=torch.long), 1, 3, mapper)
-    assert x.shape == (3, 2 + 8 + 3 + 1 + 2)
+                      torch.zeros(3, dtype=torch.long), 1, 3, mapper, boundary_distance=True)
+    assert x.shape == (3, 2 + 8 + 3 + 2 + 1 + 2)
     torch.testing.assert_close(x[:, 10:13], torch.eye(3))
+    unit = (pos - pos.min(0).values) / (pos.max(0).values - pos.min(0).values).max()
+    # distance to the one node of each boundary kind, in units of the longest side
+    torch.testing.assert_close(x[:, 13], (unit - unit[1]).norm(dim=1))
+    torch.testing.assert_close(x[:, 14], (unit - unit[2]).norm(dim=1))
+    no_distance = node_features(pos, torch.tensor([0, 1, 2]), torch.ones(3, 1), torch.zeros(3, 0),
+                                torch.zeros(3, dtype=torch.long), 1, 3, mapper, boundary_distance=False)
+    assert no_distance.shape == (3, 2 + 8 + 3 + 1)
     with pytest.raises(UserError, match="node_type"):
         node_features(pos, torch.tensor([0, 1, 3]), torch.ones(3, 1), torch.zeros(3, 0),
-                      torch.zeros(3, dtype=torch.long), 1, 3, mapper)
+                      torch.zeros(3, dtype=torch.long), 1, 3, mapper, boundary_distance=False)

@@ -32,11 +32,11 @@ from meshgnn.data.sample import FieldSpec, MeshSample, SourceSpec
 
 SPEC = SourceSpec(
     node_types=("interior", "clamped", "loaded", "free"),
-    inputs=(FieldSpec("traction", 2),),
+    inputs=(FieldSpec("traction", 2), FieldSpec("youngs_modulus", 1), FieldSpec("poisson_ratio", 1)),
     targets=(FieldSpec("displacement", 2), FieldSpec("von_mises", 1)),
     global_names=("E", "nu", "tx0", "tx1", "ty0", "ty1", "Lx"),
 )
-VERSION = 1
+VERSION = 2
 
 YOUNGS_MODULUS_RANGE = (0.5, 2.0)
 POISSON_RATIO_RANGE = (0.2, 0.4)
@@ -83,7 +83,9 @@ def generate(index: int, seed: int, mesh_size: float, max_holes: int) -> MeshSam
         points=mesh.points,
         cells=[("triangle", mesh.triangles)],
         node_type=node_type,
-        inputs={"traction": applied},
+        inputs={"traction": applied,
+                "youngs_modulus": np.full((len(mesh.points), 1), youngs_modulus),
+                "poisson_ratio": np.full((len(mesh.points), 1), poisson_ratio)},
         targets={"displacement": displacement, "von_mises": stress[:, None]},
         globals=np.array([youngs_modulus, poisson_ratio, *ends.ravel(), length], dtype=np.float64),
         baseline={"displacement": guess_displacement, "von_mises": guess_stress[:, None]},

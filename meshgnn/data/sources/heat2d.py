@@ -35,7 +35,8 @@ NUM_MODES = 3
 
 SPEC = SourceSpec(
     node_types=("interior", "dirichlet", "insulated"),
-    inputs=(FieldSpec("boundary_temperature", 1), FieldSpec("heat_source", 1)),
+    inputs=(FieldSpec("boundary_temperature", 1), FieldSpec("heat_source", 1),
+            FieldSpec("conductivity", 1)),
     targets=(FieldSpec("temperature", 1), FieldSpec("heat_flux", 2)),
     global_names=(
         ("k", "t0")
@@ -43,7 +44,7 @@ SPEC = SourceSpec(
         + ("A", "cx", "cy", "s", "Lx")
     ),
 )
-VERSION = 1
+VERSION = 2
 
 CONDUCTIVITY_RANGE = (0.5, 2.0)
 MEAN_TEMPERATURE_RANGE = (0.0, 1.0)
@@ -94,6 +95,7 @@ def generate(index: int, seed: int, mesh_size: float, max_holes: int) -> MeshSam
         inputs={
             "boundary_temperature": boundary_temperature[:, None],
             "heat_source": source(mesh.points.T)[:, None],
+            "conductivity": np.full((len(mesh.points), 1), k),
         },
         targets={"temperature": temperature[:, None], "heat_flux": flux},
         globals=np.array(

@@ -1,0 +1,200 @@
+"""Accuracy benchmark: every candidate model trained at one budget, on identical data and loss.
+
+For each dataset and model it runs `train.py` (the real pipeline, one subprocess per run) for
+the same number of epochs, then evaluates the best checkpoint on meshes twice as fine
+(`trainer.epochs=0 init_from=... data.mesh_size=h/2`: the same plates, boundary data and test
+split, meshed at half the edge length). It prints per dataset and target the test rel L2
+(mean and median over meshes), the max abs error, the fine-mesh rel L2 and its ratio, for
+every model and for the analytic baseline; then a learning curve of the first model over
+training-set sizes at a fixed number of optimiser steps, with fixed-size val/test sets.
+
+"Equal budget" is equal data and equal optimiser steps, not equal wall time: a bigger model
+(the MeshGraphNets baseline) spends more compute per step, and the table shows its time.
+
+Usage (defaults reproduce the README table; runs go to --out, several at once with --parallel):
+    python benchmarks/accuracy.py [--datasets heat2d elasticity2d]
+        [--models multiscale_gnn edge_gnn meshgraphnet] [--epochs 6] [--device cpu]
+        [--threads 2] [--parallel 1] [--curve 50 100 200 400 800 1600 3200] [--out DIR]
+        [-- extra train.py overrides]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from hydra import compose, initialize_config_dir  # noqa: E402
+
+from meshgnn.config import register_configs  # noqa: E402
+from meshgnn.data.dataset import ModelInputs, generating_keys, load_datasets  # noqa: E402
+from table import machine_line  # noqa: E402
+
+CURVE_HELD_OUT = 100  # val and test meshes of every learning-curve point
+
+
+@dataclass
+class Job:
+    """One train.py run; `after` names the job whose checkpoint it starts from."""
+
+    name: str
+    args: list[str]
+    after: str | None = None
+    seconds: float = 0.0
+    results: dict = field(default_factory=dict)
+    error: str = ""
+
+
+def run_job(job: Job, out: Path, common: list[str]) -> Job:
+    run_dir = out / job.name
+    log = out / f"{job.name.replace('/', '_')}.log"
+    args = [*job.args, *common, f"hydra.run.dir={run_dir}", f"paths.data_dir={out / 'data_cache'}"]
+    start = time.perf_counter()
+    with log.open("w") as stream:
+        proc = subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT,
+                              stdout=stream, stderr=subprocess.STDOUT,
+                              env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    job.seconds = time.perf_counter() - start
+    results = run_dir / "results.json"
+    if proc.returncode == 0 and results.is_file():
+        job.results = json.loads(results.read_text())
+    else:
+        job.error = f"exit {proc.returncode}, see {log}"
+    print(f"  {job.name}: {job.seconds:.0f} s {job.error}", flush=True)
+    return job
+
+
+def run_all(jobs: list[Job], out: Path, common: list[str], parallel: int) -> dict[str, Job]:
+    """Run jobs `parallel` at a time; a job with `after` waits for that job's checkpoint."""
+    done: dict[str, Job] = {}
+    pending = list(jobs)
+    with ThreadPoolExecutor(parallel) as pool:
+        while pending:
+            ready = [j for j in pending if j.after is None or j.after in done]
+            pending = [j for j in pending if j not in ready]
+            for job in pool.map(lambda j: run_job(j, out, common), ready):
+                done[job.name] = job
+    return done
+
+
+def compose_args(args: list[str]):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose(config_name="config", overrides=[a for a in args if not a.startswith("init_from=")])
+
+
+def pregenerate(jobs: list[Job], data_dir: Path) -> None:
+    """Generate every dataset the jobs need once, up front, with all cores (instead of
+    several parallel runs generating the same one)."""
+    seen = set()
+    for job in jobs:
+        cfg = compose_args(job.args)
+        keys = json.dumps(generating_keys(cfg.data), sort_keys=True)
+        if keys not in seen:
+            seen.add(keys)
+            load_datasets(cfg.data, data_dir, ModelInputs(broadcast_globals=True, residual=False, hierarchy=None))
+
+
+def plan(args: argparse.Namespace) -> list[Job]:
+    jobs = []
+    for dataset in args.datasets:
+        fine = compose_args([f"data={dataset}"]).data.mesh_size / 2
+        for model in args.models:
+            name = f"{dataset}/{model}"
+            jobs.append(Job(name, [f"data={dataset}", f"model={model}", f"trainer.epochs={args.epochs}"]))
+            jobs.append(Job(f"{name}/fine", [f"data={dataset}", f"model={model}", "trainer.epochs=0",
+                                             f"data.mesh_size={fine}",
+                                             f"init_from={args.out / name / 'checkpoints' / 'best.ckpt'}"],
+                            after=name))
+        steps_samples = args.epochs * args.curve_reference
+        for n in args.curve:
+            total = n + 2 * CURVE_HELD_OUT
+            epochs = max(1, round(steps_samples / n))
+            jobs.append(Job(f"{dataset}/curve/{n}", [
+                f"data={dataset}", f"model={args.models[0]}", f"data.num_samples={total}",
+                f"data.split.train={n / total}", f"data.split.val={CURVE_HELD_OUT / total}",
+                f"data.split.test={CURVE_HELD_OUT / total}", f"trainer.epochs={epochs}"]))
+    return jobs
+
+
+def target_names(results: dict) -> list[str]:
+    return sorted({key.split("/")[1] for key in results.get("model", {}) if key.startswith("test/")})
+
+
+def report(args: argparse.Namespace, done: dict[str, Job]) -> None:
+    print(machine_line(f"{args.epochs} epochs per model, device {args.device}, "
+                       f"{args.threads} threads per run, {args.parallel} runs at once"))
+    for dataset in args.datasets:
+        first = done[f"{dataset}/{args.models[0]}"].results
+        print(f"\n### {dataset}\n")
+        print("| target | model | rel L2 mean | rel L2 median | max abs | 2x finer rel L2 | finer / trained | train time |")
+        print("|---|---|---|---|---|---|---|---|")
+        for target in target_names(first):
+            for model in args.models:
+                job, fine = done[f"{dataset}/{model}"], done[f"{dataset}/{model}/fine"]
+                if job.error:
+                    print(f"| {target} | {model} | failed: {job.error} | | | | | |")
+                    continue
+                m = job.results["model"]
+                rel = m[f"test/{target}/rel_l2"]
+                fine_rel = fine.results.get("model", {}).get(f"test/{target}/rel_l2", float("nan"))
+                print(f"| {target} | {model} | {rel:.4f} | {m[f'test/{target}/rel_l2_median']:.4f} | "
+                      f"{m[f'test/{target}/max_abs']:.4g} | {fine_rel:.4f} | {fine_rel / rel:.2f} | "
+                      f"{job.seconds:.0f} s |")
+            analytic = first.get("baseline_analytic", {})
+            if analytic:
+                print(f"| {target} | analytic baseline | {analytic[f'test/{target}/rel_l2']:.4f} | "
+                      f"{analytic[f'test/{target}/rel_l2_median']:.4f} | "
+                      f"{analytic[f'test/{target}/max_abs']:.4g} | | | |")
+        if args.curve:
+            print(f"\nLearning curve, {dataset}, model={args.models[0]}, "
+                  f"{args.epochs * args.curve_reference} graphs of optimiser steps per point, "
+                  f"{CURVE_HELD_OUT} val and {CURVE_HELD_OUT} test meshes:\n")
+            targets = target_names(first)
+            print("| training meshes | epochs | " + " | ".join(f"{t} rel L2" for t in targets) + " |")
+            print("|---|---|" + "---|" * len(targets))
+            for n in args.curve:
+                job = done[f"{dataset}/curve/{n}"]
+                epochs = next(a.split("=")[1] for a in job.args if a.startswith("trainer.epochs="))
+                cells = [f"{job.results['model'][f'test/{t}/rel_l2']:.4f}" if not job.error else "failed"
+                         for t in targets]
+                print(f"| {n} | {epochs} | " + " | ".join(cells) + " |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--datasets", nargs="+", default=["heat2d", "elasticity2d"])
+    parser.add_argument("--models", nargs="+", default=["multiscale_gnn", "edge_gnn", "meshgraphnet"])
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--parallel", type=int, default=1)
+    parser.add_argument("--curve", type=int, nargs="*", default=[50, 100, 200, 400, 800, 1600, 3200])
+    parser.add_argument("--curve-reference", type=int, default=800,
+                        help="training meshes whose --epochs set the learning curve's step budget")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "runs" / "accuracy")
+    parser.add_argument("overrides", nargs="*", help="extra train.py overrides for every run")
+    args = parser.parse_args()
+    args.out = args.out.resolve()
+    args.out.mkdir(parents=True, exist_ok=True)
+    register_configs()
+    common = [f"trainer.device={args.device}", f"trainer.threads={args.threads}", *args.overrides]
+    jobs = plan(args)
+    pregenerate(jobs, args.out / "data_cache")
+    done = run_all(jobs, args.out, common, args.parallel)
+    report(args, done)
+    summary = {name: {"seconds": j.seconds, "results": j.results, "error": j.error} for name, j in done.items()}
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
