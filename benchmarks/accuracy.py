@@ -5,8 +5,9 @@ the same number of epochs, then evaluates the best checkpoint on meshes twice as
 (`trainer.epochs=0 init_from=... data.mesh_size=h/2`: the same plates, boundary data and test
 split, meshed at half the edge length). It prints per dataset and target the test rel L2
 (mean and median over meshes), the max abs error, the fine-mesh rel L2 and its ratio, for
-every model and for the analytic baseline; then a learning curve of the first model over
-training-set sizes at a fixed number of optimiser steps, with fixed-size val/test sets.
+every model and for the analytic baseline; then, on the first dataset, a learning curve of
+the first model over training-set sizes at a fixed number of optimiser steps, with
+fixed-size val/test sets.
 
 "Equal budget" is equal data and equal optimiser steps, not equal wall time: a bigger model
 (the MeshGraphNets baseline) spends more compute per step, and the table shows its time.
@@ -115,6 +116,8 @@ def plan(args: argparse.Namespace) -> list[Job]:
                                              f"data.mesh_size={fine}",
                                              f"init_from={args.out / name / 'checkpoints' / 'best.ckpt'}"],
                             after=name))
+        if dataset != args.datasets[0]:
+            continue
         steps_samples = args.epochs * args.curve_reference
         for n in args.curve:
             total = n + 2 * CURVE_HELD_OUT
@@ -155,7 +158,7 @@ def report(args: argparse.Namespace, done: dict[str, Job]) -> None:
                 print(f"| {target} | analytic baseline | {analytic[f'test/{target}/rel_l2']:.4f} | "
                       f"{analytic[f'test/{target}/rel_l2_median']:.4f} | "
                       f"{analytic[f'test/{target}/max_abs']:.4g} | | | |")
-        if args.curve:
+        if args.curve and dataset == args.datasets[0]:
             print(f"\nLearning curve, {dataset}, model={args.models[0]}, "
                   f"{args.epochs * args.curve_reference} graphs of optimiser steps per point, "
                   f"{CURVE_HELD_OUT} val and {CURVE_HELD_OUT} test meshes:\n")

@@ -222,10 +222,13 @@ def _check_objective(cfg: DictConfig, targets: list[str]) -> None:
 
 
 def objective_value(cfg: DictConfig, history: list[dict[str, float]], test: dict[str, float]) -> float:
-    """Best value of `cfg.objective` over the epochs (or the final test value for test/* tags)."""
+    """Best value of `cfg.objective` over the epochs (or the final test value for test/* tags);
+    NaN when no epoch was trained (`trainer.epochs=0` only tests)."""
     if cfg.objective.startswith("test/"):
         return float(test[cfg.objective])
     values = [h[cfg.objective] for h in history]
+    if not values:
+        return math.nan
     return float(min(values) if cfg.objective_mode == "min" else max(values))
 
 

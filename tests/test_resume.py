@@ -104,7 +104,7 @@ def test_learning_rate_override_on_resume(tmp_path, stage1_run):
     events.Reload()
     assert [round(e.value, 10) for e in events.Scalars("lr")] == [1e-4, 1e-4]
     launch = json.loads((branch / "run.json").read_text())["launches"][-1]
-    assert launch["lineage"]["changed"]["optim.lr"] == {"from": 5e-4, "to": 1e-4}
+    assert launch["lineage"]["changed"]["optim.lr"] == {"from": 1e-3, "to": 1e-4}
 
 
 def test_lr_restarts_at_the_new_rate_on_the_first_resumed_step(tmp_path, stage1_run):
