@@ -14,7 +14,7 @@ fixed-size val/test sets.
 
 Usage (defaults reproduce the README table; runs go to --out, several at once with --parallel):
     python benchmarks/accuracy.py [--datasets heat2d elasticity2d]
-        [--models multiscale_gnn edge_gnn meshgraphnet] [--epochs 6] [--device cpu]
+        [--models multiscale_gnn edge_gnn meshgraphnet] [--epochs 5] [--device cpu]
         [--threads 2] [--parallel 1] [--curve 50 100 200 400 800 1600 3200] [--out DIR]
         [-- extra train.py overrides]
 """
@@ -177,7 +177,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", nargs="+", default=["heat2d", "elasticity2d"])
     parser.add_argument("--models", nargs="+", default=["multiscale_gnn", "edge_gnn", "meshgraphnet"])
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--parallel", type=int, default=1)
