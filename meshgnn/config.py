@@ -137,7 +137,7 @@ def register_configs() -> None:
 
 
 _CHOICES = {
-    "data.name": ("heat2d", "elasticity2d"),
+    "data.name": ("heat2d", "elasticity2d", "elasticity3d"),
     "model.aggregation": ("sum", "mean", "max"),
     "optim.schedule": ("cosine", "constant"),
     "trainer.device": ("auto", "cpu", "cuda"),

@@ -1,4 +1,4 @@
-"""P1 finite-element solvers (scikit-fem) on plain (points, triangles) meshes.
+"""P1 finite-element solvers (scikit-fem) on plain (points, triangles) and (points, tets) meshes.
 
 The solvers know nothing about plates or sources: boundary conditions arrive as node masks and
 facet lists, so the same code runs the dataset generators and the analytic verification tests.
@@ -15,10 +15,12 @@ from scipy import sparse
 from skfem import (
     Basis,
     BilinearForm,
+    ElementTetP1,
     ElementTriP1,
     ElementVector,
     FacetBasis,
     LinearForm,
+    MeshTet,
     MeshTri,
     asm,
     condense,
@@ -26,8 +28,8 @@ from skfem import (
 )
 from skfem.helpers import ddot, dot, grad, sym_grad, trace
 
-# A field of position: takes coordinates shaped [2, ...] and returns values shaped [...]
-# (scalar) or [2, ...] (vector), the layout scikit-fem uses at quadrature points.
+# A field of position: takes coordinates shaped [d, ...] (d = 2 or 3) and returns values shaped
+# [...] (scalar) or [d, ...] (vector), the layout scikit-fem uses at quadrature points.
 SpaceFunction = Callable[[np.ndarray], np.ndarray]
 
 
@@ -134,6 +136,83 @@ def von_mises(sxx: np.ndarray, syy: np.ndarray, sxy: np.ndarray) -> np.ndarray:
     return np.sqrt(sxx**2 - sxx * syy + syy**2 + 3 * sxy**2)
 
 
+def nodal_gradient_3d(points: np.ndarray, tets: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Gradient of the P1 interpolant of `values` on a tetrahedral mesh, recovered at nodes.
+
+    The 3D twin of `nodal_gradient`: the gradient is constant per tetrahedron and averaged
+    over the tetrahedra around each node, weighted by volume (exact for linear data).
+
+    values: [N] or [N, C]. Returns [N, 3] or [N, C, 3].
+    """
+    p0 = points[tets[:, 0]]
+    edges = np.stack([points[tets[:, i]] - p0 for i in (1, 2, 3)], axis=1)  # [T, 3 (edge), 3]
+    v = values.reshape(len(points), -1)
+    dv = np.stack([v[tets[:, i]] - v[tets[:, 0]] for i in (1, 2, 3)], axis=1)  # [T, 3, C]
+    # edges @ g = dv per tetrahedron, g[t, d, c] = d v_c / d x_d.
+    element_gradient = np.linalg.solve(edges, dv).transpose(0, 2, 1)  # [T, C, 3]
+
+    volume = np.repeat(np.abs(np.linalg.det(edges)) / 6.0, 4)
+    node_element = sparse.csr_matrix(
+        (volume, (tets.ravel(), np.repeat(np.arange(len(tets)), 4))),
+        shape=(len(points), len(tets)),
+    )
+    weight = np.asarray(node_element.sum(axis=1))
+    gradient = node_element @ element_gradient.reshape(len(tets), -1) / weight
+    return gradient.reshape(values.shape + (3,))
+
+
+def solve_elasticity_3d(
+    points: np.ndarray,
+    tets: np.ndarray,
+    youngs_modulus: float,
+    poisson_ratio: float,
+    fixed: np.ndarray,
+    traction_facets: np.ndarray,
+    traction: SpaceFunction,
+) -> tuple[np.ndarray, np.ndarray]:
+    """3D linear elasticity (P1 tetrahedra) with zero displacement on fixed components.
+
+    fixed:           [N, 3] bool, True where that displacement component is held at 0
+                     (all True = clamped; some True = roller/symmetry).
+    traction_facets: [F, 3] boundary node triples carrying `traction` (vector of position);
+                     the rest of the boundary is traction-free.
+
+    Returns nodal displacement [N, 3] and nodal von Mises stress [N]; the stress is the
+    volume-weighted average of the (constant) element stresses around each node.
+    """
+    mesh = MeshTet(np.ascontiguousarray(points.T), np.ascontiguousarray(tets.T), validate=False)
+    # P1 strains are constant per element, so the one-point rule is exact for the stiffness
+    # (and ~10x cheaper than the default); the traction load keeps its own exact rule.
+    basis = Basis(mesh, ElementVector(ElementTetP1()), intorder=1)
+    lam, mu = lame(youngs_modulus, poisson_ratio)
+    stiffness = asm(_elasticity, basis, lam=lam, mu=mu)
+    facet_basis = FacetBasis(mesh, basis.elem, facets=_facet_indices_3d(mesh, traction_facets))
+    load = asm(LinearForm(lambda v, w: dot(traction(w.x), v)), facet_basis)
+
+    dofs = basis.nodal_dofs  # [3, N]: dof of component c at node i
+    u = solve(*condense(stiffness, load, D=dofs.T[fixed]))
+    displacement = u[dofs].T
+
+    du = nodal_gradient_3d(points, tets, displacement)  # [N, 3 (component), 3 (direction)]
+    strain = 0.5 * (du + du.transpose(0, 2, 1))
+    volumetric = np.trace(strain, axis1=1, axis2=2)
+    stress = 2 * mu * strain + lam * volumetric[:, None, None] * np.eye(3)
+    return displacement, von_mises_3d(stress)
+
+
+def lame(youngs_modulus: float, poisson_ratio: float) -> tuple[float, float]:
+    """Lamé parameters (lambda, mu) of a 3D isotropic solid."""
+    lam = youngs_modulus * poisson_ratio / ((1 + poisson_ratio) * (1 - 2 * poisson_ratio))
+    mu = youngs_modulus / (2 * (1 + poisson_ratio))
+    return lam, mu
+
+
+def von_mises_3d(stress: np.ndarray) -> np.ndarray:
+    """Von Mises stress of full 3D stress tensors [..., 3, 3]."""
+    deviator = stress - np.trace(stress, axis1=-2, axis2=-1)[..., None, None] * np.eye(3) / 3
+    return np.sqrt(1.5 * np.einsum("...ij,...ij->...", deviator, deviator))
+
+
 def _mesh(points: np.ndarray, triangles: np.ndarray) -> MeshTri:
     # validate=False: the mesher already guarantees a clean mesh and validation costs time.
     return MeshTri(
@@ -151,6 +230,21 @@ def _facet_indices(mesh: MeshTri, node_pairs: np.ndarray) -> np.ndarray:
     position = order[found]
     if not np.array_equal(known[position], wanted):
         raise ValueError("traction_facets contains node pairs that are not mesh edges")
+    return position
+
+
+def _facet_indices_3d(mesh: MeshTet, node_triples: np.ndarray) -> np.ndarray:
+    """scikit-fem facet numbers of the given node triples (scikit-fem stores triples sorted)."""
+    n = np.int64(mesh.nvertices)
+    facets = mesh.facets.astype(np.int64)
+    known = (facets[0] * n + facets[1]) * n + facets[2]
+    order = np.argsort(known)
+    triples = np.sort(np.asarray(node_triples, dtype=np.int64), axis=1)
+    wanted = (triples[:, 0] * n + triples[:, 1]) * n + triples[:, 2]
+    found = np.searchsorted(known, wanted, sorter=order).clip(max=len(known) - 1)
+    position = order[found]
+    if not np.array_equal(known[position], wanted):
+        raise ValueError("traction_facets contains node triples that are not mesh faces")
     return position
 
 

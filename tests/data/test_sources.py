@@ -55,8 +55,9 @@ def test_sample_matches_spec(source):
         sample = source.generate(index, 0, MESH_SIZE, MAX_HOLES)
         n = sample.num_nodes
         assert sample.points.shape == (n, spec.spatial_dim) and sample.points.dtype == np.float64
-        [(kind, triangles)] = sample.cells
-        assert kind == "triangle" and triangles.dtype == np.int64 and triangles.shape[1] == 3
+        [(kind, cells)] = sample.cells
+        expected = {2: ("triangle", 3), 3: ("tetra", 4)}[spec.spatial_dim]
+        assert (kind, cells.shape[1]) == expected and cells.dtype == np.int64
         assert sample.node_type.shape == (n,) and sample.node_type.dtype == np.int64
         assert set(np.unique(sample.node_type)) <= set(range(len(spec.node_types)))
         assert spec.node_types[0] == "interior"

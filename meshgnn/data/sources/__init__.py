@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from meshgnn.data.sample import MeshSample, SourceSpec
-from meshgnn.data.sources import elasticity2d, heat2d
+from meshgnn.data.sources import elasticity2d, elasticity3d, heat2d
 from meshgnn.errors import UserError
 
 
@@ -33,6 +33,9 @@ SOURCES: dict[str, GeneratedSource] = {
         GeneratedSource("heat2d", heat2d.SPEC, heat2d.VERSION, heat2d.generate),
         GeneratedSource(
             "elasticity2d", elasticity2d.SPEC, elasticity2d.VERSION, elasticity2d.generate
+        ),
+        GeneratedSource(
+            "elasticity3d", elasticity3d.SPEC, elasticity3d.VERSION, elasticity3d.generate
         ),
     )
 }
