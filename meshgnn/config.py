@@ -28,10 +28,11 @@ class SplitConfig:
 
 @dataclass
 class DataConfig:
+    """Keys every dataset has. Each conf/data/*.yaml extends one of the subclasses below
+    (its first default), so a built-in dataset has no folder keys and a folder no generator
+    keys, and a typo in either fails at composition."""
+
     name: str = MISSING
-    num_samples: int = MISSING
-    mesh_size: float = MISSING
-    max_holes: int = MISSING
     seed: int = MISSING
     split: SplitConfig = field(default_factory=SplitConfig)
     fourier_features: int = MISSING
@@ -41,7 +42,34 @@ class DataConfig:
     std_floor: float = MISSING
     batch_size: int = MISSING
     num_workers: int = MISSING
+
+
+@dataclass
+class GeneratedDataConfig(DataConfig):
+    num_samples: int = MISSING
+    mesh_size: float = MISSING
+    max_holes: int = MISSING
     generate_workers: int = MISSING
+
+
+@dataclass
+class SplitGlobs:
+    train: Optional[str] = MISSING
+    val: Optional[str] = MISSING
+    test: Optional[str] = MISSING
+
+
+@dataclass
+class MeshFolderDataConfig(DataConfig):
+    path: str = MISSING
+    pattern: str = MISSING
+    inputs: List[str] = MISSING
+    targets: List[str] = MISSING
+    node_type_field: Optional[str] = MISSING
+    node_type_values: List[int] = MISSING
+    globals: List[str] = MISSING
+    split_globs: SplitGlobs = field(default_factory=SplitGlobs)
+    process_workers: int = MISSING
 
 
 @dataclass
@@ -112,7 +140,7 @@ class StageConfig:
 
 @dataclass
 class Config:
-    data: DataConfig = field(default_factory=DataConfig)
+    data: Any = MISSING  # typed by the data option's own schema (see DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -130,14 +158,17 @@ def register_configs() -> None:
     """Register the schema and the resolver hydra.run.dir uses to resume runs in place."""
     from meshgnn.run_dir import run_dir_resolver
 
-    ConfigStore.instance().store(name="config_schema", node=Config)
+    store = ConfigStore.instance()
+    store.store(name="config_schema", node=Config)
+    store.store(group="data", name="generated_schema", node=GeneratedDataConfig)
+    store.store(group="data", name="mesh_folder_schema", node=MeshFolderDataConfig)
     OmegaConf.register_new_resolver("meshgnn_run_dir", run_dir_resolver, replace=True)
     OmegaConf.register_new_resolver("meshgnn_direction", lambda mode: {"min": "minimize", "max": "maximize"}[mode],
                                     replace=True)
 
 
 _CHOICES = {
-    "data.name": ("heat2d", "elasticity2d", "elasticity3d"),
+    "data.name": ("heat2d", "elasticity2d", "elasticity3d", "mesh_folder"),
     "model.aggregation": ("sum", "mean", "max"),
     "optim.schedule": ("cosine", "constant"),
     "trainer.device": ("auto", "cpu", "cuda"),
@@ -158,20 +189,25 @@ def validate(cfg: DictConfig) -> None:
         value = _get(cfg, key)
         if value not in allowed and not (key == "trainer.device" and str(value).startswith("cuda:")):
             raise UserError(f"{key}={value!r} is not one of {', '.join(allowed)}; pick one of those")
-    positive = ("data.num_samples", "data.batch_size", "data.mesh_size", "data.fourier_scale", "data.std_floor",
+    generated = ("num_samples" in cfg.data)
+    positive = ("data.batch_size", "data.fourier_scale", "data.std_floor",
                 "model.hidden_dim", "model.num_layers", "model.mlp_layers", "optim.lr",
                 "trainer.save_every")
+    positive += ("data.num_samples", "data.mesh_size") if generated else ()
     for key in positive:
         if not _get(cfg, key) > 0:
             raise UserError(f"{key}={_get(cfg, key)} must be positive; set e.g. {key}=1 or larger")
-    non_negative = ("trainer.epochs", "data.fourier_features", "data.max_holes", "data.num_workers",
-                    "data.generate_workers", "optim.weight_decay", "optim.warmup_epochs",
+    non_negative = ("trainer.epochs", "data.fourier_features", "data.num_workers",
+                    "optim.weight_decay", "optim.warmup_epochs",
                     "optim.min_lr", "trainer.grad_clip", "trainer.early_stop_patience", "trainer.max_time",
                     "loss.l1_weight", "loss.relative_l1_weight", "loss.smoothness_weight",
                     "loss.gradient_consistency_weight", "loss.curvature_weight")
+    non_negative += ("data.max_holes", "data.generate_workers") if generated else ("data.process_workers",)
     for key in non_negative:
         if _get(cfg, key) < 0:
             raise UserError(f"{key}={_get(cfg, key)} must be >= 0")
+    if not generated:
+        _validate_mesh_folder(cfg.data)
     if cfg.model.num_levels < 0:
         raise UserError(f"model.num_levels={cfg.model.num_levels} must be >= 0 (0 = single-level)")
     if not cfg.model.coarsening >= 1.5:
@@ -189,3 +225,18 @@ def validate(cfg: DictConfig) -> None:
     for name, weight in cfg.loss.target_weights.items():
         if weight < 0:
             raise UserError(f"loss.target_weights.{name}={weight} must be >= 0")
+
+
+def _validate_mesh_folder(data: DictConfig) -> None:
+    for key, example in (("path", "data.path=results/"), ("targets", "data.targets=[temperature]")):
+        if OmegaConf.is_missing(data, key) or (key == "targets" and not data.targets):
+            raise UserError(f"data={data.name} needs data.{key}; set it, e.g. {example}")
+    if bool(data.node_type_field) != bool(data.node_type_values):
+        raise UserError("data.node_type_field and data.node_type_values go together: name the integer "
+                        "field and list the values it may take, interior first, e.g. "
+                        "data.node_type_field=node_type data.node_type_values=[0,1,2]")
+    globs = [data.split_globs.train, data.split_globs.val, data.split_globs.test]
+    if any(globs) and not all(globs):
+        raise UserError("set all of data.split_globs.train/val/test (globs relative to data.path) or none")
+    if data.baseline_input:
+        raise UserError(f"data={data.name} has no analytic baseline; set data.baseline_input=false")

@@ -87,9 +87,9 @@ def run(cfg: DictConfig, overrides: list[str] | tuple[str, ...] = ()) -> float:
 
 def train(cfg: DictConfig, start: StartPoint, run_dir: Path) -> float:
     """Train one model in `run_dir` from `start`, test it, and return the objective."""
-    targets = [(f.name, f.dim) for f in get_source(cfg.data.name).spec.targets]
-    _check_target_weights(cfg, [name for name, _ in targets])
-    _check_objective(cfg, [name for name, _ in targets])
+    names = target_names(cfg.data)
+    _check_target_weights(cfg, names)
+    _check_objective(cfg, names)
     device = _device(cfg.trainer.device)
     _configure_torch(cfg)
 
@@ -100,7 +100,9 @@ def train(cfg: DictConfig, start: StartPoint, run_dir: Path) -> float:
                         f"{start.payload['dataset_fingerprint']}, now {data.fingerprint}); the generator or "
                         "data config changed. Use init_from= to start a new run from these weights")
 
-    model = build_model(cfg.model, data.node_dim, data.edge_dim, targets).to(device)
+    targets = [(f.name, f.dim) for f in data.features.source.targets]
+    model = build_model(cfg.model, data.node_dim, data.edge_dim, targets,
+                        residual=data.features.residual).to(device)
     loss_fn = CompositeLoss(targets, {t: cfg.loss[f"{t}_weight"] for t in TERMS},
                             dict(cfg.loss.target_weights), data.normalizer.mean["y"],
                             data.normalizer.std["y"], cfg.loss.eps).to(device)
@@ -262,6 +264,13 @@ def _configure_torch(cfg: DictConfig) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
     seed_everything(cfg.seed)
+
+
+def target_names(data_cfg: DictConfig) -> list[str]:
+    """The predicted fields, known before any data is read (for config checks)."""
+    if data_cfg.name == "mesh_folder":
+        return list(data_cfg.targets)
+    return [f.name for f in get_source(data_cfg.name).spec.targets]
 
 
 def _check_target_weights(cfg: DictConfig, names: list[str]) -> None:

@@ -14,11 +14,36 @@ def options(group):
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
+# Options that cannot work without the user's own settings, and the settings that complete them.
+REQUIRED = {("data", "mesh_folder"): ["data.path=results", "data.targets=[temperature]"]}
+
+
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
 def test_every_option_composes_and_validates(group, option):
-    cfg = compose_config([f"{group}={option}"])
+    cfg = compose_config([f"{group}={option}", *REQUIRED.get((group, option), [])])
     if group != "paths":
         validate(cfg)
+
+
+def test_mesh_folder_without_its_required_keys_names_them():
+    with pytest.raises(UserError, match="data.path"):
+        validate(compose_config(["data=mesh_folder"]))
+    with pytest.raises(UserError, match="data.targets"):
+        validate(compose_config(["data=mesh_folder", "data.path=results"]))
+    with pytest.raises(UserError, match="node_type_values"):
+        validate(compose_config(["data=mesh_folder", "data.path=results", "data.targets=[t]",
+                                 "data.node_type_field=kind"]))
+    with pytest.raises(UserError, match="split_globs"):
+        validate(compose_config(["data=mesh_folder", "data.path=results", "data.targets=[t]",
+                                 "data.split_globs.train=train/*"]))
+
+
+def test_data_options_have_only_their_own_keys():
+    """A generator key on a folder (or a folder key on a generator) is a typo, caught at composition."""
+    with pytest.raises(Exception, match="path"):
+        compose_config(["data=heat2d", "data.path=results"])
+    with pytest.raises(Exception, match="mesh_size"):
+        compose_config(["data=mesh_folder", "data.mesh_size=0.1"])
 
 
 def test_loss_stage_weights_match_the_documented_values():

@@ -68,6 +68,16 @@ class FeatureSpec:
         return FourierFeatureMapper(self.fourier_features, self.fourier_scale,
                                     self.source.spatial_dim, self.fourier_seed)
 
+    @property
+    def residual(self) -> bool:
+        """Whether the data carries a `prior` for the model to correct."""
+        return self.model_inputs.residual and self.source.has_baseline
+
+    def fingerprint_keys(self) -> dict:
+        """The feature settings that change what a trained model sees."""
+        return {"features": [self.fourier_features, self.fourier_scale, self.boundary_distance,
+                             self.baseline_input, self.model_inputs.broadcast_globals, self.residual]}
+
 
 @dataclass
 class MeshDatasets:
@@ -116,66 +126,99 @@ def split_indices(num: int, ratios: tuple[float, float, float], seed: int) -> di
 
 def load_datasets(cfg: DictConfig, data_dir: str | Path, model_inputs: ModelInputs,
                   normalizer: Normalizer | None = None) -> MeshDatasets:
-    """Generate (or load from cache) the configured dataset and return normalised splits.
+    """The configured dataset, normalised and split: a built-in source (generated, or loaded
+    from cache, and held in memory) or a folder of mesh files (see `folder_dataset`).
 
     `normalizer` (from a checkpoint) replaces fitting: a resumed or warm-started model must
     see its inputs scaled exactly as during its training.
     """
+    if cfg.name == "mesh_folder":
+        from meshgnn.data.folder_dataset import load_folder_datasets
+
+        return load_folder_datasets(cfg, Path(data_dir), model_inputs, normalizer)
     source = get_source(cfg.name)
     keys = generating_keys(cfg)
     raw, folder = cached(Path(data_dir), cfg.name, keys, lambda: _generate(cfg))
     store, slices = MultiScaleData.from_dict(raw["store"]), raw["slices"]
     num_graphs = len(slices["pos"]) - 1
+    features = feature_spec(cfg, source.spec, model_inputs)
+    add_features(store, slices, features)
 
-    features = FeatureSpec(source.spec, cfg.fourier_features, cfg.fourier_scale, cfg.seed,
-                           cfg.boundary_distance, cfg.baseline_input, model_inputs)
+    index = split_indices(num_graphs, (cfg.split.train, cfg.split.val, cfg.split.test), cfg.seed)
+    if normalizer is None:
+        is_train = torch.zeros(num_graphs, dtype=torch.bool)
+        is_train[index["train"]] = True
+        node_train, edge_train = is_train[row_graph(slices["pos"])], is_train[row_graph(slices["edge_attr"])]
+        normalizer = Normalizer.fit({"x": store.x[node_train], "edge_attr": store.edge_attr[edge_train],
+                                     "y": store.y[node_train]}, std_floor=cfg.std_floor)
+    check_normalizer(normalizer, store.x.shape[1], cfg.name)
+    normalize(store, slices, normalizer, features.residual)
+
+    full = GraphDataset(store, slices)
+    splits = {name: full.index_select(index[name]) for name in SPLITS}
+    log.info("dataset %s: %d graphs (train %d, val %d, test %d), cache %s", cfg.name, num_graphs,
+             len(splits["train"]), len(splits["val"]), len(splits["test"]), folder)
+    fingerprint = config_hash({**keys, **features.fingerprint_keys(),
+                               "split": [cfg.split.train, cfg.split.val, cfg.split.test]})
+    return MeshDatasets(splits, features, normalizer, fingerprint, folder)
+
+
+def feature_spec(cfg: DictConfig, source: SourceSpec, model_inputs: ModelInputs) -> FeatureSpec:
+    if cfg.baseline_input and not source.has_baseline:
+        raise UserError(f"data.baseline_input=true but data={cfg.name} has no analytic baseline; "
+                        "set data.baseline_input=false")
+    if model_inputs.residual and not source.has_baseline:
+        log.warning("model.residual=true has no effect: data=%s has no analytic baseline to correct",
+                    cfg.name)
+    return FeatureSpec(source, cfg.fourier_features, cfg.fourier_scale, cfg.seed,
+                       cfg.boundary_distance, cfg.baseline_input, model_inputs)
+
+
+def add_features(store: Data, slices: dict[str, Tensor], features: FeatureSpec) -> None:
+    """Node features (`x`), edge lengths and, for a multi-scale model, the coarse levels, on a
+    collated store of one graph or many (the in-memory and the per-file datasets share it)."""
+    num_graphs = len(slices["pos"]) - 1
     node_graph = row_graph(slices["pos"])
     inputs = store.inputs
-    for key, wanted in (("data.baseline_input", cfg.baseline_input), ("model.residual", model_inputs.residual)):
-        if wanted and store.get("baseline") is None:
-            raise UserError(f"{key}=true but data={cfg.name} has no analytic baseline; set {key}=false")
-    if cfg.baseline_input:
+    if features.baseline_input:
         inputs = torch.cat([inputs, store.baseline], dim=1)
-    node_globals = store.globals[node_graph] if model_inputs.broadcast_globals else inputs[:, :0]
+    node_globals = (store.globals[node_graph] if features.model_inputs.broadcast_globals
+                    else inputs[:, :0])
     store.x = node_features(store.pos, store.node_type, inputs, node_globals, node_graph, num_graphs,
-                            len(source.spec.node_types), features.mapper(), cfg.boundary_distance)
+                            len(features.source.node_types), features.mapper(), features.boundary_distance)
     slices["x"] = slices["pos"]
     store.edge_len = store.edge_attr[:, -1].clone()
     slices["edge_len"] = slices["edge_attr"]
     for unused in ("inputs", "globals"):
         del store[unused]
         del slices[unused]
-    if model_inputs.hierarchy is not None:
-        attach_levels(store, slices, model_inputs.hierarchy)
+    if features.model_inputs.hierarchy is not None:
+        attach_levels(store, slices, features.model_inputs.hierarchy)
 
-    index = split_indices(num_graphs, (cfg.split.train, cfg.split.val, cfg.split.test), cfg.seed)
-    is_train = torch.zeros(num_graphs, dtype=torch.bool)
-    is_train[index["train"]] = True
-    edge_graph = row_graph(slices["edge_attr"])
-    if normalizer is None:
-        normalizer = Normalizer.fit({"x": store.x[is_train[node_graph]],
-                                     "edge_attr": store.edge_attr[is_train[edge_graph]],
-                                     "y": store.y[is_train[node_graph]]}, std_floor=cfg.std_floor)
-    elif normalizer.mean["x"].numel() != store.x.shape[1]:
-        raise UserError(f"the checkpoint's normaliser has {normalizer.mean['x'].numel()} node features but "
-                        f"data={cfg.name} with these data.* settings gives {store.x.shape[1]}; use the "
-                        "data settings of the run the checkpoint came from")
+
+def normalize(store: Data, slices: dict[str, Tensor], normalizer: Normalizer, residual: bool) -> None:
+    """Standardise features and targets in place; with `residual`, add the baseline in target
+    units as `prior` (what a residual model corrects)."""
     for key in ("x", "edge_attr", "y"):
         store[key] = normalizer.normalize(key, store[key])
-    if model_inputs.residual:
+    if residual:
         store.prior = normalizer.normalize("y", store.baseline)
         slices["prior"] = slices["pos"]
 
-    full = GraphDataset(store, slices)
-    splits = {name: full.index_select(index[name]) for name in SPLITS}
-    log.info("dataset %s: %d graphs (train %d, val %d, test %d), cache %s", cfg.name, num_graphs,
-             len(splits["train"]), len(splits["val"]), len(splits["test"]), folder)
-    fingerprint = config_hash({**keys, "features": [cfg.fourier_features, cfg.fourier_scale,
-                                                    cfg.boundary_distance, cfg.baseline_input,
-                                                    model_inputs.broadcast_globals,
-                                                    model_inputs.residual],
-                               "split": [cfg.split.train, cfg.split.val, cfg.split.test]})
-    return MeshDatasets(splits, features, normalizer, fingerprint, folder)
+
+def check_normalizer(normalizer: Normalizer, node_dim: int, data_name: str) -> None:
+    if normalizer.mean["x"].numel() != node_dim:
+        raise UserError(f"the checkpoint's normaliser has {normalizer.mean['x'].numel()} node features but "
+                        f"data={data_name} with these data.* settings gives {node_dim}; use the "
+                        "data settings of the run the checkpoint came from")
+
+
+def single_graph_store(graph: Data) -> tuple[MultiScaleData, dict[str, Tensor]]:
+    """One graph as a collated store with its slice offsets (what `add_features` takes)."""
+    store = MultiScaleData(**{key: value for key, value in graph.items()})
+    slices = {key: torch.tensor([0, value.size(store.__cat_dim__(key, value))])
+              for key, value in store.items() if isinstance(value, Tensor)}
+    return store, slices
 
 
 def make_loader(dataset: GraphDataset, batch_size: int, shuffle: bool, seed: int,

@@ -26,12 +26,9 @@ class Normalizer:
     @classmethod
     def fit(cls, columns: dict[str, Tensor], std_floor: float) -> "Normalizer":
         """`columns[key]` is a [rows, features] matrix of training rows for each of KEYS."""
-        mean, std = {}, {}
-        for key, values in columns.items():
-            values = values.double()
-            mean[key] = values.mean(dim=0)
-            std[key] = values.std(dim=0, unbiased=False).clamp_min(std_floor)
-        return cls(mean, std)
+        moments = Moments()
+        moments.add(columns)
+        return moments.normalizer(std_floor)
 
     def normalize(self, key: str, values: Tensor) -> Tensor:
         """In the values' own precision: the statistics are exact, applying them need not be."""
@@ -67,3 +64,32 @@ class Normalizer:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise UserError(f"{path}: not a readable normalization.json ({exc}); re-export it "
                             "from the run that trained the model") from exc
+
+
+class Moments:
+    """Running per-column mean and variance, added chunk by chunk (one graph at a time), so a
+    dataset larger than memory is fit in one streaming pass. Chunks merge with Chan et al.'s
+    pairwise formula in float64, which stays exact where sum-of-squares would cancel."""
+
+    def __init__(self) -> None:
+        self.count: dict[str, int] = {}
+        self.mean: dict[str, Tensor] = {}
+        self.m2: dict[str, Tensor] = {}
+
+    def add(self, columns: dict[str, Tensor]) -> None:
+        for key, values in columns.items():
+            values = values.double()
+            n, mean = values.shape[0], values.mean(dim=0)
+            m2 = (values - mean).pow(2).sum(dim=0)
+            if key not in self.count:
+                self.count[key], self.mean[key], self.m2[key] = n, mean, m2
+                continue
+            total = self.count[key] + n
+            delta = mean - self.mean[key]
+            self.mean[key] = self.mean[key] + delta * n / total
+            self.m2[key] = self.m2[key] + m2 + delta.pow(2) * self.count[key] * n / total
+            self.count[key] = total
+
+    def normalizer(self, std_floor: float) -> Normalizer:
+        std = {k: (self.m2[k] / self.count[k]).sqrt().clamp_min(std_floor) for k in self.count}
+        return Normalizer(dict(self.mean), std)

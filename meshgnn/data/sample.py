@@ -32,6 +32,7 @@ class SourceSpec:
     targets: tuple[FieldSpec, ...]
     global_names: tuple[str, ...]
     spatial_dim: int = 2
+    has_baseline: bool = True  # samples carry an analytic `baseline` of every target
 
 
 @dataclass

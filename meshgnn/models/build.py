@@ -10,7 +10,9 @@ from torch import nn
 from meshgnn.models.edge_gnn import EdgeGNN
 
 
-def build_model(cfg: DictConfig, node_dim: int, edge_dim: int,
-                targets: Sequence[tuple[str, int]]) -> nn.Module:
+def build_model(cfg: DictConfig, node_dim: int, edge_dim: int, targets: Sequence[tuple[str, int]],
+                residual: bool | None = None) -> nn.Module:
+    """`residual` is whether the data carries a baseline to correct (None: `cfg.residual`)."""
     return EdgeGNN(node_dim, edge_dim, targets, cfg.hidden_dim, cfg.num_layers, cfg.mlp_layers,
-                   cfg.dropout, cfg.aggregation, cfg.num_levels, cfg.residual)
+                   cfg.dropout, cfg.aggregation, cfg.num_levels,
+                   cfg.residual if residual is None else residual)
