@@ -25,3 +25,17 @@ def test_float64_accumulation_keeps_digits():
     norm = Normalizer.fit({"x": x}, std_floor=1e-6)
     assert abs(float(norm.mean["x"][0]) - 10000.5) < 1e-6
     assert abs(float(norm.std["x"][0]) - 0.5) < 1e-6
+
+
+def test_streaming_moments_equal_one_pass_fit():
+    from meshgnn.data.normalizer import Moments
+
+    gen = torch.Generator().manual_seed(0)
+    chunks = [torch.randn(n, 3, generator=gen) * 5 + 1e4 for n in (1, 7, 300, 2)]
+    moments = Moments()
+    for chunk in chunks:
+        moments.add({"x": chunk})
+    streamed = moments.normalizer(std_floor=1e-6)
+    whole = torch.cat(chunks).double()
+    torch.testing.assert_close(streamed.mean["x"], whole.mean(0), rtol=1e-12, atol=0)
+    torch.testing.assert_close(streamed.std["x"], whole.std(0, unbiased=False), rtol=1e-10, atol=0)
