@@ -4,6 +4,13 @@
   meshgnn ckpt set-lr CKPT LR     write CKPT's <name>_lr_adjusted.ckpt with a new learning rate
   meshgnn sweep report SWEEP_DIR  rank a sweep's trials, write report.csv/.json and plots into
                                   SWEEP_DIR, print the best trial as a train.py command
+  meshgnn data check FOLDER --inputs A B --targets C [--node-type-field F --node-type-values 0 1 2]
+                     [--globals G H] [--pattern GLOB] [--workers N]
+                                  validate a folder of mesh files (every problem of every file
+                                  at once) and print a summary of its meshes and fields
+  meshgnn data export --data heat2d --out DIR [--num-samples 20]
+                                  write built-in generated samples as VTU + JSON to try the
+                                  mesh-folder workflow on
 """
 
 from __future__ import annotations
@@ -63,6 +70,46 @@ def cmd_sweep_report(args: argparse.Namespace) -> None:
     print("\n".join(report(Path(args.sweep_dir), storage=args.storage, study_name=args.study)))
 
 
+def cmd_data_check(args: argparse.Namespace) -> None:
+    from meshgnn.data.mesh_folder import FolderSpec, check_folder
+
+    spec = FolderSpec(path=Path(args.folder), pattern=args.pattern, inputs=tuple(args.inputs),
+                      targets=tuple(args.targets), node_type_field=args.node_type_field,
+                      node_type_values=tuple(args.node_type_values), globals=tuple(args.globals))
+    report = check_folder(spec, workers=args.workers)
+    print("\n".join(report.summary_lines()))
+    sys.stdout.flush()
+    report.raise_if_problems()
+    print(f"ok: {len(report.files)} files")
+
+
+def cmd_data_export(args: argparse.Namespace) -> None:
+    from meshgnn.data.export import export_samples, folder_commands
+    from meshgnn.data.sources import get_source
+
+    get_source(args.data)  # an unknown name fails here, before any config is read
+    mesh_size, max_holes = args.mesh_size, args.max_holes
+    if mesh_size is None or max_holes is None:
+        from omegaconf import OmegaConf
+
+        conf = args.conf / "data" / f"{args.data}.yaml"
+        if not conf.is_file():
+            raise UserError(f"no config {conf} to take the default mesh size and max holes from; pass "
+                            "--mesh-size and --max-holes (or --conf CONF_DIR)")
+        defaults = OmegaConf.load(conf)
+        mesh_size = float(defaults.mesh_size) if mesh_size is None else mesh_size
+        max_holes = int(defaults.max_holes) if max_holes is None else max_holes
+    if not mesh_size > 0:
+        raise UserError(f"--mesh-size must be positive, got {mesh_size}")
+    paths = export_samples(args.data, args.out, args.num_samples, args.seed, mesh_size, max_holes,
+                           args.workers)
+    check, train = folder_commands(args.data, args.out)
+    print(f"wrote {len(paths)} {args.data} samples (mesh size {mesh_size:g}, max holes {max_holes}) "
+          f"to {args.out}, commands in {args.out / 'README.txt'}")
+    print(f"check:  {check}")
+    print(f"train:  {train}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meshgnn", description="Tools around meshgnn training runs.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -88,6 +135,35 @@ def build_parser() -> argparse.ArgumentParser:
     sweep_report.add_argument("--storage", help="Optuna storage URL (default: from SWEEP_DIR/sweep.json)")
     sweep_report.add_argument("--study", help="study name (default: from SWEEP_DIR/sweep.json)")
     sweep_report.set_defaults(handler=cmd_sweep_report)
+
+    data = commands.add_parser("data", help="mesh folders: validate them, export samples as files")
+    data = data.add_subparsers(dest="data_command", required=True)
+    check = data.add_parser("check", help="validate a folder of mesh files and summarise it (exit 0 if "
+                                          "it is fit for training, 2 with every problem otherwise)")
+    check.add_argument("folder", help="folder of meshio-readable files (VTU, VTK, MSH, XDMF, ...)")
+    check.add_argument("--inputs", nargs="*", default=[], metavar="FIELD",
+                       help="point_data fields fed to the model (node features)")
+    check.add_argument("--targets", nargs="+", required=True, metavar="FIELD",
+                       help="point_data fields the model predicts")
+    check.add_argument("--node-type-field", metavar="FIELD", help="integer point_data field of node kinds")
+    check.add_argument("--node-type-values", nargs="+", type=int, default=[], metavar="V",
+                       help="the node-type field's values in one-hot order, interior kind first")
+    check.add_argument("--globals", nargs="*", default=[], metavar="NAME",
+                       help="global parameters, from field_data or the sidecar <file stem>.json")
+    check.add_argument("--pattern", default="*", help="glob of the files, relative to FOLDER "
+                                                      "(default '*'; '**/*.vtu' for subfolders)")
+    check.add_argument("--workers", type=int, default=0, help="reader processes (0 = one per CPU)")
+    check.set_defaults(handler=cmd_data_check)
+    export = data.add_parser("export", help="write built-in generated samples as VTU + JSON files")
+    export.add_argument("--data", required=True, help="built-in source (heat2d, elasticity2d, elasticity3d)")
+    export.add_argument("--out", type=Path, required=True, help="new or empty folder to write into")
+    export.add_argument("--num-samples", type=int, default=20)
+    export.add_argument("--seed", type=int, default=0)
+    export.add_argument("--mesh-size", type=float, help="default: the source's conf/data/<name>.yaml")
+    export.add_argument("--max-holes", type=int, help="default: the source's conf/data/<name>.yaml")
+    export.add_argument("--workers", type=int, default=0, help="generator processes (0 = one per CPU)")
+    export.add_argument("--conf", type=Path, default=DEFAULT_CONF, help="config folder of the defaults")
+    export.set_defaults(handler=cmd_data_export)
     return parser
 
 

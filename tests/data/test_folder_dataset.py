@@ -1,0 +1,90 @@
+"""Datasets from mesh folders: the same graphs as the built-in path, per-file caching, errors."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import compose_config
+from meshgnn.data.dataset import SPLITS, load_datasets
+from meshgnn.data.export import export_samples
+from meshgnn.data.hierarchy import HierarchySpec
+from meshgnn.data.dataset import ModelInputs
+from meshgnn.data.sources import get_source
+from meshgnn.errors import UserError
+
+NUM, MESH_SIZE, MAX_HOLES = 8, 0.15, 2
+INPUTS = ["boundary_temperature", "heat_source", "conductivity"]
+TARGETS = ["temperature", "heat_flux"]
+MODEL_INPUTS = ModelInputs(broadcast_globals=True, residual=False, hierarchy=HierarchySpec(2, 2.0))
+
+
+def folder_config(folder: Path, *extra: str):
+    names = ",".join(get_source("heat2d").spec.global_names)
+    return compose_config(["data=mesh_folder", f"data.path={folder}", f"data.inputs=[{','.join(INPUTS)}]",
+                           f"data.targets=[{','.join(TARGETS)}]", "data.node_type_field=node_type",
+                           "data.node_type_values=[0,1,2]", f"data.globals=[{names}]",
+                           "data.process_workers=1", *extra]).data
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("meshes")
+    export_samples("heat2d", folder, NUM, seed=0, mesh_size=MESH_SIZE, max_holes=MAX_HOLES, workers=1)
+    return folder
+
+
+def test_folder_of_exported_samples_gives_the_built_in_graphs(exported, tmp_path):
+    builtin = load_datasets(compose_config(["data=heat2d", f"data.num_samples={NUM}",
+                                            f"data.mesh_size={MESH_SIZE}", f"data.max_holes={MAX_HOLES}",
+                                            "data.baseline_input=false", "data.generate_workers=1"]).data,
+                            tmp_path / "cache", MODEL_INPUTS)
+    folder = load_datasets(folder_config(exported), tmp_path / "cache", MODEL_INPUTS)
+    for key in ("x", "edge_attr", "y"):
+        torch.testing.assert_close(folder.normalizer.mean[key], builtin.normalizer.mean[key])
+        torch.testing.assert_close(folder.normalizer.std[key], builtin.normalizer.std[key])
+    for split in SPLITS:
+        assert len(folder.splits[split]) == len(builtin.splits[split])
+        for a, b in zip(folder.splits[split], builtin.splits[split]):
+            for key in ("x", "edge_index", "edge_attr", "y", "node_type", "cluster_1", "edge_index_2",
+                        "offset_2", "num_coarse_2"):
+                torch.testing.assert_close(a[key], b[key], msg=key)
+
+
+def test_files_are_converted_once_and_again_only_when_changed(exported, tmp_path, caplog):
+    cfg = folder_config(exported)
+    with caplog.at_level(logging.INFO, logger="meshgnn.data.folder_dataset"):
+        load_datasets(cfg, tmp_path, MODEL_INPUTS)
+    assert f"converted {NUM} mesh files" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="meshgnn.data.folder_dataset"):
+        first = load_datasets(cfg, tmp_path, MODEL_INPUTS)
+    assert "mesh files" not in caplog.text
+    changed = sorted(exported.glob("*.vtu"))[0]
+    os.utime(changed, ns=(changed.stat().st_atime_ns, changed.stat().st_mtime_ns + 10**9))
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="meshgnn.data.folder_dataset"):
+        again = load_datasets(cfg, tmp_path, MODEL_INPUTS)
+    assert "converted 1 mesh files" in caplog.text
+    assert again.fingerprint != first.fingerprint  # a resumed run must notice changed data
+
+
+def test_split_globs_choose_the_files(exported, tmp_path):
+    data = load_datasets(folder_config(exported, "data.split_globs.train='sample_0000[0-5].vtu'",
+                                       "data.split_globs.val=sample_00006.vtu",
+                                       "data.split_globs.test=sample_00007.vtu"), tmp_path, MODEL_INPUTS)
+    assert [len(data.splits[s]) for s in SPLITS] == [6, 1, 1]
+    with pytest.raises(UserError, match="split_globs.test"):
+        load_datasets(folder_config(exported, "data.split_globs.train=*.vtu", "data.split_globs.val=*.vtu",
+                                    "data.split_globs.test=nothing*"), tmp_path, MODEL_INPUTS)
+
+
+def test_a_missing_field_stops_before_any_conversion(exported, tmp_path):
+    with pytest.raises(UserError, match="pressure") as info:
+        load_datasets(folder_config(exported, "data.targets=[pressure]"), tmp_path, MODEL_INPUTS)
+    assert "sample_00000.vtu" in str(info.value)
+    assert not list(tmp_path.glob("mesh_folder-*/graphs/*.pt"))
