@@ -125,3 +125,24 @@ def test_model_preset_trains_then_tests_its_weights_on_finer_meshes(tmp_path, da
     fine = json.loads((fine_dir / "results.json").read_text())["model"]
     assert fine["test/temperature/rel_l2"] != trained["test/temperature/rel_l2"]  # other meshes
     assert 0 < fine["test/temperature/rel_l2"] < 10
+
+
+def test_mesh_folder_trains_and_a_broken_file_is_one_clear_error(tmp_path, data_cache):
+    from meshgnn.data.export import export_samples
+
+    folder = tmp_path / "meshes"
+    export_samples("heat2d", folder, 6, seed=0, mesh_size=0.2, max_holes=1, workers=1)
+    args = ["data=mesh_folder", f"data.path={folder}", "data.inputs=[boundary_temperature,heat_source]",
+            "data.targets=[temperature,heat_flux]", "data.node_type_field=node_type",
+            "data.node_type_values=[0,1,2]", "trainer=debug", "trainer.epochs=1", "data.process_workers=1",
+            f"paths.data_dir={data_cache}"]
+    proc = run_train([*args, f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "heat_flux" in json.dumps(json.loads((tmp_path / "run" / "results.json").read_text()))
+
+    (folder / "sample_00003.vtu").write_text("not a mesh")
+    proc = run_train([*args, f"hydra.run.dir={tmp_path / 'broken'}"], cwd=tmp_path)
+    assert proc.returncode == 2
+    message = proc.stderr.strip().splitlines()
+    assert any("sample_00003.vtu" in line for line in message), proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr

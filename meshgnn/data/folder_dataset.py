@@ -14,9 +14,6 @@ from __future__ import annotations
 import fnmatch
 import json
 import logging
-import multiprocessing
-import os
-import sys
 from functools import partial
 from pathlib import Path
 
@@ -24,7 +21,6 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor
 from torch_geometric.data import Data, Dataset
-from tqdm import tqdm
 
 from meshgnn.atomic import atomic_torch_save, atomic_write_text
 from meshgnn.data.cache import config_hash
@@ -43,6 +39,7 @@ from meshgnn.data.dataset import (
 from meshgnn.data.graph import sample_to_graph
 from meshgnn.data.mesh_folder import FolderSpec, check_folder, list_mesh_files, read_sample, source_spec
 from meshgnn.data.normalizer import Moments, Normalizer
+from meshgnn.data.parallel import parallel_map
 from meshgnn.data.sample import SourceSpec
 from meshgnn.errors import UserError
 
@@ -124,18 +121,8 @@ def _prepare_cache(spec: FolderSpec, workers: int, cache: Path, files: list[Path
 
 def _convert(todo: list[tuple[Path, Path]], spec: FolderSpec, dims: dict[str, int], source: SourceSpec,
              workers: int) -> None:
-    workers = min(workers or os.cpu_count() or 1, len(todo))
-    job = partial(_convert_one, spec=spec, dims=dims, source=source)
-    bar = tqdm(total=len(todo), desc="converting mesh files", file=sys.stderr, disable=None)
-    if workers == 1:
-        for pair in todo:
-            job(pair)
-            bar.update()
-    else:
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            for _ in pool.imap_unordered(job, todo, chunksize=max(1, len(todo) // (8 * workers))):
-                bar.update()
-    bar.close()
+    parallel_map(partial(_convert_one, spec=spec, dims=dims, source=source), todo, workers,
+                 "converting mesh files")
     log.info("converted %d mesh files", len(todo))
 
 

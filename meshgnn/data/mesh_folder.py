@@ -16,12 +16,9 @@ from __future__ import annotations
 
 import difflib
 import json
-import multiprocessing
-import os
 import re
-import sys
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
 from pathlib import Path
@@ -31,9 +28,9 @@ import meshio
 import numpy as np
 from meshio import _helpers as meshio_helpers
 from scipy.spatial import cKDTree
-from tqdm import tqdm
 
 from meshgnn.data.graph import CELL_EDGES
+from meshgnn.data.parallel import parallel_map
 from meshgnn.data.sample import FieldSpec, MeshSample, SourceSpec
 from meshgnn.errors import UserError
 
@@ -41,7 +38,6 @@ MAX_LISTED_PROBLEMS = 50  # lines of one error message; the rest are counted
 DUPLICATE_TOLERANCE = 1e-12  # points closer than this times the bounding box are duplicates
 MEASURE_TOLERANCE = 1e-12  # cells smaller than this times bbox^cell_dim have zero measure
 IGNORED_CELL_TYPES = frozenset({"vertex"})
-_CHUNKS_PER_WORKER = 8
 
 # Topological dimension and the faces (2D cells: the boundary polygon; 3D cells: polygons
 # with the nodes in order) of every cell type whose measure is checked.
@@ -541,29 +537,6 @@ def _display_name(path: Path, spec: FolderSpec) -> str:
         return str(path)
 
 
-def _parallel(job: Callable[[Path], Any], items: list[Path], workers: int, desc: str,
-              progress: bool) -> list[Any]:
-    """`job` over `items` in order, in worker processes (workers=0: one per CPU, 1: in-process),
-    with a progress bar on stderr when it is a terminal."""
-    if workers < 0:
-        raise UserError(f"workers must be >= 0 (0 = one per CPU), got {workers}")
-    workers = min(workers or os.cpu_count() or 1, max(len(items), 1))
-    results = []
-    with tqdm(total=len(items), desc=desc, file=sys.stderr, disable=None if progress else True) as bar:
-        def collect(it: Iterable[Any]) -> None:
-            for result in it:
-                results.append(result)
-                bar.update()
-
-        if workers == 1:
-            collect(map(job, items))
-        else:
-            chunksize = max(1, len(items) // (workers * _CHUNKS_PER_WORKER))
-            with multiprocessing.Pool(workers) as pool:
-                collect(pool.imap(job, items, chunksize=chunksize))
-    return results
-
-
 @dataclass
 class FolderReport:
     """The outcome of `check_folder`: every problem, the inferred field component counts
@@ -649,7 +622,7 @@ def _majority(values: Mapping[str, int]) -> tuple[int, int]:
 def check_folder(spec: FolderSpec, workers: int = 0, progress: bool = True) -> FolderReport:
     """Read and validate every mesh file of the folder; see `FolderReport`."""
     files = list_mesh_files(spec)
-    summaries: list[_FileSummary] = _parallel(partial(_summarise_file, spec), files, workers,
+    summaries: list[_FileSummary] = parallel_map(partial(_summarise_file, spec), files, workers,
                                               "checking meshes", progress)
     per_file: dict[str, list[str]] = {s.name: list(s.problems) for s in summaries}
 
@@ -757,12 +730,6 @@ def read_sample(path: Path, spec: FolderSpec, dims: Mapping[str, int]) -> MeshSa
                  else np.zeros(0, dtype=np.float64)),
         baseline={},
     )
-
-
-def read_samples(files: list[Path], spec: FolderSpec, dims: Mapping[str, int], workers: int = 0,
-                 progress: bool = True) -> list[MeshSample]:
-    """`read_sample` of every file, in order, in worker processes (see `check_folder`)."""
-    return _parallel(partial(_read_one, spec, dict(dims)), list(files), workers, "reading meshes", progress)
 
 
 def _read_one(spec: FolderSpec, dims: dict[str, int], path: Path) -> MeshSample:
