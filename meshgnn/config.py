@@ -160,8 +160,9 @@ def register_configs() -> None:
 
     store = ConfigStore.instance()
     store.store(name="config_schema", node=Config)
-    store.store(group="data", name="generated_schema", node=GeneratedDataConfig)
-    store.store(group="data", name="mesh_folder_schema", node=MeshFolderDataConfig)
+    # Outside the data group, so `--help` does not list them as data options.
+    store.store(group="schema/data", name="generated", node=GeneratedDataConfig)
+    store.store(group="schema/data", name="mesh_folder", node=MeshFolderDataConfig)
     OmegaConf.register_new_resolver("meshgnn_run_dir", run_dir_resolver, replace=True)
     OmegaConf.register_new_resolver("meshgnn_direction", lambda mode: {"min": "minimize", "max": "maximize"}[mode],
                                     replace=True)

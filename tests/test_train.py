@@ -82,7 +82,8 @@ def test_unwritable_output_dir_is_one_clear_line(tmp_path):
 def test_help_lists_groups_and_cfg_job_prints_config(tmp_path):
     proc = run_train(["--help"], cwd=tmp_path, timeout=60)
     assert proc.returncode == 0
-    for line in ("data: elasticity2d, heat2d", "loss: stage1, stage2", "trainer: debug, default"):
+    for line in ("data: elasticity2d, elasticity3d, heat2d, mesh_folder", "loss: stage1, stage2",
+                 "model: edge_gnn, meshgraphnet, multiscale_gnn", "trainer: debug, default"):
         assert line in proc.stdout
     proc = run_train(["--cfg", "job"], cwd=tmp_path, timeout=60)
     assert proc.returncode == 0 and "hidden_dim:" in proc.stdout
@@ -134,7 +135,7 @@ def test_mesh_folder_trains_and_a_broken_file_is_one_clear_error(tmp_path, data_
     export_samples("heat2d", folder, 6, seed=0, mesh_size=0.2, max_holes=1, workers=1)
     args = ["data=mesh_folder", f"data.path={folder}", "data.inputs=[boundary_temperature,heat_source]",
             "data.targets=[temperature,heat_flux]", "data.node_type_field=node_type",
-            "data.node_type_values=[0,1,2]", "trainer=debug", "trainer.epochs=1", "data.process_workers=1",
+            "data.node_type_values=[0,1,2]", "model.hidden_dim=16", "trainer.epochs=1", "data.process_workers=1",
             f"paths.data_dir={data_cache}"]
     proc = run_train([*args, f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
