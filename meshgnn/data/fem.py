@@ -53,15 +53,19 @@ def nodal_gradient(points: np.ndarray, triangles: np.ndarray, values: np.ndarray
     gy = (dv2 * e1[:, 0, None] - dv1 * e2[:, 0, None]) / det[:, None]
     element_gradient = np.stack([gx, gy], axis=-1)  # [T, C, 2]
 
-    # [N, T] matrix of the area each triangle contributes to each of its nodes.
-    area = np.repeat(0.5 * np.abs(det), 3)
+    gradient = _measure_weighted_nodal_mean(triangles, 0.5 * np.abs(det), element_gradient, len(points))
+    return gradient.reshape(values.shape + (2,))
+
+
+def _measure_weighted_nodal_mean(cells: np.ndarray, measure: np.ndarray, element_values: np.ndarray,
+                                 num_points: int) -> np.ndarray:
+    """[N, ...]: at each node, the mean of its cells' values weighted by cell area/volume."""
     node_element = sparse.csr_matrix(
-        (area, (triangles.ravel(), np.repeat(np.arange(len(triangles)), 3))),
-        shape=(len(points), len(triangles)),
+        (np.repeat(measure, cells.shape[1]), (cells.ravel(), np.repeat(np.arange(len(cells)), cells.shape[1]))),
+        shape=(num_points, len(cells)),
     )
     weight = np.asarray(node_element.sum(axis=1))
-    gradient = node_element @ element_gradient.reshape(len(triangles), -1) / weight
-    return gradient.reshape(values.shape + (2,))
+    return node_element @ element_values.reshape(len(cells), -1) / weight
 
 
 def solve_heat(
@@ -151,13 +155,8 @@ def nodal_gradient_3d(points: np.ndarray, tets: np.ndarray, values: np.ndarray) 
     # edges @ g = dv per tetrahedron, g[t, d, c] = d v_c / d x_d.
     element_gradient = np.linalg.solve(edges, dv).transpose(0, 2, 1)  # [T, C, 3]
 
-    volume = np.repeat(np.abs(np.linalg.det(edges)) / 6.0, 4)
-    node_element = sparse.csr_matrix(
-        (volume, (tets.ravel(), np.repeat(np.arange(len(tets)), 4))),
-        shape=(len(points), len(tets)),
-    )
-    weight = np.asarray(node_element.sum(axis=1))
-    gradient = node_element @ element_gradient.reshape(len(tets), -1) / weight
+    volume = np.abs(np.linalg.det(edges)) / 6.0
+    gradient = _measure_weighted_nodal_mean(tets, volume, element_gradient, len(points))
     return gradient.reshape(values.shape + (3,))
 
 

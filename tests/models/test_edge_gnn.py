@@ -54,18 +54,21 @@ def test_batching_does_not_mix_graphs():
     torch.testing.assert_close(together["a"][:16], alone["a"], rtol=1e-5, atol=1e-5)
 
 
-def test_overfits_one_small_sample():
-    torch.manual_seed(0)
-    batch = Batch.from_data_list([grid_graph(6)])
-    model = make_model()
+def fit_loss(model, batch, steps: int) -> float:
+    """Final training loss of `steps` Adam steps on one batch (can the model overfit it?)."""
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(300):
+    for _ in range(steps):
         pred, _ = model(batch)
         loss = ((pred["a"] - batch.y[:, :1]) ** 2).mean() + ((pred["b"] - batch.y[:, 1:]) ** 2).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert float(loss.detach()) < 1e-3
+    return float(loss.detach())
+
+
+def test_overfits_one_small_sample():
+    torch.manual_seed(0)
+    assert fit_loss(make_model(), Batch.from_data_list([grid_graph(6)]), steps=300) < 1e-3
 
 
 def test_split_first_edge_layer_equals_mlp_on_the_concatenation():
@@ -144,14 +147,7 @@ def test_multiscale_overfits_one_small_sample():
     batch = Batch.from_data_list(with_levels([grid_graph(6)], num_levels=2))
     assert int(batch.num_coarse_2.sum()) > 1  # both levels are real graphs, not a single node
     model = make_multiscale_model(num_levels=2, num_layers=1)  # 5 blocks: 1 + 2 down + 2 up
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(200):
-        pred, _ = model(batch)
-        loss = ((pred["a"] - batch.y[:, :1]) ** 2).mean() + ((pred["b"] - batch.y[:, 1:]) ** 2).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    assert float(loss.detach()) < 1e-3
+    assert fit_loss(model, batch, steps=200) < 1e-3
 
 
 # ---------------------------------------------------------------------------------------------
