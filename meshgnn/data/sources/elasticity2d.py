@@ -52,10 +52,7 @@ def generate(index: int, seed: int, mesh_size: float, max_holes: int) -> MeshSam
     poisson_ratio = rng.uniform(*POISSON_RATIO_RANGE)
     # Row c: traction component c (x, y) at the bottom (y = 0) and top (y = 1) of the edge.
     ends = np.array([rng.uniform(low, high, size=2) for low, high in TRACTION_RANGE])
-
-    def traction(x: np.ndarray) -> np.ndarray:
-        y = x[1]
-        return np.stack([ends[c, 0] + (ends[c, 1] - ends[c, 0]) * y for c in range(2)])
+    traction = linear_traction(ends)
 
     clamped = mesh.node_label == LEFT
     loaded = mesh.node_label == RIGHT
@@ -90,6 +87,16 @@ def generate(index: int, seed: int, mesh_size: float, max_holes: int) -> MeshSam
         globals=np.array([youngs_modulus, poisson_ratio, *ends.ravel(), length], dtype=np.float64),
         baseline={"displacement": guess_displacement, "von_mises": guess_stress[:, None]},
     )
+
+
+def linear_traction(ends: np.ndarray):
+    """Traction varying linearly in y: row c of `ends` holds component c at y = 0 and y = 1.
+    Returns a function of positions [dim, ...] -> tractions [components, ...]."""
+
+    def traction(x: np.ndarray) -> np.ndarray:
+        return np.stack([start + (stop - start) * x[1] for start, stop in ends])
+
+    return traction
 
 
 def _beam_theory(

@@ -46,6 +46,7 @@ from scipy import ndimage
 
 from meshgnn.data.fem import solve_elasticity_3d, von_mises_3d
 from meshgnn.data.sample import FieldSpec, MeshSample, SourceSpec
+from meshgnn.data.sources.elasticity2d import linear_traction
 
 SPEC = SourceSpec(
     node_types=("interior", "clamped", "loaded", "free"),
@@ -117,10 +118,7 @@ def generate(index: int, seed: int, mesh_size: float, max_holes: int) -> MeshSam
     poisson_ratio = rng.uniform(*POISSON_RATIO_RANGE)
     # Row c: traction component c (x, y, z) at the bottom (y = 0) and top (y = 1) of the face.
     ends = np.array([rng.uniform(low, high, size=2) for low, high in TRACTION_RANGE])
-
-    def traction(x: np.ndarray) -> np.ndarray:
-        y = x[1]
-        return np.stack([ends[c, 0] + (ends[c, 1] - ends[c, 0]) * y for c in range(3)])
+    traction = linear_traction(ends)
 
     # Grid coordinates are exact (the block faces are grid planes), so == is safe here.
     clamped = points[:, 0] == 0.0
