@@ -110,12 +110,15 @@ def test_elasticity_dataset_trains_end_to_end(tmp_path, data_cache):
 @pytest.mark.parametrize("model", ["edge_gnn", "meshgraphnet"])
 def test_model_preset_trains_then_tests_its_weights_on_finer_meshes(tmp_path, data_cache, model):
     """Every preset trains on trainer=debug (the default one is covered above), and
-    `trainer.epochs=0 init_from=` tests trained weights on other data without training."""
+    `trainer.epochs=0 init_from=` tests trained weights on other data without training
+    (checked once: it does not depend on the preset)."""
     run_dir, fine_dir = tmp_path / "run", tmp_path / "fine"
     proc = run_train(["trainer=debug", f"model={model}", "trainer.epochs=1", f"hydra.run.dir={run_dir}",
                       f"paths.data_dir={data_cache}"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"name: {model}" in (run_dir / ".hydra" / "config.yaml").read_text()
+    if model != "meshgraphnet":
+        return
 
     proc = run_train(["trainer=debug", f"model={model}", "trainer.epochs=0", "data.mesh_size=0.09",
                       f"init_from={run_dir}", f"hydra.run.dir={fine_dir}", f"paths.data_dir={data_cache}"],

@@ -16,6 +16,11 @@ from meshgnn.data.sources import SOURCES, get_source, heat2d
 from meshgnn.errors import UserError
 
 MESH_SIZE = 0.1  # coarse keeps the suite fast; the generators are size-agnostic
+SIZE_3D = 0.25  # 3D node counts grow as 1/h^3
+
+
+def mesh_size(source) -> float:
+    return SIZE_3D if source.spec.spatial_dim == 3 else MESH_SIZE
 MAX_HOLES = 3
 
 
@@ -40,19 +45,19 @@ def source(request):
 
 
 def test_same_seed_and_index_give_identical_samples(source):
-    first, second = (source.generate(3, 7, MESH_SIZE, MAX_HOLES) for _ in range(2))
+    first, second = (source.generate(3, 7, mesh_size(source), MAX_HOLES) for _ in range(2))
     assert_same(first, second)
 
 
 def test_different_indices_give_different_geometry(source):
-    a, b = (source.generate(i, 7, MESH_SIZE, MAX_HOLES) for i in (0, 1))
+    a, b = (source.generate(i, 7, mesh_size(source), MAX_HOLES) for i in (0, 1))
     assert a.points.shape != b.points.shape or not np.array_equal(a.points, b.points)
 
 
 def test_sample_matches_spec(source):
     spec = source.spec
     for index in range(3):
-        sample = source.generate(index, 0, MESH_SIZE, MAX_HOLES)
+        sample = source.generate(index, 0, mesh_size(source), MAX_HOLES)
         n = sample.num_nodes
         assert sample.points.shape == (n, spec.spatial_dim) and sample.points.dtype == np.float64
         [(kind, cells)] = sample.cells
@@ -150,8 +155,8 @@ def test_unknown_source_is_a_user_error():
 def test_worker_count_does_not_change_the_data(source, caplog, monkeypatch):
     monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal, even under `pytest -s`
     with caplog.at_level(logging.INFO, logger="meshgnn.data"):
-        serial = generate_samples(source, 5, 11, MESH_SIZE, MAX_HOLES, workers=1)
-    parallel = generate_samples(source, 5, 11, MESH_SIZE, MAX_HOLES, workers=2)
+        serial = generate_samples(source, 5, 11, mesh_size(source), MAX_HOLES, workers=1)
+    parallel = generate_samples(source, 5, 11, mesh_size(source), MAX_HOLES, workers=2)
     assert len(serial) == len(parallel) == 5
     for a, b in zip(serial, parallel):
         assert_same(a, b)
