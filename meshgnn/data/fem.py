@@ -112,13 +112,8 @@ def solve_elasticity(
     mesh = _mesh(points, triangles)
     basis = Basis(mesh, ElementVector(ElementTriP1()))
     lam, mu = plane_stress_lame(youngs_modulus, poisson_ratio)
-    stiffness = asm(_elasticity, basis, lam=lam, mu=mu)
     facet_basis = FacetBasis(mesh, basis.elem, facets=_facet_indices(mesh, traction_facets))
-    load = asm(LinearForm(lambda v, w: dot(traction(w.x), v)), facet_basis)
-
-    dofs = basis.nodal_dofs  # [2, N]: dof of component c at node i
-    u = solve(*condense(stiffness, load, D=dofs.T[fixed]))
-    displacement = u[dofs].T
+    displacement = _elastic_displacement(basis, facet_basis, lam, mu, traction, fixed)
 
     du = nodal_gradient(points, triangles, displacement)  # [N, 2 (component), 2 (direction)]
     exx, eyy, exy = du[:, 0, 0], du[:, 1, 1], 0.5 * (du[:, 0, 1] + du[:, 1, 0])
@@ -126,6 +121,17 @@ def solve_elasticity(
     syy = lam * (exx + eyy) + 2 * mu * eyy
     sxy = 2 * mu * exy
     return displacement, von_mises(sxx, syy, sxy)
+
+
+def _elastic_displacement(basis: Basis, facet_basis: FacetBasis, lam: float, mu: float,
+                          traction: SpaceFunction, fixed: np.ndarray) -> np.ndarray:
+    """[N, dim] displacement: linear elasticity with `traction` on the facets and the
+    `fixed` ([N, dim] bool) components held at zero (2D and 3D alike)."""
+    stiffness = asm(_elasticity, basis, lam=lam, mu=mu)
+    load = asm(LinearForm(lambda v, w: dot(traction(w.x), v)), facet_basis)
+    dofs = basis.nodal_dofs  # [dim, N]: dof of component c at node i
+    u = solve(*condense(stiffness, load, D=dofs.T[fixed]))
+    return u[dofs].T
 
 
 def plane_stress_lame(youngs_modulus: float, poisson_ratio: float) -> tuple[float, float]:
@@ -184,13 +190,8 @@ def solve_elasticity_3d(
     # (and ~10x cheaper than the default); the traction load keeps its own exact rule.
     basis = Basis(mesh, ElementVector(ElementTetP1()), intorder=1)
     lam, mu = lame(youngs_modulus, poisson_ratio)
-    stiffness = asm(_elasticity, basis, lam=lam, mu=mu)
     facet_basis = FacetBasis(mesh, basis.elem, facets=_facet_indices_3d(mesh, traction_facets))
-    load = asm(LinearForm(lambda v, w: dot(traction(w.x), v)), facet_basis)
-
-    dofs = basis.nodal_dofs  # [3, N]: dof of component c at node i
-    u = solve(*condense(stiffness, load, D=dofs.T[fixed]))
-    displacement = u[dofs].T
+    displacement = _elastic_displacement(basis, facet_basis, lam, mu, traction, fixed)
 
     du = nodal_gradient_3d(points, tets, displacement)  # [N, 3 (component), 3 (direction)]
     strain = 0.5 * (du + du.transpose(0, 2, 1))
