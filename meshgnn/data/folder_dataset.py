@@ -14,6 +14,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import logging
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -151,8 +152,10 @@ def _split(cfg: DictConfig, root: Path, files: list[Path]) -> dict[str, Tensor]:
 
 
 def _fit_normalizer(paths: list[Path], features: FeatureSpec, std_floor: float) -> Normalizer:
-    """One streaming pass over the training graphs (features on, normalisation off)."""
+    """One streaming pass over the training graphs (features on, normalisation off; the
+    coarse levels do not change the statistics, so they are not built here)."""
+    flat = replace(features, model_inputs=replace(features.model_inputs, hierarchy=None))
     moments = Moments()
-    for graph in FileGraphDataset(paths, features, normalizer=None):
+    for graph in FileGraphDataset(paths, flat, normalizer=None):
         moments.add({"x": graph.x, "edge_attr": graph.edge_attr, "y": graph.y})
     return moments.normalizer(std_floor)

@@ -85,6 +85,8 @@ class EdgeGNN(nn.Module):
         self.targets = [(name, int(dim)) for name, dim in targets]
         self.num_levels = num_levels
         self.residual = residual
+        ends = torch.tensor([dim for _, dim in self.targets]).cumsum(0).tolist()
+        self.prior_columns = {name: slice(end - dim, end) for (name, dim), end in zip(self.targets, ends)}
         spatial_dim = edge_dim - 1
         self.node_encoder = mlp(node_dim, hidden_dim, hidden_dim, mlp_layers)
         self.edge_encoder = mlp(edge_dim, hidden_dim, hidden_dim, mlp_layers)
@@ -125,9 +127,8 @@ class EdgeGNN(nn.Module):
             h, e = _run(self.up[level - 1], h, edge_index, fine_e)
         pred = {name: decoder(h) for name, decoder in self.decoders.items()}
         if self.residual:
-            columns = torch.tensor([dim for _, dim in self.targets]).cumsum(0).tolist()
-            for (name, dim), end in zip(self.targets, columns):
-                pred[name] = pred[name] + batch.prior[:, end - dim:end]
+            for name, columns in self.prior_columns.items():
+                pred[name] = pred[name] + batch.prior[:, columns]
         return pred, {"node_latent": h}
 
 
