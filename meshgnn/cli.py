@@ -11,6 +11,14 @@
   meshgnn data export --data heat2d --out DIR [--num-samples 20]
                                   write built-in generated samples as VTU + JSON to try the
                                   mesh-folder workflow on
+  meshgnn export RUN_DIR|CKPT OUT_DIR [--precision bf16] [--prune 0.2] [--program]
+                                  write a model package (safetensors weights, config, normaliser,
+                                  checksummed manifest; optionally a torch.export program)
+  meshgnn predict MODEL FILES_OR_FOLDERS... --out DIR [--precision bf16] [--prune 0.2]
+                                  predict on mesh files, write VTU with predicted (and error) fields
+  meshgnn ensemble MEMBERS... | --sweep SWEEP_DIR --top-k 5 [--predict FILES... --out DIR]
+                                  average models: test-split table per member and ensemble, and
+                                  VTU with mean and std fields
 """
 
 from __future__ import annotations
@@ -110,6 +118,78 @@ def cmd_data_export(args: argparse.Namespace) -> None:
     print(f"train:  {train}")
 
 
+def _device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {name} but no CUDA GPU is visible; use --device cpu or auto")
+    return torch.device(name)
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from meshgnn.inference.package import load_model, write_package
+
+    package = load_model(Path(args.source), args.prune)
+    out = write_package(package, args.out, weight_dtype=args.precision, program=args.program)
+    metrics = package.origin.get("test_metrics") or {}
+    shown = ", ".join(f"{k.split('/')[1]} {v:.4f}" for k, v in metrics.items() if k.endswith("/rel_l2"))
+    print(f"wrote package {out} from {package.origin.get('checkpoint', package.name)} (weights "
+          f"{args.precision}{f', pruned {args.prune:g}' if args.prune else ''}"
+          f"{', program.pt2' if args.program else ''})" + (f"; test rel L2: {shown}" if shown else ""))
+    print(f"predict with:  meshgnn predict {out} MESH_FILES --out predictions/")
+
+
+def _print_file_errors(results) -> None:
+    from meshgnn.inference.report import file_error_lines
+
+    lines = file_error_lines(results)
+    if lines:
+        print("\n".join(lines))
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from meshgnn.inference.package import load_model
+    from meshgnn.inference.predict import predict_files
+
+    package = load_model(Path(args.model), args.prune)
+    results = predict_files([package], args.files, args.out, _device(args.device), args.precision)
+    print(f"wrote {len(results)} VTU file(s) with predicted_<target> fields to {args.out}")
+    _print_file_errors(results)
+
+
+def cmd_ensemble(args: argparse.Namespace) -> None:
+    from meshgnn.inference.ensemble import evaluate_on_test, load_members, sweep_members
+    from meshgnn.inference.predict import predict_files
+
+    paths = [Path(p) for p in args.members]
+    if args.sweep:
+        paths += sweep_members(Path(args.sweep), args.top_k)
+    if bool(args.predict) != bool(args.out):
+        raise UserError("--predict FILES and --out DIR go together: pass both to write predictions")
+    members = load_members(paths, args.prune)
+    device = _device(args.device)
+    print(f"ensemble of {len(members)}: " + ", ".join(m.name for m in members))
+    if not args.no_test:
+        table = evaluate_on_test(members, args.data_dir, device, args.precision)
+        print(f"test split ({table.num_graphs} meshes, physical units):")
+        print("\n".join(table.lines([n for n, _ in members[0].targets])))
+    if args.predict:
+        results = predict_files(members, args.predict, args.out, device, args.precision)
+        print(f"wrote {len(results)} VTU file(s) with predicted_<target> (mean) and std_<target> fields "
+              f"to {args.out}")
+        _print_file_errors(results)
+
+
+def _inference_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                        help="arithmetic of the forward pass (autocast; default fp32)")
+    parser.add_argument("--prune", type=float, default=0.0, metavar="FRACTION",
+                        help="L1-prune this fraction of every Linear layer's weights first (e.g. 0.2)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meshgnn", description="Tools around meshgnn training runs.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -164,6 +244,37 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--workers", type=int, default=0, help="generator processes (0 = one per CPU)")
     export.add_argument("--conf", type=Path, default=DEFAULT_CONF, help="config folder of the defaults")
     export.set_defaults(handler=cmd_data_export)
+
+    package = commands.add_parser("export", help="write a model package from a run directory or checkpoint")
+    package.add_argument("source", help="run directory (its best.ckpt) or .ckpt file")
+    package.add_argument("out", type=Path, help="new folder for the package")
+    package.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                         help="dtype the weights are stored in (default fp32)")
+    package.add_argument("--prune", type=float, default=0.0, metavar="FRACTION",
+                         help="L1-prune this fraction of every Linear layer's weights (e.g. 0.2)")
+    package.add_argument("--program", action="store_true",
+                         help="also write program.pt2, a torch.export program of the model")
+    package.set_defaults(handler=cmd_export)
+
+    predict = commands.add_parser("predict", help="predict fields on mesh files, write them as VTU")
+    predict.add_argument("model", help="package folder, run directory or .ckpt file")
+    predict.add_argument("files", nargs="+", type=Path, help="mesh files or folders of them (any meshio format)")
+    predict.add_argument("--out", type=Path, required=True, help="folder for the VTU files")
+    _inference_options(predict)
+    predict.set_defaults(handler=cmd_predict)
+
+    ensemble = commands.add_parser("ensemble", help="average several models: test table, predictions")
+    ensemble.add_argument("members", nargs="*", help="package folders, run directories or .ckpt files")
+    ensemble.add_argument("--sweep", help="multirun/<date>/<time> of an Optuna sweep: add its best trials")
+    ensemble.add_argument("--top-k", type=int, default=5, help="how many of the sweep's best trials (default 5)")
+    ensemble.add_argument("--predict", nargs="+", type=Path, metavar="FILE",
+                          help="mesh files or folders to predict on (with --out)")
+    ensemble.add_argument("--out", type=Path, help="folder for the predicted VTU files")
+    ensemble.add_argument("--no-test", action="store_true", help="skip the test-split table")
+    ensemble.add_argument("--data-dir", type=Path, default=Path("data_cache"),
+                          help="dataset cache of the members' data (default ./data_cache, as train.py)")
+    _inference_options(ensemble)
+    ensemble.set_defaults(handler=cmd_ensemble)
     return parser
 
 

@@ -119,6 +119,7 @@ def train(cfg: DictConfig, start: StartPoint, run_dir: Path) -> float:
     trainer = Trainer(model, loss_fn, optimizer, None, loaders, settings, run_dir, device,
                       lambda: {"normalizer": data.normalizer.state_dict(), "config_yaml": config_yaml,
                                "dataset_fingerprint": data.fingerprint, "lineage": lineage,
+                               "features": data.features.to_json(),
                                "hydra_choices": hydra_choices})
     _apply_start(trainer, start, cfg)
     reporter = PruningReporter.for_this_job(cfg.objective if cfg.objective.startswith(("train/", "val/"))

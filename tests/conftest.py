@@ -36,6 +36,16 @@ def data_cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("data_cache")
 
 
+@pytest.fixture(scope="session")
+def debug_run(tmp_path_factory, data_cache) -> tuple[Path, subprocess.CompletedProcess]:
+    """One `python train.py trainer=debug` run for every test that only reads a finished run."""
+    cwd = tmp_path_factory.mktemp("debug_run")
+    run_dir = cwd / "run"
+    proc = run_train(["trainer=debug", f"hydra.run.dir={run_dir}", f"paths.data_dir={data_cache}"], cwd=cwd)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run_dir, proc
+
+
 def start_train(args: list[str], cwd: Path) -> subprocess.Popen:
     """`python train.py ARGS` in the background (for signals and kills)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

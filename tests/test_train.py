@@ -10,10 +10,8 @@ from conftest import run_train
 pytestmark = pytest.mark.slow
 
 
-def test_debug_run_leaves_a_complete_run_directory(tmp_path, data_cache):
-    run_dir = tmp_path / "run"
-    proc = run_train(["trainer=debug", f"hydra.run.dir={run_dir}", f"paths.data_dir={data_cache}"], cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+def test_debug_run_leaves_a_complete_run_directory(debug_run):
+    run_dir, proc = debug_run
 
     for name in (".hydra/config.yaml", ".hydra/overrides.yaml", "train.log", "checkpoints/last.ckpt",
                  "checkpoints/best.ckpt", "checkpoints/epoch_0001.ckpt", "checkpoints/epoch_0002.ckpt",

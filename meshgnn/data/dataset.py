@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from omegaconf import DictConfig
@@ -22,7 +23,7 @@ from meshgnn.data.generate import generate_samples
 from meshgnn.data.graph import FourierFeatureMapper, node_features, row_graph, sample_to_graph
 from meshgnn.data.hierarchy import HierarchySpec, MultiScaleData, attach_levels
 from meshgnn.data.normalizer import Normalizer
-from meshgnn.data.sample import SourceSpec
+from meshgnn.data.sample import FieldSpec, SourceSpec
 from meshgnn.data.sampler import EpochBatchSampler
 from meshgnn.data.sources import get_source
 from meshgnn.errors import UserError
@@ -77,6 +78,37 @@ class FeatureSpec:
         """The feature settings that change what a trained model sees."""
         return {"features": [self.fourier_features, self.fourier_scale, self.boundary_distance,
                              self.baseline_input, self.model_inputs.broadcast_globals, self.residual]}
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain values (checkpoints and model packages store it; `from_json` inverts it)."""
+        source, hierarchy = self.source, self.model_inputs.hierarchy
+        return {
+            "source": {"node_types": list(source.node_types),
+                       "inputs": [[f.name, f.dim] for f in source.inputs],
+                       "targets": [[f.name, f.dim] for f in source.targets],
+                       "global_names": list(source.global_names), "spatial_dim": source.spatial_dim,
+                       "has_baseline": source.has_baseline},
+            "fourier_features": self.fourier_features, "fourier_scale": self.fourier_scale,
+            "fourier_seed": self.fourier_seed, "boundary_distance": self.boundary_distance,
+            "baseline_input": self.baseline_input,
+            "model_inputs": {"broadcast_globals": self.model_inputs.broadcast_globals,
+                             "residual": self.model_inputs.residual,
+                             "hierarchy": None if hierarchy is None else
+                             {"num_levels": hierarchy.num_levels, "coarsening": hierarchy.coarsening}},
+        }
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> "FeatureSpec":
+        src, inputs = doc["source"], doc["model_inputs"]
+        source = SourceSpec(tuple(src["node_types"]), tuple(FieldSpec(n, int(d)) for n, d in src["inputs"]),
+                            tuple(FieldSpec(n, int(d)) for n, d in src["targets"]),
+                            tuple(src["global_names"]), int(src["spatial_dim"]), bool(src["has_baseline"]))
+        hierarchy = inputs["hierarchy"]
+        return cls(source, int(doc["fourier_features"]), float(doc["fourier_scale"]), int(doc["fourier_seed"]),
+                   bool(doc["boundary_distance"]), bool(doc["baseline_input"]),
+                   ModelInputs(bool(inputs["broadcast_globals"]), bool(inputs["residual"]),
+                               None if hierarchy is None else
+                               HierarchySpec(int(hierarchy["num_levels"]), float(hierarchy["coarsening"]))))
 
 
 @dataclass

@@ -70,6 +70,8 @@ class FolderSpec:
     node_type_values: the field's values in one-hot order; the first is the interior kind.
                       Non-empty exactly when `node_type_field` is set.
     globals:          sample-level parameters, from field_data or the sidecar `<stem>.json`.
+    targets_required: False when reading meshes to predict on: a target field that is absent
+                      is left out of the sample instead of being a problem.
     """
 
     path: Path
@@ -79,6 +81,7 @@ class FolderSpec:
     node_type_field: str | None = None
     node_type_values: tuple[int, ...] = ()
     globals: tuple[str, ...] = ()
+    targets_required: bool = True
 
     def __post_init__(self) -> None:
         # Accept lists (argparse, OmegaConf ListConfig) and strings for paths.
@@ -182,6 +185,7 @@ class _Parsed:
     node_type: np.ndarray | None = None  # raw integer values of the node-type field
     globals: dict[str, np.ndarray] = field(default_factory=dict)  # 1D float64
     ignored_fields: tuple[str, ...] = ()
+    mesh: meshio.Mesh | None = None
 
     def problem(self, what: str, message: str, fix: str) -> None:
         self.problems.append(f"{self.name}: {what}: {message}; fix: {fix}")
@@ -227,12 +231,14 @@ def _parse(path: Path, spec: FolderSpec, name: str) -> _Parsed:
     points = _check_points(mesh, out)
     if points is None:
         return out
-    out.points = points
+    out.points, out.mesh = points, mesh
     geometry_ok = bool(np.isfinite(points).all())
     geometry_ok &= _collect_cells(mesh, len(points), out)
     if out.cells and geometry_ok:
         _check_geometry(out)
     for role, field_name in spec.roles():
+        if role == "target" and not spec.targets_required and field_name not in mesh.point_data:
+            continue
         values = _point_field(mesh, field_name, role, len(points), out)
         if values is None:
             continue
@@ -703,6 +709,12 @@ def source_spec(spec: FolderSpec, dims: Mapping[str, int], spatial_dim: int) -> 
 def read_sample(path: Path, spec: FolderSpec, dims: Mapping[str, int]) -> MeshSample:
     """One mesh file as a MeshSample (baseline empty). Raises UserError listing every problem
     of the file, or a component count that differs from `dims` (field or global -> count)."""
+    return read_file(path, spec, dims)[0]
+
+
+def read_file(path: Path, spec: FolderSpec, dims: Mapping[str, int]) -> tuple[MeshSample, meshio.Mesh]:
+    """`read_sample`, and the file's meshio mesh as read (prediction writes it back with the
+    predicted fields added). Targets the file lacks are left out when not `targets_required`."""
     path = Path(path)
     parsed = _parse(path, spec, _display_name(path, spec))
     problems = list(parsed.problems)
@@ -712,7 +724,7 @@ def read_sample(path: Path, spec: FolderSpec, dims: Mapping[str, int]) -> MeshSa
             problems.append(f"{parsed.name}: {name!r}: has {values.shape[1]} component(s) but the dataset "
                             f"has {dims[name]}; fix: write it with {dims[name]} in every file")
     if problems:
-        raise UserError(_problems_message(path, problems))
+        raise UserError(problems[0] if len(problems) == 1 else _problems_message(path, problems))
     assert parsed.points is not None
     if parsed.node_type is None:
         node_type = np.zeros(len(parsed.points), dtype=np.int64)
@@ -720,16 +732,17 @@ def read_sample(path: Path, spec: FolderSpec, dims: Mapping[str, int]) -> MeshSa
         declared = np.asarray(spec.node_type_values, dtype=np.int64)
         order = np.argsort(declared)
         node_type = order[np.searchsorted(declared[order], parsed.node_type)].astype(np.int64)
-    return MeshSample(
+    sample = MeshSample(
         points=parsed.points,
         cells=parsed.cells,
         node_type=node_type,
         inputs={n: parsed.fields[n] for n in spec.inputs},
-        targets={n: parsed.fields[n] for n in spec.targets},
+        targets={n: parsed.fields[n] for n in spec.targets if n in parsed.fields},
         globals=(np.concatenate([parsed.globals[n] for n in spec.globals]) if spec.globals
                  else np.zeros(0, dtype=np.float64)),
         baseline={},
     )
+    return sample, parsed.mesh
 
 
 def _read_one(spec: FolderSpec, dims: dict[str, int], path: Path) -> MeshSample:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import sys
@@ -47,6 +48,27 @@ def source(request):
 def test_same_seed_and_index_give_identical_samples(source):
     first, second = (source.generate(3, 7, mesh_size(source), MAX_HOLES) for _ in range(2))
     assert_same(first, second)
+
+
+def test_baseline_recomputes_from_what_a_mesh_file_carries(source):
+    """A sample stripped of its baseline (as a new mesh file comes) gets back exactly the
+    generated one from its source's `baseline`."""
+    baseline = get_source(source.name).baseline
+    for index in range(2):
+        sample = source.generate(index, 5, mesh_size(source), MAX_HOLES)
+        stripped = dataclasses.replace(sample, baseline={})
+        assert_same(dataclasses.replace(stripped, baseline=baseline(stripped)), sample)
+
+
+def test_baseline_does_not_read_the_targets(source):
+    sample = source.generate(1, 5, mesh_size(source), MAX_HOLES)
+    blind = dataclasses.replace(
+        sample, targets={k: np.zeros_like(v) for k, v in sample.targets.items()}, baseline={}
+    )
+    recomputed = source.baseline(blind)
+    assert list(recomputed) == list(sample.baseline)
+    for key, value in sample.baseline.items():
+        np.testing.assert_array_equal(recomputed[key], value, err_msg=key)
 
 
 def test_different_indices_give_different_geometry(source):

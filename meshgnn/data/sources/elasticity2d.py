@@ -72,11 +72,8 @@ def generate(index: int, seed: int, mesh_size: float, max_holes: int) -> MeshSam
     node_type[clamped] = SPEC.node_types.index("clamped")
     node_type[loaded] = SPEC.node_types.index("loaded")
     applied = np.where(loaded[:, None], traction(mesh.points.T).T, 0.0)
-    guess_displacement, guess_stress = _beam_theory(
-        mesh.points, length, youngs_modulus, poisson_ratio, ends
-    )
 
-    return MeshSample(
+    sample = MeshSample(
         points=mesh.points,
         cells=[("triangle", mesh.triangles)],
         node_type=node_type,
@@ -85,8 +82,36 @@ def generate(index: int, seed: int, mesh_size: float, max_holes: int) -> MeshSam
                 "poisson_ratio": np.full((len(mesh.points), 1), poisson_ratio)},
         targets={"displacement": displacement, "von_mises": stress[:, None]},
         globals=np.array([youngs_modulus, poisson_ratio, *ends.ravel(), length], dtype=np.float64),
-        baseline={"displacement": guess_displacement, "von_mises": guess_stress[:, None]},
     )
+    sample.baseline = baseline(sample)
+    return sample
+
+
+def baseline(sample: MeshSample) -> dict[str, np.ndarray]:
+    """The beam-theory baseline (module doc) of an elasticity2d sample.
+
+    Reads only the points and the globals E, nu, tx0, tx1, ty0, ty1 and Lx (by name); never
+    the targets, so it serves new, unsolved meshes at prediction time exactly as in training.
+    """
+    g = named_globals(SPEC, sample)
+    displacement, stress = _beam_theory(
+        sample.points, g["Lx"], g["E"], g["nu"], traction_ends(g, "xy")
+    )
+    return {"displacement": displacement, "von_mises": stress[:, None]}
+
+
+def named_globals(spec: SourceSpec, sample: MeshSample) -> dict[str, np.float64]:
+    """The sample's globals by their `spec.global_names`, checking that they all are there."""
+    if sample.globals.shape != (len(spec.global_names),):
+        raise ValueError(f"sample needs {len(spec.global_names)} globals {spec.global_names}, "
+                         f"got shape {sample.globals.shape}")
+    return dict(zip(spec.global_names, sample.globals))
+
+
+def traction_ends(g: dict[str, np.float64], components: str) -> np.ndarray:
+    """The `ends` array of `linear_traction` (row c: component c at y = 0 and y = 1) from the
+    globals t{c}0, t{c}1 of each component c (e.g. "xy")."""
+    return np.array([[g[f"t{c}0"], g[f"t{c}1"]] for c in components], dtype=np.float64)
 
 
 def linear_traction(ends: np.ndarray):

@@ -46,7 +46,7 @@ from scipy import ndimage
 
 from meshgnn.data.fem import solve_elasticity_3d, von_mises_3d
 from meshgnn.data.sample import FieldSpec, MeshSample, SourceSpec
-from meshgnn.data.sources.elasticity2d import linear_traction
+from meshgnn.data.sources.elasticity2d import linear_traction, named_globals, traction_ends
 
 SPEC = SourceSpec(
     node_types=("interior", "clamped", "loaded", "free"),
@@ -136,11 +136,8 @@ def generate(index: int, seed: int, mesh_size: float, max_holes: int) -> MeshSam
     node_type[clamped] = SPEC.node_types.index("clamped")
     node_type[loaded] = SPEC.node_types.index("loaded")
     applied = np.where(loaded[:, None], traction(points.T).T, 0.0)
-    guess_displacement, guess_stress = _beam_theory(
-        points, length, block.depth, youngs_modulus, poisson_ratio, ends
-    )
 
-    return MeshSample(
+    sample = MeshSample(
         points=points,
         cells=[("tetra", mesh.tets)],
         node_type=node_type,
@@ -151,8 +148,22 @@ def generate(index: int, seed: int, mesh_size: float, max_holes: int) -> MeshSam
         globals=np.array(
             [youngs_modulus, poisson_ratio, *ends.ravel(), length, block.depth], dtype=np.float64
         ),
-        baseline={"displacement": guess_displacement, "von_mises": guess_stress[:, None]},
     )
+    sample.baseline = baseline(sample)
+    return sample
+
+
+def baseline(sample: MeshSample) -> dict[str, np.ndarray]:
+    """The beam-theory baseline (module doc) of an elasticity3d sample.
+
+    Reads only the points and the globals E, nu, tx0 ... tz1, Lx and Lz (by name); never the
+    targets, so it serves new, unsolved meshes at prediction time exactly as in training.
+    """
+    g = named_globals(SPEC, sample)
+    displacement, stress = _beam_theory(
+        sample.points, g["Lx"], g["Lz"], g["E"], g["nu"], traction_ends(g, "xyz")
+    )
+    return {"displacement": displacement, "von_mises": stress[:, None]}
 
 
 def random_block(rng: np.random.Generator, max_holes: int) -> Block:

@@ -80,7 +80,6 @@ def generate(index: int, seed: int, mesh_size: float, max_holes: int) -> MeshSam
     temperature, flux = solve_heat(
         mesh.points, mesh.triangles, k, source, dirichlet_nodes, dirichlet_values
     )
-    guess = _shepard(mesh.points, dirichlet_nodes, dirichlet_values)
 
     node_type = np.zeros(len(mesh.points), dtype=np.int64)
     node_type[outer] = SPEC.node_types.index("dirichlet")
@@ -88,7 +87,7 @@ def generate(index: int, seed: int, mesh_size: float, max_holes: int) -> MeshSam
     boundary_temperature = np.zeros(len(mesh.points))
     boundary_temperature[dirichlet_nodes] = dirichlet_values
 
-    return MeshSample(
+    sample = MeshSample(
         points=mesh.points,
         cells=[("triangle", mesh.triangles)],
         node_type=node_type,
@@ -101,11 +100,39 @@ def generate(index: int, seed: int, mesh_size: float, max_holes: int) -> MeshSam
         globals=np.array(
             [k, t0, *modes.ravel(), amplitude, *centre, width, length], dtype=np.float64
         ),
-        baseline={
-            "temperature": guess[:, None],
-            "heat_flux": -k * nodal_gradient(mesh.points, mesh.triangles, guess),
-        },
     )
+    sample.baseline = baseline(sample)
+    return sample
+
+
+def baseline(sample: MeshSample) -> dict[str, np.ndarray]:
+    """The analytic baseline (module doc) of a heat2d sample, from what a mesh file carries.
+
+    Reads only the points, the triangles, the node types, the "boundary_temperature" input
+    (its values on the Dirichlet nodes) and the conductivity global "k"; never the targets,
+    so it serves new, unsolved meshes at prediction time exactly as it served training.
+    """
+    dirichlet_nodes = np.flatnonzero(sample.node_type == SPEC.node_types.index("dirichlet"))
+    if len(dirichlet_nodes) == 0:
+        raise ValueError("heat2d baseline: the sample has no dirichlet nodes to interpolate")
+    dirichlet_values = sample.inputs["boundary_temperature"][dirichlet_nodes, 0]
+    guess = _shepard(sample.points, dirichlet_nodes, dirichlet_values)
+    k = _global(sample, "k")
+    triangles = [cells for kind, cells in sample.cells if kind == "triangle"]
+    if not triangles:
+        raise ValueError("heat2d baseline: the sample has no triangle cells")
+    triangles = np.concatenate(triangles)
+    return {
+        "temperature": guess[:, None],
+        "heat_flux": -k * nodal_gradient(sample.points, triangles, guess),
+    }
+
+
+def _global(sample: MeshSample, name: str) -> np.float64:
+    if sample.globals.shape != (len(SPEC.global_names),):
+        raise ValueError(f"heat2d sample needs {len(SPEC.global_names)} globals "
+                         f"{SPEC.global_names}, got shape {sample.globals.shape}")
+    return sample.globals[SPEC.global_names.index(name)]
 
 
 def _point_in_material(

@@ -1,0 +1,102 @@
+"""Ensembles: several trained models averaged in physical units, evaluated on the test split.
+
+Members may differ in architecture and in how they derive features (each gets its own input
+graph), but must predict the same targets from the same kind of file (`check_compatible`),
+and, to be compared on a test split, must have been trained on the same data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+from meshgnn.data.dataset import load_datasets, make_loader
+from meshgnn.errors import UserError
+from meshgnn.inference.package import Package, load_model
+from meshgnn.inference.precision import inference_precision
+from meshgnn.inference.predict import check_compatible, combine
+from meshgnn.training.field_errors import ErrorAccumulator, field_errors
+
+ENSEMBLE = "ensemble"
+
+
+def sweep_members(sweep_dir: Path, top_k: int) -> list[Path]:
+    """Run directories of the `top_k` best completed trials of a sweep."""
+    from meshgnn.sweeps.report import load_sweep
+
+    if top_k < 1:
+        raise UserError(f"--top-k must be >= 1, got {top_k}")
+    rows = [r for r in load_sweep(Path(sweep_dir)).rows if r.state == "COMPLETE" and r.run_dir is not None]
+    if not rows:
+        raise UserError(f"{sweep_dir}: no completed trial with a run directory to take members from")
+    return [r.run_dir for r in rows[:top_k]]
+
+
+def load_members(paths: list[Path], prune: float = 0.0) -> list[Package]:
+    if not paths:
+        raise UserError("no ensemble members: pass packages, run directories or checkpoints, or --sweep")
+    members = [load_model(p, prune) for p in paths]
+    check_compatible(members)
+    return members
+
+
+@dataclass
+class TestTable:
+    """Per-target test errors (physical units) of every member and of the ensemble."""
+
+    names: list[str]
+    metrics: dict[str, dict[str, float]]  # who -> {"test/<t>/rel_l2": ...}
+    num_graphs: int
+
+    def lines(self, targets: list[str]) -> list[str]:
+        width = max(len(n) for n in self.names) + 2
+        header = f"{'model':<{width}}" + "".join(f"{t + ' rel_l2':>22}{t + ' mae':>18}" for t in targets)
+        rows = [header, "-" * len(header)]
+        for who in self.names:
+            m = self.metrics[who]
+            rows.append(f"{who:<{width}}" + "".join(
+                f"{m[f'test/{t}/rel_l2']:>22.4f}{m[f'test/{t}/mae']:>18.4g}" for t in targets))
+        return rows
+
+
+@torch.no_grad()
+def evaluate_on_test(members: list[Package], data_dir: Path, device: torch.device, precision: str = "fp32",
+                     batch_size: int = 8) -> TestTable:
+    """Every member's and the ensemble's errors on the test split of the members' data.
+
+    Each member's test graphs are built with its own features and normaliser; the members
+    must see the same meshes in the same order (checked batch by batch)."""
+    loaders = []
+    for member in members:
+        data = load_datasets(OmegaConf.create(member.data), data_dir, member.features.model_inputs,
+                             normalizer=member.normalizer)
+        loaders.append(make_loader(data.splits["test"], batch_size, False, 0, 0))
+    targets = members[0].targets
+    accumulators = {m.name: ErrorAccumulator() for m in members} | {ENSEMBLE: ErrorAccumulator()}
+    graphs = 0
+    for batches in zip(*loaders, strict=True):
+        first = batches[0]
+        if any(b.pos.shape != first.pos.shape or not torch.equal(b.pos, first.pos) for b in batches[1:]):
+            raise UserError("the members' test splits hold different meshes: they were trained on different "
+                            "data (data.* or split settings); ensemble models trained on the same data")
+        truth = members[0].normalizer.denormalize("y", first.y.double())
+        predictions = []
+        for member, batch in zip(members, batches):
+            batch = batch.to(device)
+            with inference_precision(precision, device):
+                pred, _ = member.model.to(device)(batch)
+            normalized = torch.cat([pred[n].float() for n, _ in targets], dim=1)
+            physical = member.normalizer.denormalize("y", normalized.double()).cpu()
+            predictions.append(dict(zip([n for n, _ in targets], physical.split([d for _, d in targets], 1))))
+        mean, _ = combine(predictions)
+        true = dict(zip([n for n, _ in targets], truth.split([d for _, d in targets], 1)))
+        for who, pred in [*zip((m.name for m in members), predictions), (ENSEMBLE, mean)]:
+            for name, _ in targets:
+                accumulators[who].add(f"test/{name}", field_errors(pred[name], true[name], first.batch,
+                                                                   first.num_graphs))
+        graphs += first.num_graphs
+    return TestTable([*(m.name for m in members), ENSEMBLE],
+                     {who: acc.result(graphs) for who, acc in accumulators.items()}, graphs)

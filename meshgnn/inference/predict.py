@@ -1,0 +1,228 @@
+"""Prediction on mesh files with one model or an ensemble.
+
+A file is read with the training data's field layout (`MeshReader`), turned into a graph by
+the same functions training uses (`sample_to_graph`, `add_features`, `normalize`), predicted
+by every member, and written back as VTU: the file's own mesh and fields plus, per target,
+`predicted_<t>` in physical units (the members' mean), `std_<t>` (the members' spread, for
+ensembles) and `error_<t>` = predicted - true when the file carries the true field.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import meshio
+import numpy as np
+import torch
+from torch import Tensor
+
+from meshgnn.data.dataset import add_features, normalize, single_graph_store
+from meshgnn.data.graph import sample_to_graph
+from meshgnn.data.hierarchy import MultiScaleData
+from meshgnn.data.mesh_folder import read_file, readable_extensions
+from meshgnn.data.sample import MeshSample
+from meshgnn.data.sources import get_source
+from meshgnn.errors import UserError
+from meshgnn.inference.package import Package
+from meshgnn.inference.precision import inference_precision
+from meshgnn.training.field_errors import field_errors
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FilePrediction:
+    """One file's prediction: per target the mean [N, dim] and std over members (physical
+    units), the true field when the file has it, and the errors of the mean against it."""
+
+    path: Path
+    num_nodes: int
+    mean: dict[str, np.ndarray]
+    std: dict[str, np.ndarray]
+    true: dict[str, np.ndarray]
+    errors: dict[str, dict[str, float]]
+
+
+def mesh_files(paths: list[Path]) -> list[tuple[Path, Path]]:
+    """(file, root) pairs: files as given, folders searched recursively for meshio-readable
+    files; `root` names outputs (the file's path relative to it)."""
+    found: list[tuple[Path, Path]] = []
+    exts = readable_extensions()
+    for path in map(Path, paths):
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.lower().endswith(exts))
+            if not files:
+                raise UserError(f"{path}: no mesh files in this folder (readable: VTU, VTK, MSH, XDMF, ...)")
+            found.extend((f, path) for f in files)
+        elif path.is_file():
+            found.append((path, path.parent))
+        else:
+            raise UserError(f"{path}: no such mesh file or folder")
+    return found
+
+
+def read_mesh(package: Package, path: Path, root: Path) -> tuple[MeshSample, meshio.Mesh]:
+    """A mesh file as the package's training data looked; a wrong spatial dimension is an error."""
+    reader = package.reader
+    sample, mesh = read_file(path, reader.folder_spec(root), reader.dims)
+    trained = package.features.source.spatial_dim
+    if sample.points.shape[1] != trained:
+        raise UserError(f"{path}: is a {sample.points.shape[1]}D mesh but {package.name} was trained on "
+                        f"{trained}D meshes; predict on {trained}D meshes")
+    return sample, mesh
+
+
+def prepare_graph(package: Package, sample: MeshSample) -> MultiScaleData:
+    """The model's input for one sample: features, coarse levels and normalisation exactly as
+    in training. Targets the sample lacks are zeros (they only feed the unused `y`)."""
+    features = package.features
+    spec = features.source
+    if spec.has_baseline and (features.residual or features.baseline_input) and not sample.baseline:
+        sample = replace(sample, baseline=get_source(package.data["name"]).baseline(sample))
+    targets = {f.name: sample.targets.get(f.name, np.zeros((sample.num_nodes, f.dim))) for f in spec.targets}
+    graph = sample_to_graph(replace(sample, targets=targets), spec)
+    store, slices = single_graph_store(graph)
+    add_features(store, slices, features)
+    normalize(store, slices, package.normalizer, features.residual)
+    return store
+
+
+@torch.no_grad()
+def predict_graph(package: Package, graph: MultiScaleData, device: torch.device,
+                  precision: str = "fp32") -> dict[str, Tensor]:
+    """Per target [N, dim] float32 in physical units (on the CPU)."""
+    model = package.model.to(device)
+    with inference_precision(precision, device):
+        pred, _ = model(graph.to(device))
+    normalized = torch.cat([pred[name].float() for name, _ in package.targets], dim=1)
+    physical = package.normalizer.denormalize("y", normalized).cpu()
+    return dict(zip([n for n, _ in package.targets], physical.split([d for _, d in package.targets], dim=1)))
+
+
+def predict_sample(members: list[Package], sample: MeshSample, device: torch.device,
+                   precision: str = "fp32") -> list[dict[str, Tensor]]:
+    """Each member's prediction of one sample (members with one preparation share a graph)."""
+    graphs: dict[str, MultiScaleData] = {}
+    out = []
+    for member in members:
+        key = repr((member.features.to_json(), member.normalizer.to_json()))
+        if key not in graphs:
+            graphs[key] = prepare_graph(member, sample)
+        out.append(predict_graph(member, graphs[key], device, precision))
+    return out
+
+
+def combine(predictions: list[dict[str, Tensor]]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """Members' mean and (population) standard deviation per target, in physical units."""
+    names = predictions[0].keys()
+    stacked = {n: torch.stack([p[n].double() for p in predictions]) for n in names}
+    return ({n: s.mean(0) for n, s in stacked.items()},
+            {n: s.std(0, unbiased=False) for n, s in stacked.items()})
+
+
+def errors_against(mean: dict[str, Tensor], true: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    """rel_l2, mae, max_abs of each target the file has (the same formulas as the test metrics)."""
+    out = {}
+    for name, values in true.items():
+        truth = torch.from_numpy(np.asarray(values, dtype=np.float64))
+        nodes = torch.zeros(len(truth), dtype=torch.long)
+        out[name] = {k: float(v[0]) for k, v in field_errors(mean[name], truth, nodes, 1).items()}
+    return out
+
+
+def predict_files(members: list[Package], paths: list[Path], out_dir: Path, device: torch.device,
+                  precision: str = "fp32") -> list[FilePrediction]:
+    """Predict every mesh file (or folder of them) and write `<out_dir>/<relative path>.vtu`."""
+    check_compatible(members)
+    out_dir = Path(out_dir)
+    files = mesh_files(paths)
+    results = []
+    for index, (path, root) in enumerate(files, start=1):
+        sample, mesh = read_mesh(members[0], path, root)
+        mean, std = combine(predict_sample(members, sample, device, precision))
+        true = {n: sample.targets[n] for n, _ in members[0].targets if n in sample.targets}
+        result = FilePrediction(path, sample.num_nodes, {n: v.numpy() for n, v in mean.items()},
+                                {n: v.numpy() for n, v in std.items()}, true, errors_against(mean, true))
+        target = out_dir / path.relative_to(root)
+        write_vtu(mesh, result, target.with_name(_stem(target) + ".vtu"), ensemble=len(members) > 1)
+        log.info("predicted %s (%d/%d, %d nodes)", path, index, len(files), sample.num_nodes)
+        results.append(result)
+    return results
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    ext = next((e for e in readable_extensions() if name.lower().endswith(e)), path.suffix)
+    return name[: len(name) - len(ext)] if ext else name
+
+
+def write_vtu(mesh: meshio.Mesh, result: FilePrediction, path: Path, ensemble: bool) -> None:
+    """The input mesh with the predicted (and std, error) fields added, written atomically."""
+    point_data = dict(mesh.point_data)
+    for name, values in result.mean.items():
+        fields = {f"predicted_{name}": values}
+        if ensemble:
+            fields[f"std_{name}"] = result.std[name]
+        if name in result.true:
+            fields[f"error_{name}"] = values - np.asarray(result.true[name], dtype=np.float64)
+        for key, field in fields.items():
+            field = np.asarray(field, dtype=np.float64)
+            point_data[key] = field[:, 0] if field.shape[1] == 1 else _as_3d(field)
+    out = meshio.Mesh(mesh.points, mesh.cells, point_data=point_data, cell_data=mesh.cell_data,
+                      field_data=mesh.field_data)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.vtu")
+    try:
+        meshio.write(tmp, out, file_format="vtu")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _as_3d(field: np.ndarray) -> np.ndarray:
+    """2-component vectors padded with a zero z, so ParaView shows them as vectors (glyphs)."""
+    return np.pad(field, ((0, 0), (0, 1))) if field.shape[1] == 2 else field
+
+
+def check_compatible(members: list[Package]) -> None:
+    """Members must agree on what a file holds and what they predict (fields, components,
+    node types, globals, spatial dimension); how each derives its features may differ."""
+    first = members[0]
+    for other in members[1:]:
+        for what, mine, theirs in (
+                ("targets", first.targets, other.targets),
+                ("input fields", first.reader.inputs, other.reader.inputs),
+                ("field components", first.reader.dims, other.reader.dims),
+                ("node types", first.features.source.node_types, other.features.source.node_types),
+                ("node-type field", (first.reader.node_type_field, first.reader.node_type_values),
+                 (other.reader.node_type_field, other.reader.node_type_values)),
+                ("globals", first.reader.globals, other.reader.globals),
+                ("spatial dimension", first.features.source.spatial_dim, other.features.source.spatial_dim)):
+            if mine != theirs:
+                raise UserError(f"{other.name} cannot join an ensemble with {first.name}: its {what} "
+                                f"differ ({_short(theirs)} vs {_short(mine)}); ensemble models trained "
+                                "on the same kind of data")
+
+
+def _short(value: object) -> str:
+    text = str(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def example_graph(package: Package) -> MultiScaleData:
+    """A real input graph of the package's data, to trace `torch.export` with: a generated
+    sample of a built-in source, or the first file of the training mesh folder."""
+    data = package.data
+    if package.source is not None:
+        sample = get_source(package.source).generate(0, int(data["seed"]), float(data["mesh_size"]),
+                                                     int(data["max_holes"]))
+        return prepare_graph(package, sample)
+    folder = Path(data["path"])
+    files = mesh_files([folder]) if folder.is_dir() else []
+    if not files:
+        raise UserError(f"{folder}: the training mesh folder is not here to take an example mesh from; "
+                        "export without --program, or where the training data is")
+    return prepare_graph(package, read_mesh(package, *files[0])[0])
