@@ -102,7 +102,10 @@ def attach_levels(store: Data, slices: dict[str, Tensor], spec: HierarchySpec) -
     """Add the hierarchy to a collated store as per-graph (local-index) attributes.
 
     Attributes of level l: `cluster_l`, `offset_l` (rows of level l-1), `edge_index_l`,
-    `edge_attr_l` and `num_coarse_l` (one entry per graph); `MultiScaleData` batches them.
+    `edge_attr_l`, `num_coarse_l` (one entry per graph) and `nodes_l`, an empty
+    [clusters, 0] tensor whose row count is the level's node count (a shape, so the model
+    reads it without a host sync and `torch.export` keeps it symbolic); `MultiScaleData`
+    batches them.
     """
     num_graphs = len(slices["pos"]) - 1
     node_graph = row_graph(slices["pos"])
@@ -125,6 +128,8 @@ def attach_levels(store: Data, slices: dict[str, Tensor], spec: HierarchySpec) -
         slices[f"edge_attr_{number}"] = edge_slices
         store[f"num_coarse_{number}"] = counts
         slices[f"num_coarse_{number}"] = torch.arange(num_graphs + 1)
+        store[f"nodes_{number}"] = level.offset.new_empty(len(level.graph), 0)
+        slices[f"nodes_{number}"] = node_slices
         fine_slices, fine_graph = node_slices, level.graph
 
 

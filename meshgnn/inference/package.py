@@ -172,7 +172,15 @@ def package_from_checkpoint(path: Path) -> Package:
               "metrics": {k: float(v) for k, v in (payload.get("metrics") or {}).items()},
               "test_metrics": _test_metrics(run_dir, ckpt)}
     return Package(model.eval(), normalizer, features, mesh_reader(data_cfg, features), model_config,
-                   data_cfg, origin, name=f"{run_dir.name}/{ckpt.name}")
+                   data_cfg, origin, name=_display(ckpt))
+
+
+def _display(path: Path) -> str:
+    """`path` relative to the working directory when it is below it (shorter tables)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _test_metrics(run_dir: Path, ckpt: Path) -> dict[str, float] | None:
@@ -291,7 +299,7 @@ def load_package(path: str | Path) -> Package:
                         f"({str(exc).splitlines()[-1].strip()}); export the package again") from exc
     weights = config["weights"]
     return Package(model.eval(), normalizer, features, MeshReader.from_json(config["reader"]),
-                   config["model"], config["data"], manifest.get("origin", {}), name=str(path),
+                   config["model"], config["data"], manifest.get("origin", {}), name=_display(path),
                    pruning=float(weights["pruning"]), weight_dtype=weights["dtype"], manifest=manifest)
 
 

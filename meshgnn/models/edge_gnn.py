@@ -6,7 +6,7 @@ what lets the network form differences and gradients of fields.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -108,28 +108,78 @@ class EdgeGNN(nn.Module):
              for name, dim in self.targets})
 
     def forward(self, batch: Batch) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-        h = self.node_encoder(batch.x)
-        e = self.edge_encoder(batch.edge_attr)
-        h, e = _run(self.processor, h, batch.edge_index, e)
+        prior = batch.prior if self.residual else None
+        pred, h = self.forward_tensors(batch.x, batch.edge_attr, batch.edge_index, prior,
+                                       batch_levels(batch, self.num_levels))
+        return pred, {"node_latent": h}
+
+    def forward_tensors(self, x: Tensor, edge_attr: Tensor, edge_index: Tensor, prior: Tensor | None,
+                        levels: Sequence[LevelTensors]) -> tuple[dict[str, Tensor], Tensor]:
+        """The whole model on plain tensors: (`{target: [N, dim]}`, node latents [N, hidden]).
+
+        `forward` and the exported program (`meshgnn.inference.deploy`) both run this, so
+        they compute the same function. No size here is read from a tensor's values:
+        every size comes from a shape, so `torch.export` keeps node, edge and cluster counts
+        symbolic and a GPU forward never waits for a device-to-host copy.
+        """
+        if len(levels) != self.num_levels:
+            raise ValueError(f"the model has {self.num_levels} coarse levels, got {len(levels)}")
+        h = self.node_encoder(x)
+        e = self.edge_encoder(edge_attr)
+        h, e = _run(self.processor, h, edge_index, e)
         skips = []
         for level in range(1, self.num_levels + 1):
             skips.append((h, e))
-            cluster = batch[f"cluster_{level}"]
-            h = pool_mean(h, cluster, int(batch[f"num_coarse_{level}"].sum()))
-            e = self.coarse_edge_encoders[level - 1](batch[f"edge_attr_{level}"])
-            h, e = _run(self.down[level - 1], h, batch[f"edge_index_{level}"], e)
+            coarse = levels[level - 1]
+            h = pool_mean(h, coarse.cluster, coarse.nodes.shape[0])
+            e = self.coarse_edge_encoders[level - 1](coarse.edge_attr)
+            h, e = _run(self.down[level - 1], h, coarse.edge_index, e)
         for level in range(self.num_levels, 0, -1):
             fine_h, fine_e = skips.pop()
-            cluster = batch[f"cluster_{level}"]
+            coarse = levels[level - 1]
             h = fine_h + self.unpool[level - 1](
-                torch.cat([fine_h, h[cluster], batch[f"offset_{level}"]], dim=-1))
-            edge_index = batch.edge_index if level == 1 else batch[f"edge_index_{level - 1}"]
-            h, e = _run(self.up[level - 1], h, edge_index, fine_e)
+                torch.cat([fine_h, h[coarse.cluster], coarse.offset], dim=-1))
+            fine_edge_index = edge_index if level == 1 else levels[level - 2].edge_index
+            h, e = _run(self.up[level - 1], h, fine_edge_index, fine_e)
         pred = {name: decoder(h) for name, decoder in self.decoders.items()}
         if self.residual:
+            if prior is None:
+                raise ValueError("a residual model needs the prior it corrects")
             for name, columns in self.prior_columns.items():
-                pred[name] = pred[name] + batch.prior[:, columns]
-        return pred, {"node_latent": h}
+                pred[name] = pred[name] + prior[:, columns]
+        return pred, h
+
+
+class LevelTensors(NamedTuple):
+    """One coarse level l of a batch (attributes `cluster_l`, ... of `attach_levels`), with
+    batch-global indices: N_fine nodes of level l-1 (the mesh for l = 1), N_l clusters, E_l
+    coarse edges.
+
+    cluster:    [N_fine] int64, the cluster (node of level l) of each finer node.
+    offset:     [N_fine, spatial_dim] float, the finer node's position relative to its cluster.
+    edge_index: [2, E_l] int64, the level's edges.
+    edge_attr:  [E_l, spatial_dim + 1] float, the level's edge features.
+    nodes:      [N_l, 0], only its shape is read: the level's node count, held as a shape so
+                that it stays symbolic under `torch.export` and costs no host sync.
+    """
+
+    cluster: Tensor
+    offset: Tensor
+    edge_index: Tensor
+    edge_attr: Tensor
+    nodes: Tensor
+
+
+def batch_levels(batch: Batch, num_levels: int) -> list[LevelTensors]:
+    """The batch's coarse levels 1..num_levels, as `forward_tensors` takes them."""
+    levels = []
+    for level in range(1, num_levels + 1):
+        nodes = batch.get(f"nodes_{level}")
+        if nodes is None:  # a batch built without the placeholder: count on the host (a sync)
+            nodes = batch.x.new_empty(int(batch[f"num_coarse_{level}"].sum()), 0)
+        levels.append(LevelTensors(batch[f"cluster_{level}"], batch[f"offset_{level}"],
+                                   batch[f"edge_index_{level}"], batch[f"edge_attr_{level}"], nodes))
+    return levels
 
 
 def pool_mean(h: Tensor, cluster: Tensor, num_clusters: int) -> Tensor:

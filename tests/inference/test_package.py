@@ -105,3 +105,24 @@ def test_pruned_bf16_package_stores_what_it_says(debug_run, tmp_path):
         assert (value == 0).sum() >= (fresh[key] == 0).sum()
     with pytest.raises(UserError, match="already pruned"):
         load_model(out, prune=0.2)
+
+
+def test_exported_program_predicts_like_the_package_on_a_new_mesh_size(debug_run, tmp_path):
+    """`meshgnn export --program` traces on a generated mesh; the program, run without the
+    model's Python classes, matches eager on a mesh of another size read from a file."""
+    from meshgnn.data.export import export_samples
+    from meshgnn.inference.deploy import load_program, run_program
+    from meshgnn.inference.predict import prepare_graph, read_mesh
+
+    out = tmp_path / "deployable"
+    meshgnn(["export", str(debug_run[0]), str(out), "--program"])
+    assert "program.pt2" in json.loads((out / "manifest.json").read_text())["files"]
+    package = load_package(out)
+    export_samples("heat2d", tmp_path / "finer", 1, 5, 0.09, 2, workers=1)
+    sample, _ = read_mesh(package, tmp_path / "finer" / "sample_00000.vtu", tmp_path / "finer")
+    graph = prepare_graph(package, sample)
+    program = load_program(out / "program.pt2")
+    expected, _ = package.model(graph)
+    actual = run_program(program, graph)
+    for name, _dim in package.targets:
+        torch.testing.assert_close(actual[name], expected[name], rtol=1e-4, atol=1e-5)

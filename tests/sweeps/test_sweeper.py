@@ -24,7 +24,7 @@ def sweep_dirs(tmp_path):
     return sorted(p for p in (tmp_path / "multirun").glob("*/*") if p.is_dir())
 
 
-def test_optuna_sweep_records_trials_in_sqlite(tmp_path, data_cache):
+def test_optuna_sweep_records_trials_in_sqlite(tmp_path, data_cache, capsys, monkeypatch):
     proc = run_train(["-m", "hparams_search=optuna", *TINY, f"paths.data_dir={data_cache}",
                       "hydra.sweeper.n_trials=3"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -43,6 +43,16 @@ def test_optuna_sweep_records_trials_in_sqlite(tmp_path, data_cache):
     results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert results["best_value"] == pytest.approx(min(t.value for t in trials))
     assert results["trials"] == {"COMPLETE": 3, "PRUNED": 0, "FAIL": 0}
+
+    # the two best trials (whatever their widths) make an ensemble, tested on the same split
+    from meshgnn.cli import main as meshgnn
+
+    monkeypatch.chdir(tmp_path)
+    meshgnn(["ensemble", "--sweep", str(sweep), "--top-k", "2", "--data-dir", str(data_cache)])
+    printed = capsys.readouterr().out
+    best = sorted(trials, key=lambda t: t.value)[:2]
+    assert f"ensemble of 2: {', '.join(f'{sweep.relative_to(tmp_path)}/{t.number}/checkpoints/best.ckpt' for t in best)}" in printed
+    assert printed.splitlines()[-1].startswith("ensemble ")  # its row closes the test table
 
 
 def test_relaunch_after_a_kill_continues_to_n_trials_in_total(tmp_path, data_cache):
