@@ -44,7 +44,8 @@ def edges_from_cells(cells: list[tuple[str, np.ndarray]], num_nodes: int) -> Ten
         for a, b in CELL_EDGES[cell_type]:
             pairs.append(np.stack([conn[:, a], conn[:, b]]))
     both = np.concatenate(pairs + [p[::-1] for p in pairs], axis=1)
-    keys = np.unique(both[0] * num_nodes + both[1])
+    keys = np.sort(both[0] * num_nodes + both[1])  # sort + dedupe: several times np.unique's hash
+    keys = keys[np.concatenate([[True], keys[1:] != keys[:-1]])]
     return torch.from_numpy(np.stack([keys // num_nodes, keys % num_nodes]))
 
 
@@ -136,7 +137,7 @@ def boundary_distances(pos: Tensor, node_type: Tensor, graph_id: Tensor, num_gra
         for kind in range(1, num_node_types):
             members = unit[rows][types[rows] == kind]
             if len(members):
-                out[rows, kind - 1] = cKDTree(members).query(unit[rows])[0]
+                out[rows, kind - 1] = cKDTree(members).query(unit[rows], workers=-1)[0]
     return torch.from_numpy(out).float()
 
 

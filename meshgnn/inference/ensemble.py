@@ -83,6 +83,7 @@ def evaluate_on_test(members: list[Package], data_dir: Path, device: torch.devic
             raise UserError("the members' test splits hold different meshes: they were trained on different "
                             "data (data.* or split settings); ensemble models trained on the same data")
         truth = members[0].normalizer.denormalize("y", first.y.double())
+        node_graph, num_graphs = first.batch, first.num_graphs  # on the CPU (`.to` moves in place)
         predictions = []
         for member, batch in zip(members, batches):
             batch = batch.to(device)
@@ -95,8 +96,8 @@ def evaluate_on_test(members: list[Package], data_dir: Path, device: torch.devic
         true = dict(zip([n for n, _ in targets], truth.split([d for _, d in targets], 1)))
         for who, pred in [*zip((m.name for m in members), predictions), (ENSEMBLE, mean)]:
             for name, _ in targets:
-                accumulators[who].add(f"test/{name}", field_errors(pred[name], true[name], first.batch,
-                                                                   first.num_graphs))
-        graphs += first.num_graphs
+                accumulators[who].add(f"test/{name}", field_errors(pred[name], true[name], node_graph,
+                                                                   num_graphs))
+        graphs += num_graphs
     return TestTable([*(m.name for m in members), ENSEMBLE],
                      {who: acc.result(graphs) for who, acc in accumulators.items()}, graphs)

@@ -165,11 +165,15 @@ def _fourier(phase: np.ndarray, mean: float, modes: np.ndarray) -> np.ndarray:
     return mean + np.cos(angle) @ modes[:, 0] + np.sin(angle) @ modes[:, 1]
 
 
+SHEPARD_ROWS = 4096  # nodes per block: memory stays at SHEPARD_ROWS x known, whatever the mesh size
+
+
 def _shepard(points: np.ndarray, known: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Inverse-distance-squared weighted mean of `values` at `known` nodes, exact there."""
-    d2 = cdist(points, points[known], "sqeuclidean")
-    d2[known, np.arange(len(known))] = 1.0  # placeholder; overwritten with exact values below
-    weights = 1.0 / d2
-    result = weights @ values / weights.sum(axis=1)
+    result = np.empty(len(points))
+    for start in range(0, len(points), SHEPARD_ROWS):
+        d2 = cdist(points[start:start + SHEPARD_ROWS], points[known], "sqeuclidean")
+        weights = 1.0 / np.maximum(d2, np.finfo(np.float64).tiny)  # known nodes are set below
+        result[start:start + SHEPARD_ROWS] = weights @ values / weights.sum(axis=1)
     result[known] = values
     return result
