@@ -8,7 +8,7 @@
                      [--globals G H] [--pattern GLOB] [--workers N]
                                   validate a folder of mesh files (every problem of every file
                                   at once) and print a summary of its meshes and fields
-  meshgnn data export --data heat2d --out DIR [--num-samples 20]
+  meshgnn data export heat2d --out DIR [--num-samples 20]
                                   write built-in generated samples as VTU + JSON to try the
                                   mesh-folder workflow on
   meshgnn export RUN_DIR|CKPT OUT_DIR [--precision bf16] [--prune 0.2] [--program]
@@ -95,6 +95,10 @@ def cmd_data_export(args: argparse.Namespace) -> None:
     from meshgnn.data.export import export_samples, folder_commands
     from meshgnn.data.sources import get_source
 
+    if bool(args.source) == bool(args.data):
+        raise UserError("name one built-in source: `meshgnn data export heat2d --out DIR` "
+                        "(or --data heat2d)")
+    args.data = args.source or args.data
     get_source(args.data)  # an unknown name fails here, before any config is read
     mesh_size, max_holes = args.mesh_size, args.max_holes
     if mesh_size is None or max_holes is None:
@@ -235,7 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--workers", type=int, default=0, help="reader processes (0 = one per CPU)")
     check.set_defaults(handler=cmd_data_check)
     export = data.add_parser("export", help="write built-in generated samples as VTU + JSON files")
-    export.add_argument("--data", required=True, help="built-in source (heat2d, elasticity2d, elasticity3d)")
+    export.add_argument("source", nargs="?", help="built-in source: heat2d, elasticity2d or elasticity3d")
+    export.add_argument("--data", help="the same, as an option")
     export.add_argument("--out", type=Path, required=True, help="new or empty folder to write into")
     export.add_argument("--num-samples", type=int, default=20)
     export.add_argument("--seed", type=int, default=0)
