@@ -11,6 +11,13 @@
   meshgnn data export heat2d --out DIR [--num-samples 20]
                                   write built-in generated samples as VTU + JSON to try the
                                   mesh-folder workflow on
+  meshgnn diagnose RUN_DIR|SWEEP_DIR
+                                  read a run's curves and print a verdict per symptom with the
+                                  overrides to try (writes diagnosis.json); for a sweep, rank
+                                  the trials' problems
+  meshgnn plot RUN_DIR [RUN_DIR ...] [--out DIR]
+                                  PNGs of loss curves, per-target errors and optimiser state,
+                                  comparing runs
   meshgnn export RUN_DIR|CKPT OUT_DIR [--precision bf16] [--prune 0.2] [--program]
                                   write a model package (safetensors weights, config, normaliser,
                                   checksummed manifest; optionally a torch.export program)
@@ -120,6 +127,19 @@ def cmd_data_export(args: argparse.Namespace) -> None:
           f"to {args.out}, commands in {args.out / 'README.txt'}")
     print(f"check:  {check}")
     print(f"train:  {train}")
+
+
+def cmd_diagnose(args: argparse.Namespace) -> None:
+    from meshgnn.diagnostics.diagnose import diagnose_path
+
+    print("\n".join(diagnose_path(Path(args.path))))
+
+
+def cmd_plot(args: argparse.Namespace) -> None:
+    from meshgnn.diagnostics.plots import plot_runs
+
+    for path in plot_runs([Path(p) for p in args.runs], args.out):
+        print(f"wrote {path}")
 
 
 def _device(name: str):
@@ -249,6 +269,15 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--workers", type=int, default=0, help="generator processes (0 = one per CPU)")
     export.add_argument("--conf", type=Path, default=DEFAULT_CONF, help="config folder of the defaults")
     export.set_defaults(handler=cmd_data_export)
+
+    diagnose = commands.add_parser("diagnose", help="diagnose a run's training curves (or rank a sweep's)")
+    diagnose.add_argument("path", help="run directory of `python train.py`, or a multirun/<date>/<time> sweep")
+    diagnose.set_defaults(handler=cmd_diagnose)
+
+    plot = commands.add_parser("plot", help="PNGs of runs' loss curves, side by side")
+    plot.add_argument("runs", nargs="+", help="run directories (folders holding metrics.jsonl)")
+    plot.add_argument("--out", type=Path, default=Path("plots"), help="folder for the PNGs (default ./plots)")
+    plot.set_defaults(handler=cmd_plot)
 
     package = commands.add_parser("export", help="write a model package from a run directory or checkpoint")
     package.add_argument("source", help="run directory (its best.ckpt) or .ckpt file")

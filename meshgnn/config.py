@@ -118,6 +118,7 @@ class TrainerConfig:
     device: str = MISSING
     deterministic: bool = MISSING
     log_every_steps: int = MISSING
+    image_every: int = MISSING
     threads: int = MISSING
     max_time: float = MISSING
 
@@ -201,6 +202,7 @@ def validate(cfg: DictConfig) -> None:
     non_negative = ("trainer.epochs", "data.fourier_features", "data.num_workers",
                     "optim.weight_decay", "optim.warmup_epochs",
                     "optim.min_lr", "trainer.grad_clip", "trainer.early_stop_patience", "trainer.max_time",
+                    "trainer.image_every",
                     "loss.l1_weight", "loss.relative_l1_weight", "loss.smoothness_weight",
                     "loss.gradient_consistency_weight", "loss.curvature_weight")
     non_negative += ("data.max_holes", "data.generate_workers") if generated else ("data.process_workers",)

@@ -37,7 +37,9 @@ from meshgnn.resume import StartPoint, merge_resumed_config, run_checkpoint, sta
 from meshgnn.sweeps.pruning import PruningReporter
 from meshgnn.training.checkpoint import load_checkpoint
 from meshgnn.training.losses import TERMS, CompositeLoss
-from meshgnn.training.metrics_log import read_metrics
+from meshgnn.diagnostics.diagnose import diagnose_run, write_diagnosis
+from meshgnn.training.field_images import FieldImages
+from meshgnn.training.metrics_log import read_metrics, write_hparams
 from meshgnn.training.rng import seed_everything
 from meshgnn.training.schedule import Schedule
 from meshgnn.training.trainer import Trainer, TrainerSettings
@@ -122,6 +124,11 @@ def train(cfg: DictConfig, start: StartPoint, run_dir: Path) -> float:
                                "features": data.features.to_json(),
                                "hydra_choices": hydra_choices})
     _apply_start(trainer, start, cfg)
+    if cfg.trainer.image_every > 0:
+        trainer.epoch_hooks.append(FieldImages(
+            model, data.splits["val"][0], targets, loss_fn.columns, loss_fn.physical,
+            lambda tag, image, epoch: trainer.metrics_log.add_image(tag, image, epoch),
+            cfg.trainer.image_every, device))
     reporter = PruningReporter.for_this_job(cfg.objective if cfg.objective.startswith(("train/", "val/"))
                                             else "val/loss/total", cfg.trainer.epochs)
     if reporter is not None:
@@ -147,7 +154,32 @@ def train(cfg: DictConfig, start: StartPoint, run_dir: Path) -> float:
     atomic_write_text(run_dir / "results.json", json.dumps(results_doc, indent=2))
     log.info("test results (physical units, %d graphs, best epoch %d):\n%s",
              len(data.splits["test"]), state.best_epoch, format_results_table(results, targets))
-    return objective_value(cfg, read_metrics(run_dir), results.get("model", {}))
+    final = {"hparam/best_val_loss_total": state.best_value}
+    final.update({f"hparam/test_{name}_rel_l2": results["model"][f"test/{name}/rel_l2"] for name, _ in targets})
+    write_hparams(run_dir, hparam_settings(cfg), final, state.epoch)
+    history = read_metrics(run_dir)
+    if history:
+        diagnosis = diagnose_run(run_dir)
+        write_diagnosis(run_dir, diagnosis)
+        log.info("diagnosis (also in %s):\n%s", run_dir / "diagnosis.json", "\n".join(diagnosis.lines()))
+    return objective_value(cfg, history, results.get("model", {}))
+
+
+def hparam_settings(cfg: DictConfig) -> dict[str, Any]:
+    """The run's settings for TensorBoard's HParams tab: every scalar of the data, model,
+    loss, optim and trainer groups (lists as text), plus the seed."""
+    settings: dict[str, Any] = {"seed": cfg.seed}
+
+    def flatten(prefix: str, node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                flatten(f"{prefix}.{key}", value)
+        else:
+            settings[prefix] = node if isinstance(node, (bool, int, float, str)) or node is None else str(node)
+
+    for group in ("data", "model", "loss", "optim", "trainer"):
+        flatten(group, OmegaConf.to_container(cfg[group], resolve=True))
+    return settings
 
 
 def model_inputs(model_cfg: DictConfig) -> ModelInputs:

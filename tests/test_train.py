@@ -37,8 +37,24 @@ def test_debug_run_leaves_a_complete_run_directory(debug_run):
                  ("l1", "relative_l1", "smoothness", "gradient_consistency", "curvature")}
     assert expected <= tags, expected - tags
     assert [e.step for e in events.Scalars("val/loss/total")] == [1, 2]
+    assert {"train/grad_norm", "train/param_norm", "train/loss/oscillation"} <= tags
+    assert all(e.value > 0 for e in events.Scalars("train/grad_norm"))
+    # a fixed validation mesh drawn every epoch, per target; the HParams record at the end
+    assert set(events.Tags()["images"]) == {"fields/temperature", "fields/heat_flux"}
+    assert [(e.step, e.width > e.height) for e in events.Images("fields/heat_flux")] == [(1, True), (2, True)]
+    hparams = events.PluginTagToContent("hparams")
+    assert "_hparams_/session_start_info" in hparams and b"model.hidden_dim" in hparams["_hparams_/session_start_info"]
+    assert events.Scalars("hparam/test_temperature_rel_l2")[0].value == pytest.approx(
+        results["model"]["test/temperature/rel_l2"])
+
     log = (run_dir / "train.log").read_text()
-    assert "epoch 2/2" in log and "\x1b[" not in log
+    assert "epoch 2/2" in log and "graphs/s" in log and "ETA" in log
+    assert not [c for c in log if ord(c) < 32 and c not in "\n\t"]  # no bars or colours in the log
+    diagnosis = json.loads((run_dir / "diagnosis.json").read_text())
+    assert [f["symptom"] for f in diagnosis["findings"]] == [
+        "not_decreasing", "oscillating", "target_imbalance", "overfitting", "under_trained",
+        "consistency_not_decreasing"]
+    assert "diagnosis of" in log
 
 
 def test_overrides_from_the_issue_work(tmp_path, data_cache):

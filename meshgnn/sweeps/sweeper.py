@@ -19,6 +19,7 @@ import functools
 import json
 import logging
 import math
+import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -90,6 +91,7 @@ class PruningOptunaSweeper(OptunaSweeperImpl):
         log.info("study %s in %s: %d trials done, %d to go (n_trials=%d in total)", study.study_name,
                  self.storage, len(study.trials), max(0, remaining), self.n_trials)
 
+        started, launched = time.monotonic(), 0
         while remaining > 0:
             trials = [study.ask() for _ in range(min(self.n_jobs, remaining))]
             overrides = self._configure_trials(trials, distributions, fixed_params)
@@ -101,7 +103,19 @@ class PruningOptunaSweeper(OptunaSweeperImpl):
             for trial, ret in zip(trials, returns):
                 self._record(study, trial, ret)
             remaining -= len(trials)
+            launched += len(trials)
+            self._progress(study, launched, remaining, time.monotonic() - started)
         self._summarise(study, sweep_dir)
+
+    def _progress(self, study: optuna.Study, launched: int, remaining: int, seconds: float) -> None:
+        """One line per batch of trials: how far the sweep is, the best so far, and the ETA
+        (from this launch's pace), for consoles and cluster logs alike."""
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        best = (f"best {OmegaConf.select(self.config, 'objective')} = {study.best_value:.6g} "
+                f"(trial {study.best_trial.number})" if complete else "no completed trial yet")
+        eta = seconds / launched * remaining
+        log.info("sweep progress: %d/%d trials done; %s; %.0f s elapsed, ETA %.0f s", len(study.trials),
+                 self.n_trials, best, seconds, eta)
 
     @staticmethod
     def _close_interrupted(study: optuna.Study) -> None:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from torch.utils.tensorboard import SummaryWriter
 
@@ -36,8 +39,27 @@ class MetricsLog:
             self.writer.add_scalar(tag, value, global_step=epoch)
         self.writer.flush()
 
+    def add_image(self, tag: str, image: np.ndarray, epoch: int) -> None:
+        """An RGB image [H, W, 3] uint8 at the epoch's step (field images)."""
+        self.writer.add_image(tag, image, global_step=epoch, dataformats="HWC")
+        self.writer.flush()
+
     def close(self) -> None:
         self.writer.close()
+
+
+def write_hparams(run_dir: Path, settings: dict[str, Any], metrics: dict[str, float], epoch: int) -> None:
+    """TensorBoard's HParams record of a finished launch, in the run's own tb/ folder: its
+    settings and final metrics (the HParams tab then lists runs side by side). The metric
+    names must not be tags the epochs log, or TensorBoard would show those instead."""
+    from torch.utils.tensorboard.summary import hparams
+
+    finite = {k: v for k, v in metrics.items() if math.isfinite(v)}
+    with SummaryWriter(log_dir=str(Path(run_dir) / "tb")) as writer:
+        for summary in hparams(settings, finite):
+            writer.file_writer.add_summary(summary, epoch)
+        for tag, value in finite.items():
+            writer.add_scalar(tag, value, global_step=epoch)
 
 
 def read_metrics(run_dir: Path) -> list[dict]:

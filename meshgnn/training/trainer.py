@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,8 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 from torch_geometric.loader import DataLoader
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from meshgnn.atomic import remove_orphaned_temp_files
 from meshgnn.errors import UserError
@@ -64,6 +67,7 @@ class TrainState:
     epoch_sums: dict[str, float] = field(default_factory=dict)
     epoch_graphs: int = 0
     epoch_seconds: float = 0.0  # training time already spent in the interrupted epoch
+    step_losses: list[float] = field(default_factory=list)  # this epoch's, for its oscillation
     history: list[dict[str, float]] = field(default_factory=list)
     stopped_by: str | None = None  # "SIGTERM", "SIGINT", "max_time" when a launch stops early
 
@@ -76,7 +80,8 @@ class TrainState:
 
     def progress_dict(self) -> dict[str, Any]:
         return {"batches_done": self.batches_done, "sums": dict(self.epoch_sums),
-                "graphs": self.epoch_graphs, "seconds": self.epoch_seconds}
+                "graphs": self.epoch_graphs, "seconds": self.epoch_seconds,
+                "step_losses": list(self.step_losses)}
 
 
 class Trainer:
@@ -88,8 +93,10 @@ class Trainer:
         self.schedule, self.loaders, self.settings = schedule, loaders, settings
         self.run_dir, self.device = Path(run_dir), device
         self.checkpoint_extras = checkpoint_extras
-        # Called as hook(epoch, metrics) after each epoch is logged and saved (e.g. pruning).
+        # Called as hook(epoch, metrics) after each epoch is logged and saved (e.g. pruning,
+        # field images, which write through `self.metrics_log`).
         self.epoch_hooks: list[Callable[[int, dict[str, float]], None]] = []
+        self.metrics_log: MetricsLog | None = None
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.state = TrainState()
 
@@ -105,7 +112,7 @@ class Trainer:
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         for orphan in remove_orphaned_temp_files(self.ckpt_dir):
             log.warning("removed %s, a half-written checkpoint of a killed launch", orphan.name)
-        metrics_log = MetricsLog(self.run_dir, first_new_epoch=self.state.epoch + 1)
+        metrics_log = self.metrics_log = MetricsLog(self.run_dir, first_new_epoch=self.state.epoch + 1)
         self._deadline = (time.monotonic() + self.settings.max_time_s
                           if self.settings.max_time_s > 0 else math.inf)
         try:
@@ -128,10 +135,13 @@ class Trainer:
     def _end_epoch(self, metrics_log: "MetricsLog", train_time: float) -> bool:
         """Validate, log, checkpoint; True when early stopping ends the run."""
         train_metrics = {f"train/{k}": v / self.state.epoch_graphs for k, v in self.state.epoch_sums.items()}
+        train_metrics["train/loss/oscillation"] = oscillation(self.state.step_losses)
+        train_metrics["train/param_norm"] = float(nn.utils.get_total_norm(
+            [p.detach() for p in self.model.parameters()]))
         val_metrics = self.evaluate(self.loaders["val"], "val")
         self.state.epoch += 1
         self.state.batches_done, self.state.epoch_sums, self.state.epoch_graphs = 0, {}, 0
-        self.state.epoch_seconds = 0.0
+        self.state.epoch_seconds, self.state.step_losses = 0.0, []
         metrics = {**train_metrics, **val_metrics,
                    "consistency/grad": val_metrics["val/loss/gradient_consistency"],
                    "lr": self.optimizer.param_groups[0]["lr"], "epoch_time_s": train_time}
@@ -153,10 +163,22 @@ class Trainer:
         return False
 
     def _train_epoch(self) -> bool:
-        """Train the rest of the current epoch; False if a stop was requested part-way."""
+        """Train the rest of the current epoch; False if a stop was requested part-way.
+
+        On a terminal a progress bar shows loss, graphs/s and the epoch's ETA (log records
+        are routed around it); elsewhere the same figures come as a log line every
+        `log_every_steps` steps, so train.log and cluster logs hold no control characters."""
         self.model.train()
         loader = self.loaders["train"]
         loader.batch_sampler.set_epoch(self.state.epoch, skip_batches=self.state.batches_done)
+        bar = tqdm(total=len(loader), initial=self.state.batches_done, unit="batch", file=sys.stderr,
+                   desc=f"epoch {self.state.epoch + 1}/{self.settings.epochs}", disable=None,
+                   leave=False, dynamic_ncols=True)
+        with bar, logging_redirect_tqdm():
+            return self._train_batches(loader, bar)
+
+    def _train_batches(self, loader: DataLoader, bar: tqdm) -> bool:
+        started, start_step, start_graphs = time.perf_counter(), self.state.batches_done, self.state.epoch_graphs
         for batch in loader:
             batch = batch.to(self.device, non_blocking=True)
             lr = self.schedule.lr_at(self.state.global_step - self.state.schedule_origin_step)
@@ -171,20 +193,34 @@ class Trainer:
                     "optim.lr or trainer.grad_clip=1.0")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if self.settings.grad_clip > 0:
-                nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
+            logged["grad_norm"] = self._clip_gradients()
             self.optimizer.step()
             self.state.global_step += 1
             self.state.batches_done += 1
             _accumulate(self.state.epoch_sums, logged, batch.num_graphs)
             self.state.epoch_graphs += batch.num_graphs
-            if self.state.global_step % self.settings.log_every_steps == 0:
-                log.info("step %d  loss %.4g  lr %.3g", self.state.global_step, loss.item(), lr)
+            self.state.step_losses.append(float(logged["loss/total"]))
+            rate = (self.state.epoch_graphs - start_graphs) / max(time.perf_counter() - started, 1e-9)
+            bar.set_postfix(loss=f"{self.state.step_losses[-1]:.4g}", graphs_s=f"{rate:.1f}", refresh=False)
+            bar.update()
+            if bar.disable and self.state.global_step % self.settings.log_every_steps == 0:
+                left = (len(loader) - self.state.batches_done) * (time.perf_counter() - started) / max(
+                    self.state.batches_done - start_step, 1)
+                log.info("step %d  loss %.4g  lr %.3g  %.1f graphs/s  epoch %d/%d ETA %s",
+                         self.state.global_step, self.state.step_losses[-1], lr, rate, self.state.epoch + 1,
+                         self.settings.epochs, _clock(left))
             self.state.stopped_by = self._stop.requested or (
                 "max_time" if time.monotonic() > self._deadline else None)
             if self.state.stopped_by:
                 return False
         return True
+
+    def _clip_gradients(self) -> Tensor:
+        """The global gradient norm before clipping (logged as train/grad_norm), clipping to
+        `grad_clip` when it is set."""
+        if self.settings.grad_clip > 0:
+            return nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
+        return nn.utils.get_total_norm([p.grad for p in self.model.parameters() if p.grad is not None])
 
     @torch.no_grad()
     def evaluate(self, loader: DataLoader, prefix: str) -> dict[str, float]:
@@ -281,7 +317,26 @@ class Trainer:
         self.state.batches_done, self.state.epoch_graphs = progress["batches_done"], progress["graphs"]
         self.state.epoch_sums = dict(progress["sums"])
         self.state.epoch_seconds = float(progress["seconds"])
+        self.state.step_losses = list(progress.get("step_losses", []))
         set_rng_state(payload["rng"])
+
+
+def oscillation(losses: list[float]) -> float:
+    """How much the step losses of an epoch jump around their trend: the standard deviation
+    of their residuals from a least-squares line, over their mean (0 with < 3 steps)."""
+    if len(losses) < 3:
+        return 0.0
+    y = torch.tensor(losses, dtype=torch.float64)
+    x = torch.arange(len(y), dtype=torch.float64)
+    x = x - x.mean()
+    slope = (x * (y - y.mean())).sum() / (x * x).sum()
+    residual = y - y.mean() - slope * x
+    return float(residual.std() / y.mean().abs().clamp_min(1e-12))
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
 
 
 def _accumulate(sums: dict[str, float], logged: dict[str, Tensor], weight: int) -> None:
