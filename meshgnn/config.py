@@ -119,6 +119,8 @@ class TrainerConfig:
     deterministic: bool = MISSING
     log_every_steps: int = MISSING
     image_every: int = MISSING
+    precision: str = MISSING
+    compile: bool = MISSING
     threads: int = MISSING
     max_time: float = MISSING
 
@@ -174,6 +176,7 @@ _CHOICES = {
     "model.aggregation": ("sum", "mean", "max"),
     "optim.schedule": ("cosine", "constant"),
     "trainer.device": ("auto", "cpu", "cuda"),
+    "trainer.precision": ("fp32", "bf16", "fp16"),
     "objective_mode": ("min", "max"),
 }
 

@@ -33,6 +33,7 @@ from meshgnn.data.normalizer import Normalizer
 from meshgnn.data.sources import get_source
 from meshgnn.errors import UserError
 from meshgnn.models import build_model
+from meshgnn.models.build import compiled_forward
 from meshgnn.resume import StartPoint, merge_resumed_config, run_checkpoint, start_point
 from meshgnn.sweeps.pruning import PruningReporter
 from meshgnn.training.checkpoint import load_checkpoint
@@ -114,7 +115,7 @@ def train(cfg: DictConfig, start: StartPoint, run_dir: Path) -> float:
                                   weight_decay=cfg.optim.weight_decay, foreach=True)
     settings = TrainerSettings(cfg.trainer.epochs, cfg.trainer.grad_clip, cfg.trainer.save_every,
                                cfg.trainer.early_stop_patience, cfg.trainer.log_every_steps,
-                               cfg.trainer.max_time)
+                               cfg.trainer.max_time, cfg.trainer.precision)
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
     lineage = _lineage(start)
     hydra_choices = dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}
@@ -123,6 +124,8 @@ def train(cfg: DictConfig, start: StartPoint, run_dir: Path) -> float:
                                "dataset_fingerprint": data.fingerprint, "lineage": lineage,
                                "features": data.features.to_json(),
                                "hydra_choices": hydra_choices})
+    if cfg.trainer.compile:
+        trainer.forward = compiled_forward(model)
     _apply_start(trainer, start, cfg)
     if cfg.trainer.image_every > 0:
         trainer.epoch_hooks.append(FieldImages(

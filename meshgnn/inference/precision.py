@@ -11,8 +11,9 @@ from torch import nn
 from torch.nn.utils import prune
 
 from meshgnn.errors import UserError
+from meshgnn.training.precision import autocast
 
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 @contextlib.contextmanager
@@ -21,12 +22,8 @@ def inference_precision(precision: str, device: torch.device) -> Iterator[None]:
     outputs' use stay in float32, so bf16/fp16 cost little accuracy (the weights need not change)."""
     if precision not in PRECISIONS:
         raise UserError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
-    with torch.inference_mode():
-        if precision == "fp32":
-            yield
-            return
-        with torch.autocast(device_type=device.type, dtype=PRECISIONS[precision]):
-            yield
+    with torch.inference_mode(), autocast(precision, device):
+        yield
 
 
 def prune_linear_weights(model: nn.Module, amount: float) -> int:

@@ -108,10 +108,13 @@ class EdgeGNN(nn.Module):
              for name, dim in self.targets})
 
     def forward(self, batch: Batch) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-        prior = batch.prior if self.residual else None
-        pred, h = self.forward_tensors(batch.x, batch.edge_attr, batch.edge_index, prior,
-                                       batch_levels(batch, self.num_levels))
+        pred, h = self.forward_tensors(*self.batch_inputs(batch))
         return pred, {"node_latent": h}
+
+    def batch_inputs(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor, Tensor | None, list[LevelTensors]]:
+        """`forward_tensors`' arguments from a batch (what a compiled forward is called with)."""
+        prior = batch.prior if self.residual else None
+        return batch.x, batch.edge_attr, batch.edge_index, prior, batch_levels(batch, self.num_levels)
 
     def forward_tensors(self, x: Tensor, edge_attr: Tensor, edge_index: Tensor, prior: Tensor | None,
                         levels: Sequence[LevelTensors]) -> tuple[dict[str, Tensor], Tensor]:

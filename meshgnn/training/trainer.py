@@ -26,6 +26,7 @@ from meshgnn.training.checkpoint import save_checkpoint
 from meshgnn.training.field_errors import ErrorAccumulator, field_errors
 from meshgnn.training.losses import CompositeLoss
 from meshgnn.training.metrics_log import MetricsLog
+from meshgnn.training.precision import autocast, grad_scaler
 from meshgnn.training.rng import rng_state, set_rng_state
 from meshgnn.training.schedule import Schedule
 from meshgnn.training.stop import StopRequests
@@ -47,6 +48,7 @@ class TrainerSettings:
     early_stop_patience: int
     log_every_steps: int
     max_time_s: float = 0.0  # wall-clock budget of this launch (0 = none)
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 with a gradient scaler)
 
 
 @dataclass
@@ -99,6 +101,10 @@ class Trainer:
         self.metrics_log: MetricsLog | None = None
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.state = TrainState()
+        self.scaler = grad_scaler(settings.precision, device)
+        # The forward pass used for training and evaluation: the model, or a compiled
+        # version of it (`torch.compile`) that shares its parameters.
+        self.forward: Callable[[Any], tuple[dict[str, Tensor], dict[str, Tensor]]] = model
 
     # ----------------------------------------------------------------- loop
     def fit(self) -> TrainState:
@@ -184,17 +190,18 @@ class Trainer:
             lr = self.schedule.lr_at(self.state.global_step - self.state.schedule_origin_step)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            pred, _ = self.model(batch)
-            loss, logged = self.loss_fn(pred, batch)
+            loss, logged = self.loss_fn(self._predict(batch), batch)
             if not torch.isfinite(loss):
                 raise TrainingDiverged(
                     f"training loss became {loss.item()} at epoch {self.state.epoch + 1}, step "
                     f"{self.state.global_step}; checkpoints keep the last good weights. Try a lower "
                     "optim.lr or trainer.grad_clip=1.0")
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)  # clip and log true gradients (fp16 scales them)
             logged["grad_norm"] = self._clip_gradients()
-            self.optimizer.step()
+            self.scaler.step(self.optimizer)  # fp16: skipped while the scale still overflows
+            self.scaler.update()
             self.state.global_step += 1
             self.state.batches_done += 1
             _accumulate(self.state.epoch_sums, logged, batch.num_graphs)
@@ -215,6 +222,13 @@ class Trainer:
                 return False
         return True
 
+    def _predict(self, batch) -> dict[str, Tensor]:
+        """Predictions in float32 whatever the forward pass's precision (the loss and the
+        metrics are computed in float32)."""
+        with autocast(self.settings.precision, self.device):
+            pred, _ = self.forward(batch)
+        return {name: value.float() for name, value in pred.items()}
+
     def _clip_gradients(self) -> Tensor:
         """The global gradient norm before clipping (logged as train/grad_norm), clipping to
         `grad_clip` when it is set."""
@@ -231,7 +245,7 @@ class Trainer:
         graphs = 0
         for batch in loader:
             batch = batch.to(self.device, non_blocking=True)
-            pred, _ = self.model(batch)
+            pred = self._predict(batch)
             _, logged = self.loss_fn(pred, batch)
             _accumulate(sums, logged, batch.num_graphs)
             for name, _dim in self.loss_fn.targets:
@@ -253,7 +267,7 @@ class Trainer:
         graphs = 0
         for batch in loader:
             batch = batch.to(self.device, non_blocking=True)
-            pred, _ = self.model(batch)
+            pred = self._predict(batch)
             for name, _dim in self.loss_fn.targets:
                 cols = self.loss_fn.columns[name]
                 true = self.loss_fn.physical(name, batch.y[:, cols])
@@ -293,7 +307,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": {**self.schedule.state_dict(), "step": self.state.global_step},
-            "scaler": None,
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
             "rng": rng_state(),
             "early_stopping": self.state.as_dict(),
             "schedule_origin": [self.state.schedule_origin_epoch, self.state.schedule_origin_step],
@@ -318,6 +332,8 @@ class Trainer:
         self.state.epoch_sums = dict(progress["sums"])
         self.state.epoch_seconds = float(progress["seconds"])
         self.state.step_losses = list(progress.get("step_losses", []))
+        if payload.get("scaler") and self.scaler.is_enabled():
+            self.scaler.load_state_dict(payload["scaler"])
         set_rng_state(payload["rng"])
 
 
