@@ -27,7 +27,7 @@ from omegaconf.errors import OmegaConfBaseException
 import meshgnn
 from meshgnn.atomic import atomic_write_text
 from meshgnn.config import validate
-from meshgnn.data.dataset import MeshDatasets, ModelInputs, load_datasets, make_loader
+from meshgnn.data.dataset import MeshDatasets, ModelInputs, load_datasets, make_loader, move_to_device
 from meshgnn.data.hierarchy import HierarchySpec
 from meshgnn.data.normalizer import Normalizer
 from meshgnn.data.sources import get_source
@@ -109,8 +109,14 @@ def train(cfg: DictConfig, start: StartPoint, run_dir: Path) -> float:
     loss_fn = CompositeLoss(targets, {t: cfg.loss[f"{t}_weight"] for t in TERMS},
                             dict(cfg.loss.target_weights), data.normalizer.mean["y"],
                             data.normalizer.std["y"], cfg.loss.eps).to(device)
+    on_gpu = device.type == "cuda" and cfg.trainer.data_on_gpu and move_to_device(
+        data.splits, device, torch.cuda.mem_get_info(device)[0] // 4)
+    if on_gpu:
+        log.info("dataset held on %s: batches are assembled there", device)
     loaders = {name: make_loader(ds, cfg.data.batch_size, name == "train", cfg.seed,
-                                 cfg.data.num_workers) for name, ds in data.splits.items()}
+                                 0 if on_gpu else cfg.data.num_workers,
+                                 pin_memory=device.type == "cuda" and not on_gpu)
+               for name, ds in data.splits.items()}
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
                                   weight_decay=cfg.optim.weight_decay, foreach=True)
     settings = TrainerSettings(cfg.trainer.epochs, cfg.trainer.grad_clip, cfg.trainer.save_every,

@@ -11,6 +11,11 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from meshgnn.config import register_configs
+from meshgnn.data.dataset import FeatureSpec, ModelInputs, add_features, normalize, single_graph_store
+from meshgnn.data.graph import sample_to_graph
+from meshgnn.data.hierarchy import HierarchySpec
+from meshgnn.data.normalizer import Normalizer
+from meshgnn.data.sources import get_source
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -21,6 +26,25 @@ register_configs()
 def compose_config(overrides: list[str] | None = None):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose(config_name="config", overrides=overrides or [])
+
+
+TARGETS = [("temperature", 1), ("heat_flux", 2)]  # heat2d's, in column order
+
+
+def heat2d_graph(index: int, num_levels: int, mesh_size: float = 0.12):
+    """One generated heat2d mesh as a model input, through the pipeline's own per-graph steps
+    (the way a mesh file is loaded): features, coarse levels, normalisation with a prior."""
+    source = get_source("heat2d")
+    store, slices = single_graph_store(sample_to_graph(source.generate(index, 0, mesh_size, 2), source.spec))
+    hierarchy = HierarchySpec(num_levels, 2.0) if num_levels else None
+    features = FeatureSpec(source=source.spec, fourier_features=4, fourier_scale=1.0, fourier_seed=0,
+                           boundary_distance=True, baseline_input=True,
+                           model_inputs=ModelInputs(broadcast_globals=False, residual=True, hierarchy=hierarchy))
+    add_features(store, slices, features)
+    normalizer = Normalizer.fit({"x": store.x, "edge_attr": store.edge_attr, "y": store.y}, std_floor=1e-6)
+    normalize(store, slices, normalizer, residual=True)
+    return store
+
 
 
 def run_train(args: list[str], cwd: Path, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:

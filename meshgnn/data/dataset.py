@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 from torch import Tensor
-from torch_geometric.data import Data, InMemoryDataset
+from torch_geometric.data import Data, Dataset, InMemoryDataset
 from torch_geometric.loader import DataLoader
 
 from meshgnn.data.cache import cached, config_hash
@@ -254,8 +254,23 @@ def single_graph_store(graph: Data) -> tuple[MultiScaleData, dict[str, Tensor]]:
 
 
 def make_loader(dataset: GraphDataset, batch_size: int, shuffle: bool, seed: int,
-                num_workers: int) -> DataLoader:
-    """A PyG loader whose batch order depends only on `seed` and the epoch (see sampler)."""
+                num_workers: int, pin_memory: bool = False) -> DataLoader:
+    """A PyG loader whose batch order depends only on `seed` and the epoch (see sampler);
+    `pin_memory` for non-blocking copies to a GPU."""
     sampler = EpochBatchSampler(len(dataset), batch_size, shuffle, seed)
     return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers,
-                      persistent_workers=num_workers > 0)
+                      persistent_workers=num_workers > 0, pin_memory=pin_memory)
+
+
+def move_to_device(datasets: dict[str, Dataset], device: torch.device, budget_bytes: int) -> bool:
+    """Put in-memory datasets (splits sharing one collated store) on `device` when the store
+    takes at most `budget_bytes`; True if they moved. Per-file datasets stay where they are."""
+    stores = {id(ds._data): ds._data for ds in datasets.values() if isinstance(ds, GraphDataset)}
+    if len(stores) != 1 or len(datasets) != sum(isinstance(ds, GraphDataset) for ds in datasets.values()):
+        return False
+    (store,) = stores.values()
+    size = sum(v.numel() * v.element_size() for v in store.values() if isinstance(v, Tensor))
+    if size > budget_bytes:
+        return False
+    store.to(device)  # in place: every split indexes the same store
+    return True

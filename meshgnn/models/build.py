@@ -20,11 +20,12 @@ def build_model(cfg: DictConfig, node_dim: int, edge_dim: int, targets: Sequence
                    cfg.residual if residual is None else residual)
 
 
-def compiled_forward(model: EdgeGNN) -> Callable[[Any], tuple[dict, dict]]:
+def compiled_forward(model: EdgeGNN, backend: str = "inductor") -> Callable[[Any], tuple[dict, dict]]:
     """`model(batch)` with the tensor computation compiled by `torch.compile` (dynamic shapes:
     meshes and batches differ in size). The batch is unpacked eagerly, so the compiled graph
-    sees plain tensors only; parameters stay the model's own, so checkpoints are unchanged."""
-    compiled = torch.compile(model.forward_tensors, dynamic=True)
+    sees plain tensors only; parameters stay the model's own, so checkpoints are unchanged.
+    `backend` other than inductor is for tests ("eager" traces without generating code)."""
+    compiled = torch.compile(model.forward_tensors, dynamic=True, backend=backend)
 
     def forward(batch: Any) -> tuple[dict, dict]:
         pred, h = compiled(*model.batch_inputs(batch))

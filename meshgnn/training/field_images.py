@@ -78,9 +78,10 @@ class FieldImages:
                  write: Callable[[str, np.ndarray, int], None], every: int, device: torch.device) -> None:
         self.model, self.graph, self.targets, self.columns = model, graph, targets, columns
         self.physical, self.write, self.every, self.device = physical, write, every, device
-        pos = graph.pos.double().numpy()
+        pos = graph.pos.double().cpu().numpy()
         if pos.shape[1] == 2:
-            self.shown, self.triangles = np.arange(len(pos)), mesh_triangles(pos, graph.edge_index.numpy())
+            self.shown = np.arange(len(pos))
+            self.triangles = mesh_triangles(pos, graph.edge_index.cpu().numpy())
         else:  # a slab through the middle of the z extent, seen along z
             z = pos[:, 2]
             middle, extent = (z.min() + z.max()) / 2, max(z.max() - z.min(), 1e-12)

@@ -2,15 +2,12 @@ import pytest
 import torch
 from torch_geometric.data import Batch, InMemoryDataset
 
-from meshgnn.data.dataset import FeatureSpec, GraphDataset, ModelInputs, add_features, normalize, single_graph_store
-from meshgnn.data.graph import sample_to_graph
+from conftest import TARGETS, heat2d_graph
+from meshgnn.data.dataset import GraphDataset
 from meshgnn.data.hierarchy import HierarchySpec, MultiScaleData, attach_levels
-from meshgnn.data.normalizer import Normalizer
-from meshgnn.data.sources import get_source
 from meshgnn.inference.deploy import export_program, load_program, program_inputs, run_program
 from meshgnn.models import EdgeGNN
 
-TARGETS = [("temperature", 1), ("heat_flux", 2)]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -21,21 +18,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def heat2d_graph(index, num_levels, mesh_size=0.12):
-    """One generated heat2d mesh as a model input, through the pipeline's own per-graph steps
-    (the way a mesh file is loaded): features, coarse levels, normalisation with a prior."""
-    source = get_source("heat2d")
-    store, slices = single_graph_store(sample_to_graph(source.generate(index, 0, mesh_size, 2), source.spec))
-    hierarchy = HierarchySpec(num_levels, 2.0) if num_levels else None
-    features = FeatureSpec(source=source.spec, fourier_features=4, fourier_scale=1.0, fourier_seed=0,
-                           boundary_distance=True, baseline_input=True,
-                           model_inputs=ModelInputs(broadcast_globals=False, residual=True, hierarchy=hierarchy))
-    add_features(store, slices, features)
-    normalizer = Normalizer.fit({"x": store.x, "edge_attr": store.edge_attr, "y": store.y}, std_floor=1e-6)
-    normalize(store, slices, normalizer, residual=True)
-    return store
 
 
 def counts(graph, num_levels):
