@@ -254,10 +254,12 @@ def single_graph_store(graph: Data) -> tuple[MultiScaleData, dict[str, Tensor]]:
 
 
 def make_loader(dataset: GraphDataset, batch_size: int, shuffle: bool, seed: int,
-                num_workers: int, pin_memory: bool = False) -> DataLoader:
+                num_workers: int, pin_memory: bool = False, rank: int = 0, world_size: int = 1,
+                pad: bool = False) -> DataLoader:
     """A PyG loader whose batch order depends only on `seed` and the epoch (see sampler);
-    `pin_memory` for non-blocking copies to a GPU."""
-    sampler = EpochBatchSampler(len(dataset), batch_size, shuffle, seed)
+    `pin_memory` for non-blocking copies to a GPU. Under DDP each rank loads its own shard
+    (`rank`, `world_size`), of equal size for every rank with `pad`."""
+    sampler = EpochBatchSampler(len(dataset), batch_size, shuffle, seed, rank, world_size, pad)
     return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers,
                       persistent_workers=num_workers > 0, pin_memory=pin_memory)
 
@@ -273,4 +275,6 @@ def move_to_device(datasets: dict[str, Dataset], device: torch.device, budget_by
     if size > budget_bytes:
         return False
     store.to(device)  # in place: every split indexes the same store
+    for dataset in datasets.values():
+        dataset._data_list = None  # graphs read before the move are cached on the host
     return True
