@@ -2,14 +2,22 @@
 
 Hydra composes the config from conf/; everything else happens in meshgnn.experiment.run.
 The returned value is what `python train.py -m hparams_search=optuna` optimises.
+
+`torchrun --nproc_per_node=N train.py ...` trains with DistributedDataParallel: before Hydra
+starts (and creates the run directory), the N processes form a process group and agree on
+one run directory (meshgnn.distributed.launch).
 """
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
 from meshgnn.config import register_configs
+from meshgnn.distributed import finish, launch
 
 register_configs()
 
@@ -23,4 +31,8 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    sys.argv = launch(sys.argv, Path(__file__).resolve().parent / "conf")
+    try:
+        main()
+    finally:
+        finish()

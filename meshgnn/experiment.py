@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from hydra.core.hydra_config import HydraConfig
@@ -31,9 +31,10 @@ from meshgnn.data.dataset import MeshDatasets, ModelInputs, load_datasets, make_
 from meshgnn.data.hierarchy import HierarchySpec
 from meshgnn.data.normalizer import Normalizer
 from meshgnn.data.sources import get_source
+from meshgnn.distributed import Dist
 from meshgnn.errors import UserError
 from meshgnn.models import build_model
-from meshgnn.models.build import compiled_forward
+from meshgnn.models.build import compiled_forward, data_parallel_forward
 from meshgnn.resume import StartPoint, merge_resumed_config, run_checkpoint, start_point
 from meshgnn.sweeps.pruning import PruningReporter
 from meshgnn.training.checkpoint import load_checkpoint
@@ -43,7 +44,7 @@ from meshgnn.training.field_images import FieldImages
 from meshgnn.training.metrics_log import read_metrics, write_hparams
 from meshgnn.training.rng import seed_everything
 from meshgnn.training.schedule import Schedule
-from meshgnn.training.trainer import Trainer, TrainerSettings
+from meshgnn.training.trainer import Trainer, TrainerSettings, TrainState
 
 log = logging.getLogger("meshgnn")
 
@@ -57,19 +58,26 @@ EXIT_INTERRUPTED = 3
 
 
 def main_task(cfg: DictConfig) -> float:
-    """Hydra task: run; a user mistake is one line on stderr (exit 2); a stop request exits 3."""
+    """Hydra task: run; a user mistake is one line on stderr (exit 2); a stop request exits 3.
+
+    Under torchrun a user mistake is reported by every rank that meets it (ranks other than 0
+    name themselves), a stop request by rank 0 alone."""
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     in_sweep = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    dist = Dist.current()
     try:
         return run(cfg, overrides)
     except UserError as exc:
         if in_sweep:  # the sweeper records the trial as failed, with this reason, and goes on
             raise
-        log.error("%s", exc)
-        print(f"error: {exc}", file=sys.stderr)
+        if dist.is_main:  # the other ranks have no log file
+            log.error("%s", exc)
+        print(f"error{'' if dist.is_main else f' (rank {dist.rank})'}: {exc}", file=sys.stderr, flush=True)
         sys.exit(EXIT_USER_ERROR)
     except Interrupted as exc:
-        print(str(exc), file=sys.stderr)
+        if dist.is_main:
+            print(str(exc), file=sys.stderr, flush=True)
+        dist.barrier()  # every rank stopped together; none exits before rank 0 has said so
         if in_sweep:  # stop the whole sweep; relaunching it continues the study
             raise KeyboardInterrupt(str(exc)) from None
         sys.exit(EXIT_INTERRUPTED)
@@ -79,7 +87,10 @@ def run(cfg: DictConfig, overrides: list[str] | tuple[str, ...] = ()) -> float:
     """One launch: fresh, resumed, branched or warm-started; staged when `stages` is set."""
     validate(cfg)
     run_dir = Path(cfg.paths.output_dir)
-    _snapshot_launch(run_dir)
+    dist = Dist.current()
+    if dist.is_main:
+        _snapshot_launch(run_dir)
+    dist.barrier()
     cfg = resumed_staged_config(cfg, list(overrides), run_dir)
     if cfg.stages:
         return run_stages(cfg, list(overrides), run_dir)
@@ -93,11 +104,13 @@ def train(cfg: DictConfig, start: StartPoint, run_dir: Path) -> float:
     names = target_names(cfg.data)
     _check_target_weights(cfg, names)
     _check_objective(cfg, names)
-    device = _device(cfg.trainer.device)
+    dist = Dist.current()
+    device = _device(cfg.trainer.device, dist)
     _configure_torch(cfg)
 
     saved_normalizer = Normalizer.from_state_dict(start.payload["normalizer"]) if start.payload else None
-    data = load_datasets(cfg.data, cfg.paths.data_dir, model_inputs(cfg.model), normalizer=saved_normalizer)
+    data = _in_turn(dist, lambda: load_datasets(cfg.data, cfg.paths.data_dir, model_inputs(cfg.model),
+                                                normalizer=saved_normalizer))
     if start.kind in ("resume", "branch") and start.payload["dataset_fingerprint"] != data.fingerprint:
         raise UserError(f"{start.checkpoint}: was trained on a different dataset (fingerprint "
                         f"{start.payload['dataset_fingerprint']}, now {data.fingerprint}); the generator or "
@@ -113,9 +126,11 @@ def train(cfg: DictConfig, start: StartPoint, run_dir: Path) -> float:
         data.splits, device, torch.cuda.mem_get_info(device)[0] // 4)
     if on_gpu:
         log.info("dataset held on %s: batches are assembled there", device)
+    # data.batch_size is per process: under DDP a step trains on batch_size x world_size graphs.
     loaders = {name: make_loader(ds, cfg.data.batch_size, name == "train", cfg.seed,
                                  0 if on_gpu else cfg.data.num_workers,
-                                 pin_memory=device.type == "cuda" and not on_gpu)
+                                 pin_memory=device.type == "cuda" and not on_gpu,
+                                 rank=dist.rank, world_size=dist.world_size, pad=name == "train")
                for name, ds in data.splits.items()}
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
                                   weight_decay=cfg.optim.weight_decay, foreach=True)
@@ -129,11 +144,13 @@ def train(cfg: DictConfig, start: StartPoint, run_dir: Path) -> float:
                       lambda: {"normalizer": data.normalizer.state_dict(), "config_yaml": config_yaml,
                                "dataset_fingerprint": data.fingerprint, "lineage": lineage,
                                "features": data.features.to_json(),
-                               "hydra_choices": hydra_choices})
-    if cfg.trainer.compile:
+                               "hydra_choices": hydra_choices}, dist)
+    if cfg.trainer.compile and not dist.enabled:
         trainer.forward = compiled_forward(model)
     _apply_start(trainer, start, cfg)
-    if cfg.trainer.image_every > 0:
+    if dist.enabled:  # after the start's weights are in: DDP checks every rank has the same
+        trainer.forward, trainer.eval_forward = data_parallel_forward(model, device, cfg.trainer.compile)
+    if cfg.trainer.image_every > 0 and dist.is_main:
         trainer.epoch_hooks.append(FieldImages(
             model, data.splits["val"][0], targets, loss_fn.columns, loss_fn.physical,
             lambda tag, image, epoch: trainer.metrics_log.add_image(tag, image, epoch),
@@ -144,11 +161,15 @@ def train(cfg: DictConfig, start: StartPoint, run_dir: Path) -> float:
         trainer.epoch_hooks.append(reporter)
     trainer.schedule = _schedule(cfg, trainer.state.schedule_origin_epoch, len(loaders["train"]))
 
-    data.normalizer.save(run_dir / "normalization.json")
-    _write_run_json(run_dir, cfg, data, start, lineage)
+    if dist.is_main:
+        data.normalizer.save(run_dir / "normalization.json")
+        _write_run_json(run_dir, cfg, data, start, lineage)
     log.info("model %s: %d parameters, device %s, %d steps/epoch, %s", cfg.model.name,
              sum(p.numel() for p in model.parameters()), device, len(loaders["train"]),
              _describe_start(start))
+    if dist.enabled:
+        log.info("data parallel: %d processes, data.batch_size=%d per process (%d graphs per step)",
+                 dist.world_size, cfg.data.batch_size, cfg.data.batch_size * dist.world_size)
 
     state = trainer.fit()
     if state.stopped_by:
@@ -158,20 +179,39 @@ def train(cfg: DictConfig, start: StartPoint, run_dir: Path) -> float:
     if best.is_file():  # a branch that never beat its parent's best keeps its last weights
         trainer.restore(load_checkpoint(best), optimizer_too=False)
     results = trainer.test(loaders["test"])
+    if dist.is_main:
+        _write_results(run_dir, cfg, state, results, targets, len(data.splits["test"]))
+    dist.barrier()  # the other ranks read metrics.jsonl, complete now, for their return value
+    return objective_value(cfg, read_metrics(run_dir), results.get("model", {}))
+
+
+def _write_results(run_dir: Path, cfg: DictConfig, state: TrainState, results: dict[str, dict[str, float]],
+                   targets: list[tuple[str, int]], test_graphs: int) -> None:
+    """results.json, the HParams record and diagnosis.json of a finished launch."""
     results_doc = {"best_epoch": state.best_epoch, "epochs_run": state.epoch,
                    "best/val/loss/total": state.best_value, **results}
     atomic_write_text(run_dir / "results.json", json.dumps(results_doc, indent=2))
     log.info("test results (physical units, %d graphs, best epoch %d):\n%s",
-             len(data.splits["test"]), state.best_epoch, format_results_table(results, targets))
+             test_graphs, state.best_epoch, format_results_table(results, targets))
     final = {"hparam/best_val_loss_total": state.best_value}
     final.update({f"hparam/test_{name}_rel_l2": results["model"][f"test/{name}/rel_l2"] for name, _ in targets})
     write_hparams(run_dir, hparam_settings(cfg), final, state.epoch)
-    history = read_metrics(run_dir)
-    if history:
+    if read_metrics(run_dir):
         diagnosis = diagnose_run(run_dir)
         write_diagnosis(run_dir, diagnosis)
         log.info("diagnosis (also in %s):\n%s", run_dir / "diagnosis.json", "\n".join(diagnosis.lines()))
-    return objective_value(cfg, history, results.get("model", {}))
+
+
+def _in_turn(dist: Dist, load: Callable[[], Any]) -> Any:
+    """`load()` on rank 0 first (it may generate and cache the dataset), then on the other
+    ranks, which then find the cache complete: no two processes build the same cache."""
+    if not dist.is_main:
+        dist.barrier()
+        return load()
+    try:
+        return load()
+    finally:
+        dist.barrier()
 
 
 def hparam_settings(cfg: DictConfig) -> dict[str, Any]:
@@ -244,7 +284,13 @@ def _describe_start(start: StartPoint) -> str:
 
 
 def _resume_command(run_dir: Path) -> str:
-    return f"python train.py resume={run_dir}"
+    dist = Dist.current()
+    if not dist.enabled:
+        return f"python train.py resume={run_dir}"
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", dist.world_size))
+    launcher = (f"torchrun --nproc_per_node={per_node}" if per_node == dist.world_size
+                else "torchrun <the same --nnodes/--rdzv options>")
+    return f"{launcher} train.py resume={run_dir}"
 
 
 def metric_tags(targets: list[str]) -> set[str]:
@@ -290,13 +336,32 @@ def format_results_table(results: dict[str, dict[str, float]], targets: list[tup
     return "\n".join(lines)
 
 
-def _device(name: str) -> torch.device:
+def _device(name: str, dist: Dist | None = None) -> torch.device:
+    if dist is not None and dist.enabled:
+        return _rank_device(name, dist)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"trainer.device={name} but no CUDA GPU is visible; use trainer.device=cpu "
                         "or trainer.device=auto")
     return torch.device(name)
+
+
+def _rank_device(name: str, dist: Dist) -> torch.device:
+    """Under torchrun: the GPU of this process's local rank (auto, cuda), or the CPU."""
+    if name.startswith("cuda:"):
+        raise UserError(f"trainer.device={name}: under torchrun each process uses the GPU of its local "
+                        "rank; set trainer.device=cuda (or auto), and choose GPUs with CUDA_VISIBLE_DEVICES")
+    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise UserError(f"trainer.device={name} but no CUDA GPU is visible; use trainer.device=cpu "
+                        "or trainer.device=auto")
+    if dist.local_rank >= torch.cuda.device_count():
+        raise UserError(f"local rank {dist.local_rank} has no GPU of its own ({torch.cuda.device_count()} "
+                        "visible): start at most that many processes per node (--nproc_per_node), "
+                        "or set trainer.device=cpu")
+    return torch.device("cuda", dist.local_rank)
 
 
 def _configure_torch(cfg: DictConfig) -> None:

@@ -32,3 +32,40 @@ def compiled_forward(model: EdgeGNN, backend: str = "inductor") -> Callable[[Any
         return pred, {"node_latent": h}
 
     return forward
+
+
+class TensorForward(nn.Module):
+    """The model's tensor-only forward as a module: what DDP wraps when the forward is compiled."""
+
+    def __init__(self, model: EdgeGNN) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, *tensors: Any) -> tuple[dict, Any]:
+        return self.model.forward_tensors(*tensors)
+
+
+def data_parallel_forward(model: EdgeGNN, device: torch.device,
+                          compile_model: bool) -> tuple[Callable[[Any], tuple[dict, dict]], Callable[[Any], tuple[dict, dict]]]:
+    """(training forward, evaluation forward) of `model` under DistributedDataParallel.
+
+    Training goes through DDP, which averages the gradients over ranks during backward.
+    Evaluation runs on each rank's own shard, and shards may differ in size there, so it uses
+    the module itself: no collective can hide in its forward passes. Compiled, the tensor
+    forward is wrapped in DDP and the DDP module compiled (dynamo splits the graph at DDP's
+    gradient buckets so communication overlaps backward); evaluation gets its own compiled
+    forward. The parameters stay the model's own either way, so checkpoints are unchanged.
+    """
+    from torch.nn.parallel import DistributedDataParallel
+
+    device_ids = [device.index] if device.type == "cuda" else None
+    if not compile_model:
+        return DistributedDataParallel(model, device_ids=device_ids), model
+    compiled = torch.compile(DistributedDataParallel(TensorForward(model), device_ids=device_ids),
+                             dynamic=True)
+
+    def forward(batch: Any) -> tuple[dict, dict]:
+        pred, h = compiled(*model.batch_inputs(batch))
+        return pred, {"node_latent": h}
+
+    return forward, compiled_forward(model)

@@ -42,6 +42,20 @@ class ErrorAccumulator:
             if name == "rel_l2":
                 self.rel_l2.setdefault(f"{key}_median", []).append(values.detach().cpu())
 
+    @classmethod
+    def combine(cls, parts: "list[ErrorAccumulator]") -> "ErrorAccumulator":
+        """One accumulator over the graphs of all `parts` (the ranks' shards under DDP): sums
+        added, maxima of maxima, the per-graph rel_l2 values pooled for the median."""
+        out = cls()
+        for part in parts:
+            for key, value in part.sums.items():
+                out.sums[key] = out.sums.get(key, 0.0) + value
+            for key, value in part.maxes.items():
+                out.maxes[key] = max(out.maxes.get(key, 0.0), value)
+            for key, values in part.rel_l2.items():
+                out.rel_l2.setdefault(key, []).extend(values)
+        return out
+
     def result(self, num_graphs: int) -> dict[str, float]:
         out = {k: v / max(1, num_graphs) for k, v in self.sums.items()}
         out.update(self.maxes)

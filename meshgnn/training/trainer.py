@@ -2,6 +2,11 @@
 
 The trainer knows nothing about configs or data sources: it gets a model, a loss, loaders and
 plain settings, so tests and later tools (sweeps, DDP) can drive it directly.
+
+Under DDP (`dist` with several ranks) every rank runs this same loop on its own shard and
+takes the same decisions: the step loss and stop requests are summed over ranks every step,
+epoch sums and validation/test metrics are pooled over ranks, and only rank 0 writes
+(checkpoints, metrics.jsonl, TensorBoard).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from meshgnn.atomic import remove_orphaned_temp_files
+from meshgnn.distributed import Dist
 from meshgnn.errors import UserError
 from meshgnn.training.checkpoint import save_checkpoint
 from meshgnn.training.field_errors import ErrorAccumulator, field_errors
@@ -90,11 +96,12 @@ class Trainer:
     def __init__(self, model: nn.Module, loss_fn: CompositeLoss, optimizer: torch.optim.Optimizer,
                  schedule: Schedule | None, loaders: dict[str, DataLoader], settings: TrainerSettings,
                  run_dir: Path, device: torch.device,
-                 checkpoint_extras: Callable[[], dict[str, Any]]) -> None:
+                 checkpoint_extras: Callable[[], dict[str, Any]], dist: Dist | None = None) -> None:
         self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
         self.schedule, self.loaders, self.settings = schedule, loaders, settings
         self.run_dir, self.device = Path(run_dir), device
         self.checkpoint_extras = checkpoint_extras
+        self.dist = dist or Dist()
         # Called as hook(epoch, metrics) after each epoch is logged and saved (e.g. pruning,
         # field images, which write through `self.metrics_log`).
         self.epoch_hooks: list[Callable[[int, dict[str, float]], None]] = []
@@ -103,8 +110,11 @@ class Trainer:
         self.state = TrainState()
         self.scaler = grad_scaler(settings.precision, device)
         # The forward pass used for training and evaluation: the model, or a compiled
-        # version of it (`torch.compile`) that shares its parameters.
+        # version of it (`torch.compile`) that shares its parameters. Under DDP training goes
+        # through the DDP module and `eval_forward` (None: the same as `forward`) is the
+        # module's own, since evaluation shards differ in size.
         self.forward: Callable[[Any], tuple[dict[str, Tensor], dict[str, Tensor]]] = model
+        self.eval_forward: Callable[[Any], tuple[dict[str, Tensor], dict[str, Tensor]]] | None = None
 
     # ----------------------------------------------------------------- loop
     def fit(self) -> TrainState:
@@ -115,10 +125,13 @@ class Trainer:
         """
         if self.schedule is None:
             raise ValueError("set Trainer.schedule before fit()")
-        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        for orphan in remove_orphaned_temp_files(self.ckpt_dir):
-            log.warning("removed %s, a half-written checkpoint of a killed launch", orphan.name)
-        metrics_log = self.metrics_log = MetricsLog(self.run_dir, first_new_epoch=self.state.epoch + 1)
+        metrics_log = None
+        if self.dist.is_main:
+            self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+            for orphan in remove_orphaned_temp_files(self.ckpt_dir):
+                log.warning("removed %s, a half-written checkpoint of a killed launch", orphan.name)
+            metrics_log = MetricsLog(self.run_dir, first_new_epoch=self.state.epoch + 1)
+        self.metrics_log = metrics_log
         self._deadline = (time.monotonic() + self.settings.max_time_s
                           if self.settings.max_time_s > 0 else math.inf)
         try:
@@ -128,19 +141,22 @@ class Trainer:
                     start = time.perf_counter() - self.state.epoch_seconds
                     if not self._train_epoch():
                         self.state.epoch_seconds = time.perf_counter() - start
-                        save_checkpoint(self.checkpoint_payload({}), self.ckpt_dir / "last.ckpt")
+                        self._save(self.checkpoint_payload({}), [self.ckpt_dir / "last.ckpt"])
                         log.warning("stopped by %s at epoch %d, batch %d; last.ckpt saved",
                                     self.state.stopped_by, self.state.epoch + 1, self.state.batches_done)
                         break
                     if self._end_epoch(metrics_log, time.perf_counter() - start):
                         break
         finally:
-            metrics_log.close()
+            if metrics_log is not None:
+                metrics_log.close()
+        self.dist.barrier()  # rank 0's last checkpoint is on disk before any rank goes on
         return self.state
 
-    def _end_epoch(self, metrics_log: "MetricsLog", train_time: float) -> bool:
+    def _end_epoch(self, metrics_log: MetricsLog | None, train_time: float) -> bool:
         """Validate, log, checkpoint; True when early stopping ends the run."""
-        train_metrics = {f"train/{k}": v / self.state.epoch_graphs for k, v in self.state.epoch_sums.items()}
+        sums, graphs = self._pooled_sums(self.state.epoch_sums, self.state.epoch_graphs)
+        train_metrics = {f"train/{k}": v / graphs for k, v in sums.items()}
         train_metrics["train/loss/oscillation"] = oscillation(self.state.step_losses)
         train_metrics["train/param_norm"] = float(nn.utils.get_total_norm(
             [p.detach() for p in self.model.parameters()]))
@@ -155,7 +171,8 @@ class Trainer:
         improved = self._update_early_stopping(metrics[MONITOR])
         # Metrics first, then checkpoints: a kill in between re-runs this epoch on resume,
         # and resuming truncates metrics.jsonl and TensorBoard back to the checkpoint.
-        metrics_log.write(self.state.epoch, metrics)
+        if metrics_log is not None:
+            metrics_log.write(self.state.epoch, metrics)
         self._save_checkpoints(metrics, improved)
         log.info("epoch %d/%d  train %.4g  val %.4g%s  (%.1fs)", self.state.epoch,
                  self.settings.epochs, metrics["train/loss/total"], metrics[MONITOR],
@@ -178,7 +195,8 @@ class Trainer:
         loader = self.loaders["train"]
         loader.batch_sampler.set_epoch(self.state.epoch, skip_batches=self.state.batches_done)
         bar = tqdm(total=len(loader), initial=self.state.batches_done, unit="batch", file=sys.stderr,
-                   desc=f"epoch {self.state.epoch + 1}/{self.settings.epochs}", disable=None,
+                   desc=f"epoch {self.state.epoch + 1}/{self.settings.epochs}",
+                   disable=None if self.dist.is_main else True,
                    leave=False, dynamic_ncols=True)
         with bar, logging_redirect_tqdm():
             return self._train_batches(loader, bar)
@@ -191,9 +209,10 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             loss, logged = self.loss_fn(self._predict(batch), batch)
-            if not torch.isfinite(loss):
+            step_loss, agreed_stop = self._agree(float(logged["loss/total"]))
+            if not math.isfinite(step_loss):
                 raise TrainingDiverged(
-                    f"training loss became {loss.item()} at epoch {self.state.epoch + 1}, step "
+                    f"training loss became {step_loss} at epoch {self.state.epoch + 1}, step "
                     f"{self.state.global_step}; checkpoints keep the last good weights. Try a lower "
                     "optim.lr or trainer.grad_clip=1.0")
             self.optimizer.zero_grad(set_to_none=True)
@@ -206,7 +225,7 @@ class Trainer:
             self.state.batches_done += 1
             _accumulate(self.state.epoch_sums, logged, batch.num_graphs)
             self.state.epoch_graphs += batch.num_graphs
-            self.state.step_losses.append(float(logged["loss/total"]))
+            self.state.step_losses.append(step_loss)
             rate = (self.state.epoch_graphs - start_graphs) / max(time.perf_counter() - started, 1e-9)
             bar.set_postfix(loss=f"{self.state.step_losses[-1]:.4g}", graphs_s=f"{rate:.1f}", refresh=False)
             bar.update()
@@ -216,18 +235,46 @@ class Trainer:
                 log.info("step %d  loss %.4g  lr %.3g  %.1f graphs/s  epoch %d/%d ETA %s",
                          self.state.global_step, self.state.step_losses[-1], lr, rate, self.state.epoch + 1,
                          self.settings.epochs, _clock(left))
-            self.state.stopped_by = self._stop.requested or (
-                "max_time" if time.monotonic() > self._deadline else None)
+            self.state.stopped_by = agreed_stop if self.dist.enabled else self._stop_request()
             if self.state.stopped_by:
                 return False
         return True
 
-    def _predict(self, batch) -> dict[str, Tensor]:
+    def _stop_request(self) -> str | None:
+        """This process's stop request: a signal, or the launch's time budget spent."""
+        return self._stop.requested or ("max_time" if time.monotonic() > self._deadline else None)
+
+    STOP_REASONS = ("SIGTERM", "SIGINT", "max_time")
+
+    def _agree(self, loss: float) -> tuple[float, str | None]:
+        """(the step's loss, the stop request) that every rank acts on.
+
+        In one process: this loss, and no decision (the stop request is read after the step).
+        Under DDP, one all-reduce before backward: the mean of the ranks' losses (the loss of
+        the global batch, since shards are equal: NaN on any rank stops every rank), and
+        whether any rank has a stop request, so all ranks stop after the same step and none is
+        left waiting in a collective."""
+        if not self.dist.enabled:
+            return loss, None
+        request = self._stop_request()
+        flags = [float(request == reason) for reason in self.STOP_REASONS]
+        total, *counts = self.dist.sum([loss, *flags])
+        stop = next((reason for reason, n in zip(self.STOP_REASONS, counts) if n > 0), None)
+        return total / self.dist.world_size, stop
+
+    def _predict(self, batch, training: bool = True) -> dict[str, Tensor]:
         """Predictions in float32 whatever the forward pass's precision (the loss and the
         metrics are computed in float32)."""
+        forward = self.forward if training or self.eval_forward is None else self.eval_forward
         with autocast(self.settings.precision, self.device):
-            pred, _ = self.forward(batch)
+            pred, _ = forward(batch)
         return {name: value.float() for name, value in pred.items()}
+
+    def _pooled_sums(self, sums: dict[str, float], graphs: int) -> tuple[dict[str, float], int]:
+        """Per-graph sums and graph count over all ranks (identity in one process)."""
+        if not self.dist.enabled:
+            return sums, graphs
+        return _add_sums(self.dist.all_gather_object((sums, graphs)))
 
     def _clip_gradients(self) -> Tensor:
         """The global gradient norm before clipping (logged as train/grad_norm), clipping to
@@ -245,7 +292,7 @@ class Trainer:
         graphs = 0
         for batch in loader:
             batch = batch.to(self.device, non_blocking=True)
-            pred = self._predict(batch)
+            pred = self._predict(batch, training=False)
             _, logged = self.loss_fn(pred, batch)
             _accumulate(sums, logged, batch.num_graphs)
             for name, _dim in self.loss_fn.targets:
@@ -254,6 +301,10 @@ class Trainer:
                                     batch.num_graphs)
                 errors.add(name, {"rel_l2": errs["rel_l2"]})
             graphs += batch.num_graphs
+        if self.dist.enabled:  # each rank evaluated its own shard: pool them
+            parts = self.dist.all_gather_object((sums, graphs, errors))
+            sums, graphs = _add_sums([part[:2] for part in parts])
+            errors = ErrorAccumulator.combine([part[2] for part in parts])
         metrics = {f"{prefix}/{k}": v / graphs for k, v in sums.items()}
         metrics.update({f"{prefix}/{k}": v for k, v in errors.result(graphs).items()})
         return metrics
@@ -267,7 +318,7 @@ class Trainer:
         graphs = 0
         for batch in loader:
             batch = batch.to(self.device, non_blocking=True)
-            pred = self._predict(batch)
+            pred = self._predict(batch, training=False)
             for name, _dim in self.loss_fn.targets:
                 cols = self.loss_fn.columns[name]
                 true = self.loss_fn.physical(name, batch.y[:, cols])
@@ -278,6 +329,10 @@ class Trainer:
                 for who, guess in guesses.items():
                     acc[who].add(f"test/{name}", field_errors(guess, true, batch.batch, batch.num_graphs))
             graphs += batch.num_graphs
+        if self.dist.enabled:  # each rank tested its own shard: pool them
+            parts = self.dist.all_gather_object((acc, graphs))
+            acc = {who: ErrorAccumulator.combine([part[0][who] for part in parts]) for who in acc}
+            graphs = sum(part[1] for part in parts)
         return {who: a.result(graphs) for who, a in acc.items() if a.sums}
 
     # -------------------------------------------------- early stop, checkpoints
@@ -298,9 +353,23 @@ class Trainer:
             paths.append(self.ckpt_dir / "best.ckpt")
         if self.state.epoch % self.settings.save_every == 0:
             paths.append(self.ckpt_dir / f"epoch_{self.state.epoch:04d}.ckpt")
-        save_checkpoint(self.checkpoint_payload(metrics), *paths)
+        self._save(self.checkpoint_payload(metrics), paths)
+
+    def _save(self, payload: dict[str, Any], paths: list[Path]) -> None:
+        """Rank 0 writes; every rank has built the payload (which pools over ranks)."""
+        if self.dist.is_main:
+            save_checkpoint(payload, *paths)
 
     def checkpoint_payload(self, metrics: dict[str, float]) -> dict[str, Any]:
+        """Everything a resume needs. Under DDP a collective (every rank calls it at the same
+        point): the interrupted epoch's sums are pooled over ranks, and every rank's RNG state
+        is kept (`rng` stays rank 0's, so any world size can resume)."""
+        progress, rng = self.state.progress_dict(), rng_state()
+        per_rank: dict[str, Any] = {}
+        if self.dist.enabled:
+            parts = self.dist.all_gather_object((progress["sums"], progress["graphs"], rng))
+            progress["sums"], progress["graphs"] = _add_sums([part[:2] for part in parts])
+            per_rank["rng_per_rank"] = [part[2] for part in parts]
         return {
             "epoch": self.state.epoch,
             "global_step": self.state.global_step,
@@ -308,11 +377,12 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": {**self.schedule.state_dict(), "step": self.state.global_step},
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
-            "rng": rng_state(),
+            "rng": rng,
             "early_stopping": self.state.as_dict(),
             "schedule_origin": [self.state.schedule_origin_epoch, self.state.schedule_origin_step],
-            "epoch_progress": self.state.progress_dict(),
+            "epoch_progress": progress,
             "metrics": metrics,
+            **per_rank,
             **self.checkpoint_extras(),
         }
 
@@ -334,7 +404,11 @@ class Trainer:
         self.state.step_losses = list(progress.get("step_losses", []))
         if payload.get("scaler") and self.scaler.is_enabled():
             self.scaler.load_state_dict(payload["scaler"])
-        set_rng_state(payload["rng"])
+        if self.dist.rank > 0:  # the saved sums are pooled over ranks: rank 0 carries them on
+            self.state.epoch_sums, self.state.epoch_graphs = {}, 0
+        rngs = payload.get("rng_per_rank")
+        same_world = rngs is not None and len(rngs) == self.dist.world_size
+        set_rng_state(rngs[self.dist.rank] if same_world else payload["rng"])
 
 
 def oscillation(losses: list[float]) -> float:
@@ -353,6 +427,15 @@ def oscillation(losses: list[float]) -> float:
 def _clock(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
+
+
+def _add_sums(parts: list[tuple[dict[str, float], int]]) -> tuple[dict[str, float], int]:
+    """The ranks' (per-graph sums, graph count), added up in rank order (the same on every rank)."""
+    pooled: dict[str, float] = {}
+    for sums, _ in parts:
+        for key, value in sums.items():
+            pooled[key] = pooled.get(key, 0.0) + value
+    return pooled, sum(graphs for _, graphs in parts)
 
 
 def _accumulate(sums: dict[str, float], logged: dict[str, Tensor], weight: int) -> None:

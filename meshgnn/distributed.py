@@ -1,0 +1,203 @@
+"""Data-parallel training under torchrun: the process group, who writes, and the collectives.
+
+`python train.py` is one process: `Dist()` is rank 0 of 1 and every collective is the
+identity. `torchrun --nproc_per_node=N train.py ...` starts N processes; `launch(argv)`,
+called by train.py before Hydra parses the command line, joins them into one process group
+(NCCL for GPU tensors and gloo for CPU ones, or gloo alone without CUDA) and makes them agree
+on one run directory. Hydra creates the run directory before the task function runs, so the
+agreement cannot wait for the config: rank 0 composes it, resolves `hydra.run.dir` (an
+explicit `hydra.run.dir=`, `resume=<run dir>`, or outputs/<date>/<time>) and broadcasts the
+result; every rank then runs Hydra with `hydra.run.dir=<that>`, and the other ranks with
+Hydra's own outputs switched off (no .hydra/, no train.log), so they write nothing there.
+
+Import-light at module level: train.py imports it before `--help` answers; torch is loaded
+only when torchrun's environment is present.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+# What torchrun (or srun exporting the same names) sets for every process it starts.
+TORCHRUN_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+# Command-line flags that only print something (help, config, version): every rank answers
+# on its own and nothing is trained, so no process group is formed.
+PRINT_ONLY = ("help", "hydra_help", "version", "cfg", "info", "shell_completion")
+# Overrides the launch replaces: the agreed run directory on every rank, and Hydra's own
+# outputs on ranks other than 0.
+_RUN_DIR = re.compile(r"^[+~]{0,2}hydra\.run\.dir(=|$)")
+_RANK_OUTPUTS = re.compile(r"^[+~]{0,2}(hydra\.output_subdir|hydra/job_logging)(=|$)")
+QUIET_RANK_OVERRIDES = ("hydra.output_subdir=null", "hydra/job_logging=disabled",
+                        "~hydra.job_logging.handlers", "~hydra.job_logging.formatters")
+EXIT_CONFIG_ERROR = 1  # what Hydra exits with on a composition error
+EXIT_USER_ERROR = 2
+SWEEP_REFUSAL = ("error: sweeps (-m, or a config with hydra.mode=MULTIRUN such as hparams_search=) are "
+                 "not supported under torchrun; run the sweep with `python train.py -m`, or launch each "
+                 "configuration as its own torchrun")
+
+
+def torchrun_world_size() -> int:
+    """WORLD_SIZE when torchrun started this process, else 1."""
+    if not all(name in os.environ for name in TORCHRUN_VARIABLES):
+        return 1
+    return int(os.environ["WORLD_SIZE"])
+
+
+@dataclass(frozen=True)
+class Dist:
+    """This process's place among the data-parallel ranks, and the collectives the training
+    loop needs. Every method works unchanged in a single process."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def current(cls) -> "Dist":
+        """The initialised process group's view, or a single process."""
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            return cls(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+        return cls()
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the one process that writes checkpoints, logs and reports."""
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.enabled:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def all_gather_object(self, obj: Any) -> list[Any]:
+        """Every rank's `obj` (picklable), in rank order; `[obj]` in a single process."""
+        if not self.enabled:
+            return [obj]
+        import torch.distributed as dist
+
+        out: list[Any] = [None] * self.world_size
+        dist.all_gather_object(out, obj)
+        return out
+
+    def sum(self, values: Sequence[float]) -> list[float]:
+        """Element-wise sum over ranks of a few floats (float64, through the CPU backend)."""
+        if not self.enabled:
+            return [float(v) for v in values]
+        import torch
+        import torch.distributed as dist
+
+        tensor = torch.tensor(list(values), dtype=torch.float64)
+        dist.all_reduce(tensor)
+        return tensor.tolist()
+
+
+# ------------------------------------------------------------------ launch (before Hydra)
+def launch(argv: list[str], config_dir: Path) -> list[str]:
+    """The command line this process hands to Hydra.
+
+    Outside torchrun (or with one process) `argv` is returned unchanged. Under torchrun the
+    process group is formed and `hydra.run.dir=<agreed dir>` added; a composition error or a
+    sweep (-m) ends every rank here, with rank 0 saying why in one message.
+    """
+    if torchrun_world_size() <= 1:
+        return argv
+    from hydra._internal.utils import get_args_parser
+
+    args = get_args_parser().parse_args(argv[1:])
+    if any(getattr(args, flag, None) for flag in PRINT_ONLY):
+        return argv
+    rank = _init_process_group()
+    import torch.distributed as dist
+
+    decision: list[Any] = [_decide_run_dir(args, config_dir, Path(argv[0]).stem) if rank == 0 else None]
+    dist.broadcast_object_list(decision)
+    kind, value = decision[0]
+    if kind != "run_dir":
+        if rank == 0:
+            print(value, file=sys.stderr, flush=True)
+        dist.barrier()  # nobody exits (and gets rank 0 killed by torchrun) before it has spoken
+        dist.destroy_process_group()
+        sys.exit(EXIT_CONFIG_ERROR if kind == "config_error" else EXIT_USER_ERROR)
+    return rank_argv(argv, value, rank)
+
+
+def _init_process_group() -> int:
+    import torch
+    import torch.distributed as dist
+
+    local_rank = int(os.environ["LOCAL_RANK"])
+    cuda = torch.cuda.is_available()
+    if cuda and local_rank < torch.cuda.device_count():
+        torch.cuda.set_device(local_rank)
+    # GPU tensors (DDP's gradient buckets) go through NCCL, CPU tensors (metrics, stop flags,
+    # objects) through gloo; without CUDA everything is gloo.
+    backend = "cpu:gloo,cuda:nccl" if cuda and dist.is_nccl_available() else "gloo"
+    dist.init_process_group(backend=backend, init_method="env://")
+    return dist.get_rank()
+
+
+def _decide_run_dir(args: Any, config_dir: Path, job_name: str) -> tuple[str, str]:
+    """Rank 0: ("run_dir", dir) from the composed config, or ("config_error" | "refused", message).
+
+    The config is composed as hydra.main would (same config directory, name, overrides and job
+    name); `${hydra:runtime...}` is not available here, so a hydra.run.dir built from it fails
+    with Hydra's message."""
+    from hydra import compose, initialize_config_dir
+
+    if args.multirun:
+        return "refused", SWEEP_REFUSAL
+    directory = Path(config_dir)
+    if args.config_path:
+        directory = (directory.parent / args.config_path).resolve()
+    try:
+        with initialize_config_dir(config_dir=str(directory), version_base="1.3", job_name=job_name):
+            cfg = compose(args.config_name or "config", overrides=list(args.overrides),
+                          return_hydra_config=True)
+            if str(cfg.hydra.mode).endswith("MULTIRUN"):
+                return "refused", SWEEP_REFUSAL
+            return "run_dir", str(cfg.hydra.run.dir)
+    except Exception as exc:  # Hydra's own message; the same as `python train.py` would print
+        return "config_error", f"error: {exc}"
+
+
+
+
+def rank_argv(argv: list[str], run_dir: str, rank: int) -> list[str]:
+    """`argv` with the agreed run directory; ranks other than 0 also switch off Hydra's
+    outputs (config snapshot, job log)."""
+    kept = [a for a in argv[1:] if not _RUN_DIR.match(a)]
+    extra = [f"hydra.run.dir={hydra_quote(run_dir)}"]
+    if rank != 0:
+        kept = [a for a in kept if not _RANK_OUTPUTS.match(a)]
+        extra += QUIET_RANK_OVERRIDES
+    return [argv[0], *kept, *extra]
+
+
+def hydra_quote(value: str) -> str:
+    """`value` as a Hydra override value that parses back to exactly `value`."""
+    if re.fullmatch(r"[\w\-+./:@%]+", value):
+        return value
+    out = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", value)
+    out = re.sub(r"(\\+)$", lambda m: m.group(1) * 2, out)
+    return f"'{out}'"
+
+
+def finish() -> None:
+    """Leave the process group at the end of a launch (also one that exits 2 or 3)."""
+    if torchrun_world_size() > 1:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
