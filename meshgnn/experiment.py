@@ -40,7 +40,6 @@ from meshgnn.sweeps.pruning import PruningReporter
 from meshgnn.training.checkpoint import load_checkpoint
 from meshgnn.training.losses import TERMS, CompositeLoss
 from meshgnn.diagnostics.diagnose import diagnose_run, write_diagnosis
-from meshgnn.training.field_images import FieldImages
 from meshgnn.training.metrics_log import read_metrics, write_hparams
 from meshgnn.training.rng import seed_everything
 from meshgnn.training.schedule import Schedule
@@ -151,6 +150,8 @@ def train(cfg: DictConfig, start: StartPoint, run_dir: Path) -> float:
     if dist.enabled:  # after the start's weights are in: DDP checks every rank has the same
         trainer.forward, trainer.eval_forward = data_parallel_forward(model, device, cfg.trainer.compile)
     if cfg.trainer.image_every > 0 and dist.is_main:
+        from meshgnn.training.field_images import FieldImages  # matplotlib: only when drawing
+
         trainer.epoch_hooks.append(FieldImages(
             model, data.splits["val"][0], targets, loss_fn.columns, loss_fn.physical,
             lambda tag, image, epoch: trainer.metrics_log.add_image(tag, image, epoch),

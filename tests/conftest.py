@@ -62,10 +62,12 @@ def data_cache(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def debug_run(tmp_path_factory, data_cache) -> tuple[Path, subprocess.CompletedProcess]:
-    """One `python train.py trainer=debug` run for every test that only reads a finished run."""
+    """One `python train.py trainer=debug trainer.image_every=1` run for every test that only
+    reads a finished run."""
     cwd = tmp_path_factory.mktemp("debug_run")
     run_dir = cwd / "run"
-    proc = run_train(["trainer=debug", f"hydra.run.dir={run_dir}", f"paths.data_dir={data_cache}"], cwd=cwd)
+    proc = run_train(["trainer=debug", "trainer.image_every=1", f"hydra.run.dir={run_dir}",
+                      f"paths.data_dir={data_cache}"], cwd=cwd)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return run_dir, proc
 

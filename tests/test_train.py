@@ -61,6 +61,7 @@ def test_overrides_from_the_issue_work(tmp_path, data_cache):
     run_dir = tmp_path / "run"
     proc = run_train(["trainer=debug", "model.hidden_dim=256", "data.fourier_features=32", "optim.lr=1e-3",
                       "loss.smoothness_weight=0.1", "trainer.epochs=1", "model.num_layers=2",
+                      "data.num_samples=20",
                       f"hydra.run.dir={run_dir}", f"paths.data_dir={data_cache}"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     config = (run_dir / ".hydra" / "config.yaml").read_text()
@@ -70,8 +71,7 @@ def test_overrides_from_the_issue_work(tmp_path, data_cache):
 @pytest.mark.parametrize("override,needle", [
     ("model.hiden_dim=3", "hiden_dim"),
     ("optim.lr=fast", "optim.lr"),
-    ("data.num_samples=0", "data.num_samples"),
-    ("data.split.train=0.9", "data.split"),
+    ("data.num_samples=0", "data.num_samples"),  # semantic checks: the rest in test_config.py
 ])
 def test_bad_config_fails_before_data_work_naming_the_key(tmp_path, override, needle):
     cache = tmp_path / "cache"
@@ -127,14 +127,16 @@ def test_model_preset_trains_then_tests_its_weights_on_finer_meshes(tmp_path, da
     `trainer.epochs=0 init_from=` tests trained weights on other data without training
     (checked once: it does not depend on the preset)."""
     run_dir, fine_dir = tmp_path / "run", tmp_path / "fine"
-    proc = run_train(["trainer=debug", f"model={model}", "trainer.epochs=1", f"hydra.run.dir={run_dir}",
+    proc = run_train(["trainer=debug", f"model={model}", "model.num_layers=3", "trainer.epochs=1",
+                      f"hydra.run.dir={run_dir}",
                       f"paths.data_dir={data_cache}"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"name: {model}" in (run_dir / ".hydra" / "config.yaml").read_text()
     if model != "meshgraphnet":
         return
 
-    proc = run_train(["trainer=debug", f"model={model}", "trainer.epochs=0", "data.mesh_size=0.09",
+    proc = run_train(["trainer=debug", f"model={model}", "model.num_layers=3", "trainer.epochs=0",
+                      "data.mesh_size=0.09",
                       f"init_from={run_dir}", f"hydra.run.dir={fine_dir}", f"paths.data_dir={data_cache}"],
                      cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -438,7 +438,9 @@ def diagnose_run(run_dir: Path | str) -> Diagnosis:
                         f"train at least one epoch (or resume it: python train.py resume={run_dir}) "
                         f"and diagnose again")
     config, notes = _load_config(run_dir)
-    findings = diagnose_history(history, config, str(run_dir))
+    # A stage of a staged run (<run dir>/stage2) is resumed through its run directory.
+    staged = not (run_dir / ".hydra").is_dir() and (run_dir.parent / ".hydra").is_dir()
+    findings = diagnose_history(history, config, str(run_dir.parent if staged else run_dir))
     return Diagnosis(str(run_dir), findings, epochs=len(_sorted_records(history)), notes=notes)
 
 
