@@ -15,7 +15,7 @@ from meshgnn.training.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.slow
 
-DEBUG = ["trainer=debug", "trainer.deterministic=true"]
+DEBUG = ["trainer=debug", "trainer.deterministic=true", "data.num_samples=20"]  # 4 steps an epoch
 
 
 def metrics_without_timing(run_dir):
@@ -212,7 +212,8 @@ def test_ckpt_cli_inspect_and_set_lr(tmp_path, stage1_run):
     assert out.returncode == 0, out.stderr
     assert "epoch          2 completed" in out.stdout and "checksum OK" in out.stdout
     # composed with the run's own group choices (trainer=debug): only its command-line overrides differ
-    assert "trainer.epochs: 4 (conf/: 2)" in out.stdout and "data.num_samples" not in out.stdout
+    assert "trainer.epochs: 4 (conf/: 2)" in out.stdout and "data.num_samples: 20 (conf/: 40)" in out.stdout
+    assert "3 difference(s)" in out.stdout  # with trainer.deterministic=true
     adjusted = subprocess.run(meshgnn + ["ckpt", "set-lr", str(ckpt), "1e-4"], capture_output=True, text=True)
     assert adjusted.returncode == 0, adjusted.stderr
     new = load_checkpoint(stage1_run / "checkpoints" / "epoch_0002_lr_adjusted.ckpt")

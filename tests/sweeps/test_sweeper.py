@@ -13,7 +13,7 @@ from conftest import CONF, run_train, start_train
 pytestmark = pytest.mark.slow
 
 # Small widths: the default search space (hidden 256/512) is sized for real hardware.
-TINY = ["trainer=debug", "hydra.sweeper.sampler.seed=0", "model.hidden_dim=choice(8,16)"]
+TINY = ["trainer=debug", "data.num_samples=20", "hydra.sweeper.sampler.seed=0", "model.hidden_dim=choice(8,16)"]
 
 
 def study(tmp_path, name="meshgnn"):
