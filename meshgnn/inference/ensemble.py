@@ -16,8 +16,7 @@ from omegaconf import OmegaConf
 from meshgnn.data.dataset import load_datasets, make_loader
 from meshgnn.errors import UserError
 from meshgnn.inference.package import Package, load_model
-from meshgnn.inference.precision import inference_precision
-from meshgnn.inference.predict import check_compatible, combine
+from meshgnn.inference.predict import check_compatible, combine, predict_graph
 from meshgnn.training.field_errors import ErrorAccumulator, field_errors
 
 ENSEMBLE = "ensemble"
@@ -84,14 +83,8 @@ def evaluate_on_test(members: list[Package], data_dir: Path, device: torch.devic
                             "data (data.* or split settings); ensemble models trained on the same data")
         truth = members[0].normalizer.denormalize("y", first.y.double())
         node_graph, num_graphs = first.batch, first.num_graphs  # on the CPU (`.to` moves in place)
-        predictions = []
-        for member, batch in zip(members, batches):
-            batch = batch.to(device)
-            with inference_precision(precision, device):
-                pred, _ = member.model.to(device)(batch)
-            normalized = torch.cat([pred[n].float() for n, _ in targets], dim=1)
-            physical = member.normalizer.denormalize("y", normalized.double()).cpu()
-            predictions.append(dict(zip([n for n, _ in targets], physical.split([d for _, d in targets], 1))))
+        predictions = [predict_graph(member, batch, device, precision)
+                       for member, batch in zip(members, batches)]
         mean, _ = combine(predictions)
         true = dict(zip([n for n, _ in targets], truth.split([d for _, d in targets], 1)))
         for who, pred in [*zip((m.name for m in members), predictions), (ENSEMBLE, mean)]:
