@@ -20,7 +20,8 @@ from torch_geometric.loader import DataLoader
 
 from meshgnn.data.cache import cached, config_hash
 from meshgnn.data.generate import generate_samples
-from meshgnn.data.graph import FourierFeatureMapper, node_features, row_graph, sample_to_graph
+from meshgnn.data.graph import (FourierFeatureMapper, node_features, row_graph, sample_to_graph,
+                                sort_edges_by_destination)
 from meshgnn.data.hierarchy import HierarchySpec, MultiScaleData, attach_levels
 from meshgnn.data.normalizer import Normalizer
 from meshgnn.data.sample import FieldSpec, SourceSpec
@@ -211,6 +212,7 @@ def add_features(store: Data, slices: dict[str, Tensor], features: FeatureSpec) 
     collated store of one graph or many (the in-memory and the per-file datasets share it)."""
     num_graphs = len(slices["pos"]) - 1
     node_graph = row_graph(slices["pos"])
+    sort_edges_by_destination(store, slices)
     inputs = store.inputs
     if features.baseline_input:
         inputs = torch.cat([inputs, store.baseline], dim=1)

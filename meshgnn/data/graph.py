@@ -34,7 +34,8 @@ CELL_EDGES: dict[str, tuple[tuple[int, int], ...]] = {
 
 
 def edges_from_cells(cells: list[tuple[str, np.ndarray]], num_nodes: int) -> Tensor:
-    """Directed edges in both directions, each once, sorted by (source, destination)."""
+    """Directed edges in both directions, each once, sorted by (destination, source): the order
+    the model's aggregation reads them in (see `EdgeGNN.forward_tensors`)."""
     pairs = []
     for cell_type, conn in cells:
         if cell_type not in CELL_EDGES:
@@ -44,9 +45,9 @@ def edges_from_cells(cells: list[tuple[str, np.ndarray]], num_nodes: int) -> Ten
         for a, b in CELL_EDGES[cell_type]:
             pairs.append(np.stack([conn[:, a], conn[:, b]]))
     both = np.concatenate(pairs + [p[::-1] for p in pairs], axis=1)
-    keys = np.sort(both[0] * num_nodes + both[1])  # sort + dedupe: several times np.unique's hash
+    keys = np.sort(both[1] * num_nodes + both[0])  # sort + dedupe: several times np.unique's hash
     keys = keys[np.concatenate([[True], keys[1:] != keys[:-1]])]
-    return torch.from_numpy(np.stack([keys // num_nodes, keys % num_nodes]))
+    return torch.from_numpy(np.stack([keys % num_nodes, keys // num_nodes]))
 
 
 def edge_geometry(pos: Tensor, edge_index: Tensor) -> tuple[Tensor, Tensor]:
@@ -103,6 +104,24 @@ class FourierFeatureMapper:
 def row_graph(slices: Tensor) -> Tensor:
     """Graph index of every row of a collated attribute, from its slice offsets."""
     return torch.repeat_interleave(torch.arange(len(slices) - 1), slices.diff())
+
+
+def sort_edges_by_destination(store: Data, slices: dict[str, Tensor]) -> None:
+    """Put each graph's edges of a collated store (`edge_index` and `edge_attr`) in
+    destination order, in place, when they are not already.
+
+    Graphs built now already are (`edges_from_cells`), but dataset caches and converted folders
+    written by earlier versions hold (source, destination) order, on which the model's segment
+    aggregation would silently sum the wrong edges. The sort is stable, so such a graph ends up
+    in exactly the (destination, source) order a freshly built one has.
+    """
+    edge_graph = row_graph(slices["edge_index"])
+    key = edge_graph * int(slices["pos"].diff().max()) + store.edge_index[1]
+    if bool((key[1:] >= key[:-1]).all()):
+        return
+    order = torch.sort(key, stable=True).indices
+    store.edge_index = store.edge_index[:, order]
+    store.edge_attr = store.edge_attr[order]
 
 
 def graph_extent(pos: Tensor, graph_id: Tensor, num_graphs: int) -> tuple[Tensor, Tensor]:

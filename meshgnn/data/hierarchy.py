@@ -46,7 +46,7 @@ class Level:
     offset:     [N_fine, dim] (fine position - cluster centroid) / cell size.
     pos:        [N] cluster centroids.
     graph:      [N] graph of each cluster.
-    edge_index: [2, E] contracted edges, both directions, each once.
+    edge_index: [2, E] contracted edges, both directions, each once, sorted by destination.
     edge_attr:  [E, dim + 1] relative position and length / cell size.
     """
 
@@ -92,10 +92,11 @@ def build_levels(pos: Tensor, edge_index: Tensor, node_graph: Tensor, num_graphs
 
 
 def _contract(pairs: Tensor, num_nodes: int) -> Tensor:
-    """Unique (source, destination) pairs without self loops, sorted by source."""
+    """Unique (source, destination) pairs without self loops, sorted by (destination, source)
+    like the mesh's edges (the order the model aggregates in)."""
     pairs = pairs[:, pairs[0] != pairs[1]]
-    keys = torch.unique(pairs[0] * num_nodes + pairs[1])
-    return torch.stack([keys // num_nodes, keys % num_nodes])
+    keys = torch.unique(pairs[1] * num_nodes + pairs[0])
+    return torch.stack([keys % num_nodes, keys // num_nodes])
 
 
 def attach_levels(store: Data, slices: dict[str, Tensor], spec: HierarchySpec) -> None:
@@ -115,7 +116,7 @@ def attach_levels(store: Data, slices: dict[str, Tensor], spec: HierarchySpec) -
     for number, level in enumerate(levels, start=1):
         counts = torch.bincount(level.graph, minlength=num_graphs)
         node_slices = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
-        edge_graph = level.graph[level.edge_index[0]]
+        edge_graph = level.graph[level.edge_index[1]]
         edge_slices = torch.cat([counts.new_zeros(1),
                                  torch.bincount(edge_graph, minlength=num_graphs).cumsum(0)])
         store[f"cluster_{number}"] = level.cluster - node_slices[:-1][fine_graph]

@@ -2,7 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from meshgnn.data.graph import FourierFeatureMapper, edges_from_cells, node_features, unit_coordinates
+from torch_geometric.data import Data, InMemoryDataset
+
+from meshgnn.data.graph import (FourierFeatureMapper, edges_from_cells, node_features, sort_edges_by_destination,
+                                unit_coordinates)
 from meshgnn.errors import UserError
 
 
@@ -22,6 +25,42 @@ def test_edges_are_symmetric_and_unique_on_mixed_cells():
     assert len(pairs) == len(set(pairs))
     assert set(pairs) == {(j, i) for i, j in pairs}
     assert len(pairs) == 2 * 9  # 7 quad edges (one shared) + 2 new triangle edges
+
+
+def assert_sorted_by_destination_then_source(edges, num_nodes):
+    key = edges[1] * num_nodes + edges[0]
+    assert bool((key[1:] > key[:-1]).all())
+
+
+def test_edges_come_sorted_by_destination_then_source():
+    cells = [("quad", np.array([[0, 1, 4, 3], [1, 2, 5, 4]])), ("triangle", np.array([[3, 4, 6]]))]
+    assert_sorted_by_destination_then_source(edges_from_cells(cells, 7), 7)
+
+
+def test_load_time_sort_puts_old_source_ordered_graphs_in_the_order_new_ones_have():
+    """A cache written before edges were destination-sorted holds (source, destination) order;
+    after `sort_edges_by_destination` each graph equals its freshly built self, features
+    travelling with their edges."""
+    meshes = [([("triangle", np.array([[0, 1, 2], [0, 2, 3]]))], 4),
+              ([("quad", np.array([[0, 1, 4, 3], [1, 2, 5, 4]])), ("triangle", np.array([[3, 4, 6]]))], 7)]
+
+    def graph(edge_index, n):
+        return Data(pos=torch.randn(n, 2, generator=torch.Generator().manual_seed(n)), edge_index=edge_index,
+                    edge_attr=(edge_index[0] * 10 + edge_index[1]).float()[:, None], num_nodes=n)
+
+    new = [graph(edges_from_cells(cells, n), n) for cells, n in meshes]
+    old = []
+    for g in new:
+        order = torch.argsort(g.edge_index[0] * g.num_nodes + g.edge_index[1])
+        old.append(graph(g.edge_index[:, order], g.num_nodes))
+    store, slices = InMemoryDataset.collate(old)
+    assert not torch.equal(store.edge_index, InMemoryDataset.collate(new)[0].edge_index)
+    sort_edges_by_destination(store, slices)
+    expected, _ = InMemoryDataset.collate(new)
+    assert torch.equal(store.edge_index, expected.edge_index)
+    assert torch.equal(store.edge_attr, expected.edge_attr)
+    sort_edges_by_destination(store, slices)  # already sorted: unchanged
+    assert torch.equal(store.edge_index, expected.edge_index)
 
 
 def test_tetra_has_six_edges():

@@ -154,6 +154,7 @@ def test_coarse_edges_are_the_contracted_fine_edges_and_keep_the_mesh_connected(
         assert len(pairs) > 0
         assert all(a != b for a, b in pairs)  # no self loops
         assert len(set(pairs)) == len(pairs)  # unique
+        assert pairs == sorted(pairs, key=lambda pair: (pair[1], pair[0]))  # the order the model aggregates in
         assert set(pairs) == {(b, a) for a, b in pairs}  # symmetric
         contracted = {(a, b) for a, b in level.cluster[fine].t().tolist() if a != b}
         assert set(pairs) == contracted  # exactly the clusters some finer edge joins
@@ -272,6 +273,7 @@ def test_batched_coarse_indices_stay_inside_their_graph():
         assert torch.equal(coarse_graph[batch[f"cluster_{number}"]], fine_graph)
         assert torch.equal(coarse_graph[batch[f"edge_index_{number}"][0]],
                            coarse_graph[batch[f"edge_index_{number}"][1]])
+        assert bool((batch[f"edge_index_{number}"][1].diff() >= 0).all())  # still destination-sorted
         fine_graph = coarse_graph
 
 

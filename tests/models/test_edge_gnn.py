@@ -7,6 +7,7 @@ from meshgnn.data.dataset import GraphDataset
 from meshgnn.data.hierarchy import HierarchySpec, MultiScaleData, attach_levels
 from meshgnn.experiment import model_inputs
 from meshgnn.models import EdgeGNN, build_model
+from meshgnn.models.edge_gnn import ProcessorBlock, destination_offsets, segment_aggregate
 
 
 @pytest.fixture(autouse=True)
@@ -25,6 +26,7 @@ def grid_graph(n=6, seed=0):
     right = torch.stack([idx[:, :-1].reshape(-1), idx[:, 1:].reshape(-1)])
     down = torch.stack([idx[:-1, :].reshape(-1), idx[1:, :].reshape(-1)])
     edge_index = torch.cat([right, down, right.flip(0), down.flip(0)], dim=1)
+    edge_index = edge_index[:, torch.argsort(edge_index[1] * n * n + edge_index[0])]  # as the data pipeline
     pos = torch.stack(torch.meshgrid(torch.linspace(0, 1, n), torch.linspace(0, 1, n), indexing="ij"), -1).view(-1, 2)
     rel = pos[edge_index[1]] - pos[edge_index[0]]
     x = torch.cat([pos, torch.randn(n * n, 2, generator=g)], dim=1)
@@ -72,7 +74,6 @@ def test_overfits_one_small_sample():
 
 
 def test_split_first_edge_layer_equals_mlp_on_the_concatenation():
-    from meshgnn.models.edge_gnn import ProcessorBlock
     torch.manual_seed(0)
     block = ProcessorBlock(hidden_dim=8, mlp_layers=2, dropout=0.0, aggregation="sum")
     g = grid_graph(4)
@@ -81,9 +82,33 @@ def test_split_first_edge_layer_equals_mlp_on_the_concatenation():
     e_ref = e + block.edge_mlp(torch.cat([e, h[src], h[dst]], dim=-1))
     agg = torch.zeros(16, 8).index_add_(0, dst, e_ref)
     h_ref = h + block.node_mlp(torch.cat([h, agg], dim=-1))
-    h_out, e_out = block(h, g.edge_index, e)
+    h_out, e_out = block(h, g.edge_index, e, destination_offsets(g.edge_index, 16))
     torch.testing.assert_close(e_out, e_ref, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(h_out, h_ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("aggregation", ["sum", "mean", "max"])
+def test_segment_aggregation_over_sorted_edges_equals_a_scatter(aggregation):
+    """Nodes 0 and 6 have no incoming edges (the empty segments at both ends and in the middle
+    of the offsets) and must aggregate to zero, as a scatter gives them."""
+    from torch_geometric.utils import scatter
+    torch.manual_seed(0)
+    num_nodes, num_edges = 9, 40
+    dst = torch.randint(1, num_nodes, (num_edges,))
+    dst[dst == 6] = 5
+    edge_index = torch.stack([torch.randint(0, num_nodes, (num_edges,)), dst])
+    edge_index = edge_index[:, torch.argsort(edge_index[1] * num_nodes + edge_index[0])]
+    e = torch.randn(num_edges, 8, requires_grad=True)
+    ptr = destination_offsets(edge_index, num_nodes)
+    assert ptr.tolist()[:2] == [0, 0] and ptr[7] == ptr[6] and ptr[-1] == num_edges
+    out = segment_aggregate(e, edge_index, ptr, aggregation)
+    expected = scatter(e, edge_index[1], dim=0, dim_size=num_nodes, reduce=aggregation)
+    torch.testing.assert_close(out, expected)
+    assert out[[0, 6]].abs().sum() == 0
+    grad = torch.randn(num_nodes, 8)
+    (got,) = torch.autograd.grad(out, e, grad)
+    (want,) = torch.autograd.grad(expected, e, grad)
+    torch.testing.assert_close(got, want)
 
 
 # ---------------------------------------------------------------------------------------------
