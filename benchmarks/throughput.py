@@ -45,7 +45,8 @@ edge counts at every level (mesh and each coarse level of the multi-scale model)
   - scatters (the aggregation over each block's edges; the mean-pool into each coarse level):
     read [R, hidden] and the int64 index, write [nodes out, hidden];
   all activations in the precision's bytes (4 for fp32, 2 for bf16/fp16: the floor of an ideal
-  16-bit pipeline; autocast itself keeps LayerNorm and scatters in float32, so this
+  16-bit pipeline; autocast itself keeps LayerNorm, scatters and the edge layer's gathered node
+  parts in float32 (see `ProcessorBlock`), so this
   implementation's own minimum is higher);
   - backward = 2x the forward's traffic (read the saved activations and the output gradient,
     write the input gradient), so activations count 3x the forward;
