@@ -14,7 +14,9 @@ T = sum of the targets' widths. Floats are float32, indices int64 and zero-based
 
     x           [N, F]      float32  node features, normalised (`Normalizer`, key "x")
     edge_attr   [E, D + 1]  float32  (pos[dst] - pos[src], length), normalised ("edge_attr")
-    edge_index  [2, E]      int64    row 0 the source node, row 1 the destination
+    edge_index  [2, E]      int64    row 0 the source node, row 1 the destination; columns
+                                     sorted by destination (the aggregation reads each
+                                     node's incoming edges as one contiguous run)
     prior       [N, T]      float32  only if the model is residual: the analytic baseline in
                                      normalised target units, targets in the model's order
 
@@ -24,7 +26,8 @@ with N_0 = N, N_l the level's node (cluster) count and E_l its edge count, five 
     cluster_l     [N_{l-1}]     int64    the level-l node (cluster) of each level-(l-1) node
     offset_l      [N_{l-1}, D]  float32  that node's position minus its cluster's centroid,
                                          over the level's cell size
-    edge_index_l  [2, E_l]      int64    the level's edges, indices in 0 .. N_l - 1
+    edge_index_l  [2, E_l]      int64    the level's edges, indices in 0 .. N_l - 1, sorted
+                                         by destination
     edge_attr_l   [E_l, D + 1]  float32  (relative centroid position, length) / cell size
     nodes_l       [N_l, 0]      float32  empty: only its row count N_l is read
 
