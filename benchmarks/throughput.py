@@ -60,7 +60,8 @@ the loss (per node and edge at the targets' width of 3), the index reads of the 
 Usage (on the GPU machine; a CPU smoke run: --device cpu --nodes 10000 --compile off):
     python benchmarks/throughput.py [--device cuda] [--nodes 10000 100000 1000000]
         [--precisions fp32 bf16 fp16] [--compile off on] [--models multiscale_gnn meshgraphnet]
-        [--steps 20] [--warmup 3] [--samples 4] [extra config overrides, e.g. model.hidden_dim=96]
+        [--steps 20] [--warmup 3] [--samples 4] [extra config overrides, e.g. model.hidden_dim=96,
+        or trainer.activation_checkpointing=true for batches that do not fit otherwise]
 """
 
 from __future__ import annotations
@@ -301,6 +302,7 @@ def run_cell(cfg: DictConfig, prepared: Prepared, batch: Batch, precision: str, 
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, int(batch.x.shape[1]), int(batch.edge_attr.shape[1]), targets,
                         residual=prepared.features.residual).to(device)
+    model.checkpoint_blocks = bool(cfg.trainer.activation_checkpointing)  # as the trainer sets it
     model.train()
     loss_fn = CompositeLoss(targets, {t: cfg.loss[f"{t}_weight"] for t in TERMS},
                             dict(cfg.loss.target_weights), prepared.normalizer.mean["y"],

@@ -121,6 +121,7 @@ class TrainerConfig:
     image_every: int = MISSING
     precision: str = MISSING
     compile: bool = MISSING
+    activation_checkpointing: bool = MISSING
     data_on_gpu: bool = MISSING
     threads: int = MISSING
     max_time: float = MISSING

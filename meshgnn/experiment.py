@@ -118,6 +118,7 @@ def train(cfg: DictConfig, start: StartPoint, run_dir: Path) -> float:
     targets = [(f.name, f.dim) for f in data.features.source.targets]
     model = build_model(cfg.model, data.node_dim, data.edge_dim, targets,
                         residual=data.features.residual).to(device)
+    model.checkpoint_blocks = cfg.trainer.activation_checkpointing
     loss_fn = CompositeLoss(targets, {t: cfg.loss[f"{t}_weight"] for t in TERMS},
                             dict(cfg.loss.target_weights), data.normalizer.mean["y"],
                             data.normalizer.std["y"], cfg.loss.eps).to(device)
@@ -168,6 +169,8 @@ def train(cfg: DictConfig, start: StartPoint, run_dir: Path) -> float:
     log.info("model %s: %d parameters, device %s, %d steps/epoch, %s", cfg.model.name,
              sum(p.numel() for p in model.parameters()), device, len(loaders["train"]),
              _describe_start(start))
+    log.info("precision %s, compile %s, activation checkpointing %s", cfg.trainer.precision,
+             "on" if cfg.trainer.compile else "off", "on" if model.checkpoint_blocks else "off")
     if dist.enabled:
         log.info("data parallel: %d processes, data.batch_size=%d per process (%d graphs per step)",
                  dist.world_size, cfg.data.batch_size, cfg.data.batch_size * dist.world_size)

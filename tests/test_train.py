@@ -61,11 +61,12 @@ def test_overrides_from_the_issue_work(tmp_path, data_cache):
     run_dir = tmp_path / "run"
     proc = run_train(["trainer=debug", "model.hidden_dim=256", "data.fourier_features=32", "optim.lr=1e-3",
                       "loss.smoothness_weight=0.1", "trainer.epochs=1", "model.num_layers=2",
-                      "data.num_samples=20",
+                      "data.num_samples=20", "trainer.activation_checkpointing=true",
                       f"hydra.run.dir={run_dir}", f"paths.data_dir={data_cache}"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     config = (run_dir / ".hydra" / "config.yaml").read_text()
     assert "hidden_dim: 256" in config and "fourier_features: 32" in config
+    assert "activation checkpointing on" in (run_dir / "train.log").read_text()
 
 
 @pytest.mark.parametrize("override,needle", [

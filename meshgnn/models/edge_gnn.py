@@ -10,6 +10,7 @@ from typing import NamedTuple, Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 from torch_geometric.data import Batch
 from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import scatter
@@ -97,6 +98,7 @@ class EdgeGNN(nn.Module):
         super().__init__()
         self.targets = [(name, int(dim)) for name, dim in targets]
         self.num_levels = num_levels
+        self.checkpoint_blocks = False  # trainer.activation_checkpointing: see `_run`
         self.residual = residual
         ends = torch.tensor([dim for _, dim in self.targets]).cumsum(0).tolist()
         self.prior_columns = {name: slice(end - dim, end) for (name, dim), end in zip(self.targets, ends)}
@@ -149,20 +151,20 @@ class EdgeGNN(nn.Module):
                    for coarse in levels]
         h = self.node_encoder(x)
         e = self.edge_encoder(edge_attr)
-        h, e = _run(self.processor, h, e, *graphs[0])
+        h, e = self._run(self.processor, h, e, *graphs[0])
         skips = []
         for level in range(1, self.num_levels + 1):
             skips.append((h, e))
             coarse = levels[level - 1]
             h = pool_mean(h, coarse.cluster, coarse.nodes.shape[0])
             e = self.coarse_edge_encoders[level - 1](coarse.edge_attr)
-            h, e = _run(self.down[level - 1], h, e, *graphs[level])
+            h, e = self._run(self.down[level - 1], h, e, *graphs[level])
         for level in range(self.num_levels, 0, -1):
             fine_h, fine_e = skips.pop()
             coarse = levels[level - 1]
             h = fine_h + self.unpool[level - 1](
                 torch.cat([fine_h, h[coarse.cluster], coarse.offset], dim=-1))
-            h, e = _run(self.up[level - 1], h, fine_e, *graphs[level - 1])
+            h, e = self._run(self.up[level - 1], h, fine_e, *graphs[level - 1])
         pred = {name: decoder(h) for name, decoder in self.decoders.items()}
         if self.residual:
             if prior is None:
@@ -170,6 +172,18 @@ class EdgeGNN(nn.Module):
             for name, columns in self.prior_columns.items():
                 pred[name] = pred[name] + prior[:, columns]
         return pred, h
+
+    def _run(self, blocks: nn.ModuleList, h: Tensor, e: Tensor, edge_index: Tensor,
+             dst_ptr: Tensor) -> tuple[Tensor, Tensor]:
+        """The blocks in turn. With `checkpoint_blocks`, while gradients are recorded, each block
+        keeps only its inputs and recomputes its activations in backward: a block's edge
+        activations ([E, hidden] per MLP layer) are what fills a GPU on a large mesh."""
+        for block in blocks:
+            if self.checkpoint_blocks and torch.is_grad_enabled():
+                h, e = checkpoint(block, h, edge_index, e, dst_ptr, use_reentrant=False)
+            else:
+                h, e = block(h, edge_index, e, dst_ptr)
+        return h, e
 
 
 class LevelTensors(NamedTuple):
@@ -242,8 +256,4 @@ def segment_aggregate(inputs: Tensor, edge_index: Tensor, dst_ptr: Tensor, reduc
     return total
 
 
-def _run(blocks: nn.ModuleList, h: Tensor, e: Tensor, edge_index: Tensor,
-         dst_ptr: Tensor) -> tuple[Tensor, Tensor]:
-    for block in blocks:
-        h, e = block(h, edge_index, e, dst_ptr)
-    return h, e
+

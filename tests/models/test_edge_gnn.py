@@ -111,6 +111,29 @@ def test_segment_aggregation_over_sorted_edges_equals_a_scatter(aggregation):
     torch.testing.assert_close(got, want)
 
 
+def test_activation_checkpointing_gives_the_same_outputs_and_gradients():
+    """Dropout on, so the recomputation must also replay the same random masks."""
+    batch = Batch.from_data_list(with_levels([grid_graph(5), grid_graph(4, seed=1)], num_levels=2))
+    results, kept = [], []
+    for checkpointed in (False, True):
+        torch.manual_seed(0)
+        model = EdgeGNN(4, 3, [("a", 1), ("b", 2)], hidden_dim=16, num_layers=2, mlp_layers=2,
+                        dropout=0.2, aggregation="sum", num_levels=2)
+        model.checkpoint_blocks = checkpointed
+        saved = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel()) or t, lambda t: t):
+            pred, _ = model(batch)
+        kept.append(sum(saved))
+        loss = (pred["a"] ** 2).mean() + pred["b"].sin().mean()
+        loss.backward()
+        results.append((pred, [p.grad for p in model.parameters()]))
+    assert kept[1] < 0.5 * kept[0], kept  # what backward holds on to between the passes
+    (pred, grads), (pred_ckpt, grads_ckpt) = results
+    torch.testing.assert_close(pred_ckpt, pred, rtol=0, atol=0)
+    for grad, grad_ckpt in zip(grads, grads_ckpt):
+        torch.testing.assert_close(grad_ckpt, grad, rtol=1e-6, atol=1e-7)
+
+
 # ---------------------------------------------------------------------------------------------
 # Multi-scale (num_levels > 0)
 # ---------------------------------------------------------------------------------------------
