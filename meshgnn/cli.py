@@ -143,13 +143,9 @@ def cmd_plot(args: argparse.Namespace) -> None:
 
 
 def _device(name: str):
-    import torch
+    from meshgnn.devices import resolve_device
 
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {name} but no CUDA GPU is visible; use --device cpu or auto")
-    return torch.device(name)
+    return resolve_device(name, "--device ")
 
 
 def cmd_export(args: argparse.Namespace) -> None:

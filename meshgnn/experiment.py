@@ -31,6 +31,7 @@ from meshgnn.data.dataset import MeshDatasets, ModelInputs, load_datasets, make_
 from meshgnn.data.hierarchy import HierarchySpec
 from meshgnn.data.normalizer import Normalizer
 from meshgnn.data.sources import get_source
+from meshgnn.devices import resolve_device
 from meshgnn.distributed import Dist
 from meshgnn.errors import UserError
 from meshgnn.models import build_model
@@ -343,12 +344,7 @@ def format_results_table(results: dict[str, dict[str, float]], targets: list[tup
 def _device(name: str, dist: Dist | None = None) -> torch.device:
     if dist is not None and dist.enabled:
         return _rank_device(name, dist)
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"trainer.device={name} but no CUDA GPU is visible; use trainer.device=cpu "
-                        "or trainer.device=auto")
-    return torch.device(name)
+    return resolve_device(name, "trainer.device=")
 
 
 def _rank_device(name: str, dist: Dist) -> torch.device:
@@ -356,11 +352,8 @@ def _rank_device(name: str, dist: Dist) -> torch.device:
     if name.startswith("cuda:"):
         raise UserError(f"trainer.device={name}: under torchrun each process uses the GPU of its local "
                         "rank; set trainer.device=cuda (or auto), and choose GPUs with CUDA_VISIBLE_DEVICES")
-    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
+    if resolve_device(name, "trainer.device=").type == "cpu":
         return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise UserError(f"trainer.device={name} but no CUDA GPU is visible; use trainer.device=cpu "
-                        "or trainer.device=auto")
     if dist.local_rank >= torch.cuda.device_count():
         raise UserError(f"local rank {dist.local_rank} has no GPU of its own ({torch.cuda.device_count()} "
                         "visible): start at most that many processes per node (--nproc_per_node), "
@@ -423,6 +416,9 @@ def _write_run_json(run_dir: Path, cfg: DictConfig, data: MeshDatasets, start: S
                        "torch_geometric": torch_geometric.__version__,
                        "python": platform.python_version()}
     doc["dataset"] = {"fingerprint": data.fingerprint, "cache": str(data.cache_dir)}
+    # what this launch trains with: after resume= the checkpoint's config with this launch's
+    # changes, which .hydra/config.yaml (the launch's own composition) is not
+    doc["config"] = OmegaConf.to_container(cfg, resolve=True)
     atomic_write_text(path, json.dumps(doc, indent=2))
 
 

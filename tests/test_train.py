@@ -20,6 +20,8 @@ def test_debug_run_leaves_a_complete_run_directory(debug_run):
 
     epochs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [e["epoch"] for e in epochs] == [1, 2]
+    trained_with = json.loads((run_dir / "run.json").read_text())["config"]  # what diagnose reads
+    assert trained_with["trainer"]["epochs"] == 2 and trained_with["trainer"]["image_every"] == 1
 
     results = json.loads((run_dir / "results.json").read_text())
     for who in ("model", "baseline_mean", "baseline_analytic"):

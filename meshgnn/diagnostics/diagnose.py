@@ -524,8 +524,16 @@ def diagnose_path(path: Path | str) -> list[str]:
 
 
 def _load_config(run_dir: Path) -> tuple[dict | None, list[str]]:
-    """The resolved config: run_dir/.hydra/config.yaml, or for a stage of a staged run
-    (<run dir>/stage1) the parent's with that stage's optim and trainer changes applied."""
+    """The config the run trained with: the latest launch's in run_dir/run.json (right after a
+    resume=, which .hydra/config.yaml is not: that is the resuming command's composition);
+    for runs written before run.json held it, run_dir/.hydra/config.yaml, or for a stage of a
+    staged run (<run dir>/stage1) the parent's with that stage's optim and trainer changes."""
+    try:
+        recorded = json.loads((run_dir / "run.json").read_text()).get("config")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    if isinstance(recorded, dict):
+        return recorded, []
     own = run_dir / ".hydra" / "config.yaml"
     parent = run_dir.parent / ".hydra" / "config.yaml"
     path = own if own.is_file() else parent if parent.is_file() else None

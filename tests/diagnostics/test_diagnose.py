@@ -244,3 +244,12 @@ def test_user_errors(tmp_path):
     (tmp_path / "other").mkdir()
     with pytest.raises(UserError, match="neither a run directory"):
         diagnose_path(tmp_path / "other")
+
+
+def test_the_config_recorded_in_run_json_wins_over_the_launch_composition(tmp_path):
+    """After `resume=<run>` without the original overrides, .hydra/config.yaml is the resuming
+    command's composition; run.json holds what the run actually trains with."""
+    train = curve()[:11] + [float("nan")]
+    run = write_run(tmp_path / "run", history(train=train, val=curve()), {**CONFIG, "optim": {"lr": 5e-4}})
+    (run / "run.json").write_text(json.dumps({"launches": [], "config": {**CONFIG, "optim": {"lr": 2e-3}}}))
+    assert diagnose_run(run).problems[0].advice[0] == "optim.lr=4e-4"  # its lr / 5, not the launch's
