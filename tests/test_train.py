@@ -130,7 +130,7 @@ def test_model_preset_trains_then_tests_its_weights_on_finer_meshes(tmp_path, da
     `trainer.epochs=0 init_from=` tests trained weights on other data without training
     (checked once: it does not depend on the preset)."""
     run_dir, fine_dir = tmp_path / "run", tmp_path / "fine"
-    proc = run_train(["trainer=debug", f"model={model}", "model.num_layers=3", "trainer.epochs=1",
+    proc = run_train(["trainer=debug", f"model={model}", "model.num_layers=3", "trainer.epochs=1", "data.num_samples=20",
                       f"hydra.run.dir={run_dir}",
                       f"paths.data_dir={data_cache}"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -139,7 +139,7 @@ def test_model_preset_trains_then_tests_its_weights_on_finer_meshes(tmp_path, da
         return
 
     proc = run_train(["trainer=debug", f"model={model}", "model.num_layers=3", "trainer.epochs=0",
-                      "data.mesh_size=0.09",
+                      "data.mesh_size=0.09", "data.num_samples=20",
                       f"init_from={run_dir}", f"hydra.run.dir={fine_dir}", f"paths.data_dir={data_cache}"],
                      cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
