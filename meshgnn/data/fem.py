@@ -8,25 +8,16 @@ too, so a baseline and the truth are always post-processed identically.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from types import ModuleType
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 from scipy import sparse
-from skfem import (
-    Basis,
-    BilinearForm,
-    ElementTetP1,
-    ElementTriP1,
-    ElementVector,
-    FacetBasis,
-    LinearForm,
-    MeshTet,
-    MeshTri,
-    asm,
-    condense,
-    solve,
-)
-from skfem.helpers import ddot, dot, grad, sym_grad, trace
+
+if TYPE_CHECKING:
+    from skfem import Basis, BilinearForm, FacetBasis, MeshTet, MeshTri
 
 # A field of position: takes coordinates shaped [d, ...] (d = 2 or 3) and returns values shaped
 # [...] (scalar) or [d, ...] (vector), the layout scikit-fem uses at quadrature points.
@@ -57,6 +48,34 @@ def nodal_gradient(points: np.ndarray, triangles: np.ndarray, values: np.ndarray
     return gradient.reshape(values.shape + (2,))
 
 
+def _skfem() -> ModuleType:
+    """scikit-fem, imported on first use: only generating data solves anything, and the import
+    (~0.5 s) would otherwise be paid by every `train.py` and `meshgnn` process."""
+    import skfem
+
+    return skfem
+
+
+class _Forms(NamedTuple):
+    laplace: "BilinearForm"
+    elasticity: "BilinearForm"
+
+
+@functools.cache
+def _forms() -> _Forms:
+    """The bilinear forms the solvers assemble (built with scikit-fem, so on first use)."""
+    from skfem.helpers import ddot, dot, grad, sym_grad, trace
+
+    def laplace(u, v, w):
+        return dot(grad(u), grad(v))
+
+    def elasticity(u, v, w):
+        eps_u, eps_v = sym_grad(u), sym_grad(v)
+        return w.lam * trace(eps_u) * trace(eps_v) + 2 * w.mu * ddot(eps_u, eps_v)
+
+    return _Forms(_skfem().BilinearForm(laplace), _skfem().BilinearForm(elasticity))
+
+
 def _measure_weighted_nodal_mean(cells: np.ndarray, measure: np.ndarray, element_values: np.ndarray,
                                  num_points: int) -> np.ndarray:
     """[N, ...]: at each node, the mean of its cells' values weighted by cell area/volume."""
@@ -80,14 +99,15 @@ def solve_heat(
 
     Returns nodal temperature [N] and nodal heat flux -k grad T [N, 2].
     """
-    basis = Basis(_mesh(points, triangles), ElementTriP1())
-    stiffness = conductivity * asm(_laplace, basis)
+    fe = _skfem()
+    basis = fe.Basis(_mesh(points, triangles), fe.ElementTriP1())
+    stiffness = conductivity * fe.asm(_forms().laplace, basis)
     load = np.zeros(basis.N)
     if source is not None:
-        load = asm(LinearForm(lambda v, w: source(w.x) * v), basis)
+        load = fe.asm(fe.LinearForm(lambda v, w: source(w.x) * v), basis)
     temperature = np.zeros(basis.N)
     temperature[dirichlet_nodes] = dirichlet_values
-    temperature = solve(*condense(stiffness, load, x=temperature, D=dirichlet_nodes))
+    temperature = fe.solve(*fe.condense(stiffness, load, x=temperature, D=dirichlet_nodes))
     return temperature, -conductivity * nodal_gradient(points, triangles, temperature)
 
 
@@ -109,10 +129,11 @@ def solve_elasticity(
 
     Returns nodal displacement [N, 2] and nodal von Mises stress [N].
     """
+    fe = _skfem()
     mesh = _mesh(points, triangles)
-    basis = Basis(mesh, ElementVector(ElementTriP1()))
+    basis = fe.Basis(mesh, fe.ElementVector(fe.ElementTriP1()))
     lam, mu = plane_stress_lame(youngs_modulus, poisson_ratio)
-    facet_basis = FacetBasis(mesh, basis.elem, facets=_facet_indices(mesh, traction_facets))
+    facet_basis = fe.FacetBasis(mesh, basis.elem, facets=_facet_indices(mesh, traction_facets))
     displacement = _elastic_displacement(basis, facet_basis, lam, mu, traction, fixed)
 
     du = nodal_gradient(points, triangles, displacement)  # [N, 2 (component), 2 (direction)]
@@ -127,10 +148,13 @@ def _elastic_displacement(basis: Basis, facet_basis: FacetBasis, lam: float, mu:
                           traction: SpaceFunction, fixed: np.ndarray) -> np.ndarray:
     """[N, dim] displacement: linear elasticity with `traction` on the facets and the
     `fixed` ([N, dim] bool) components held at zero (2D and 3D alike)."""
-    stiffness = asm(_elasticity, basis, lam=lam, mu=mu)
-    load = asm(LinearForm(lambda v, w: dot(traction(w.x), v)), facet_basis)
+    from skfem.helpers import dot
+
+    fe = _skfem()
+    stiffness = fe.asm(_forms().elasticity, basis, lam=lam, mu=mu)
+    load = fe.asm(fe.LinearForm(lambda v, w: dot(traction(w.x), v)), facet_basis)
     dofs = basis.nodal_dofs  # [dim, N]: dof of component c at node i
-    u = solve(*condense(stiffness, load, D=dofs.T[fixed]))
+    u = fe.solve(*fe.condense(stiffness, load, D=dofs.T[fixed]))
     return u[dofs].T
 
 
@@ -185,12 +209,13 @@ def solve_elasticity_3d(
     Returns nodal displacement [N, 3] and nodal von Mises stress [N]; the stress is the
     volume-weighted average of the (constant) element stresses around each node.
     """
-    mesh = MeshTet(np.ascontiguousarray(points.T), np.ascontiguousarray(tets.T), validate=False)
+    fe = _skfem()
+    mesh = fe.MeshTet(np.ascontiguousarray(points.T), np.ascontiguousarray(tets.T), validate=False)
     # P1 strains are constant per element, so the one-point rule is exact for the stiffness
     # (and ~10x cheaper than the default); the traction load keeps its own exact rule.
-    basis = Basis(mesh, ElementVector(ElementTetP1()), intorder=1)
+    basis = fe.Basis(mesh, fe.ElementVector(fe.ElementTetP1()), intorder=1)
     lam, mu = lame(youngs_modulus, poisson_ratio)
-    facet_basis = FacetBasis(mesh, basis.elem, facets=_facet_indices_3d(mesh, traction_facets))
+    facet_basis = fe.FacetBasis(mesh, basis.elem, facets=_facet_indices_3d(mesh, traction_facets))
     displacement = _elastic_displacement(basis, facet_basis, lam, mu, traction, fixed)
 
     du = nodal_gradient_3d(points, tets, displacement)  # [N, 3 (component), 3 (direction)]
@@ -215,7 +240,7 @@ def von_mises_3d(stress: np.ndarray) -> np.ndarray:
 
 def _mesh(points: np.ndarray, triangles: np.ndarray) -> MeshTri:
     # validate=False: the mesher already guarantees a clean mesh and validation costs time.
-    return MeshTri(
+    return _skfem().MeshTri(
         np.ascontiguousarray(points.T), np.ascontiguousarray(triangles.T), validate=False
     )
 
@@ -247,13 +272,3 @@ def _facet_indices_3d(mesh: MeshTet, node_triples: np.ndarray) -> np.ndarray:
         raise ValueError("traction_facets contains node triples that are not mesh faces")
     return position
 
-
-@BilinearForm
-def _laplace(u, v, w):
-    return dot(grad(u), grad(v))
-
-
-@BilinearForm
-def _elasticity(u, v, w):
-    eps_u, eps_v = sym_grad(u), sym_grad(v)
-    return w.lam * trace(eps_u) * trace(eps_v) + 2 * w.mu * ddot(eps_u, eps_v)

@@ -10,7 +10,7 @@ from skfem import Basis, ElementTetP1, ElementVector, MeshTet, asm
 
 from conftest import compose_config
 from meshgnn.config import validate
-from meshgnn.data.fem import _elasticity, lame, nodal_gradient_3d, solve_elasticity_3d
+from meshgnn.data.fem import _forms, lame, nodal_gradient_3d, solve_elasticity_3d
 from meshgnn.data.graph import edges_from_cells
 from meshgnn.data.sources import SOURCES, elasticity3d
 from meshgnn.data.sources.elasticity3d import MARGIN, Block, mesh_block, random_block
@@ -225,7 +225,7 @@ def test_clamp_reaction_balances_the_applied_end_force(samples):
         mesh = MeshTet(sample.points.T.copy(), tets.T.copy())
         basis = Basis(mesh, ElementVector(ElementTetP1()), intorder=1)
         lam, mu = lame(g["E"], g["nu"])
-        stiffness = asm(_elasticity, basis, lam=lam, mu=mu)
+        stiffness = asm(_forms().elasticity, basis, lam=lam, mu=mu)
         u = np.zeros(basis.N)
         u[basis.nodal_dofs.T] = sample.targets["displacement"]
         internal = (stiffness @ u)[basis.nodal_dofs.T]  # [N, 3] nodal internal forces
