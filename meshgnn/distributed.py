@@ -172,8 +172,6 @@ def _decide_run_dir(args: Any, config_dir: Path, job_name: str) -> tuple[str, st
         return "config_error", f"error: {exc}"
 
 
-
-
 def rank_argv(argv: list[str], run_dir: str, rank: int) -> list[str]:
     """`argv` with the agreed run directory; ranks other than 0 also switch off Hydra's
     outputs (config snapshot, job log)."""

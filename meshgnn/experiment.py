@@ -341,8 +341,8 @@ def format_results_table(results: dict[str, dict[str, float]], targets: list[tup
     return "\n".join(lines)
 
 
-def _device(name: str, dist: Dist | None = None) -> torch.device:
-    if dist is not None and dist.enabled:
+def _device(name: str, dist: Dist) -> torch.device:
+    if dist.enabled:
         return _rank_device(name, dist)
     return resolve_device(name, "trainer.device=")
 

@@ -25,10 +25,15 @@ def compiled_forward(model: EdgeGNN, backend: str = "inductor") -> Callable[[Any
     meshes and batches differ in size). The batch is unpacked eagerly, so the compiled graph
     sees plain tensors only; parameters stay the model's own, so checkpoints are unchanged.
     `backend` other than inductor is for tests ("eager" traces without generating code)."""
-    compiled = torch.compile(model.forward_tensors, dynamic=True, backend=backend)
+    return _batch_forward(model, torch.compile(model.forward_tensors, dynamic=True, backend=backend))
+
+
+def _batch_forward(model: EdgeGNN, tensor_forward: Callable[..., tuple[dict, Any]]) -> Callable[[Any], tuple[dict, dict]]:
+    """`model(batch)` through `tensor_forward` (a compiled or DDP-wrapped `forward_tensors`):
+    the batch unpacked eagerly, the result shaped as `EdgeGNN.forward` returns it."""
 
     def forward(batch: Any) -> tuple[dict, dict]:
-        pred, h = compiled(*model.batch_inputs(batch))
+        pred, h = tensor_forward(*model.batch_inputs(batch))
         return pred, {"node_latent": h}
 
     return forward
@@ -63,9 +68,4 @@ def data_parallel_forward(model: EdgeGNN, device: torch.device,
         return DistributedDataParallel(model, device_ids=device_ids), model
     compiled = torch.compile(DistributedDataParallel(TensorForward(model), device_ids=device_ids),
                              dynamic=True)
-
-    def forward(batch: Any) -> tuple[dict, dict]:
-        pred, h = compiled(*model.batch_inputs(batch))
-        return pred, {"node_latent": h}
-
-    return forward, compiled_forward(model)
+    return _batch_forward(model, compiled), compiled_forward(model)
