@@ -33,7 +33,7 @@ from meshgnn.data.normalizer import Normalizer
 from meshgnn.data.sources import get_source
 from meshgnn.devices import resolve_device
 from meshgnn.distributed import Dist
-from meshgnn.errors import UserError
+from meshgnn.errors import Interrupted, UserError
 from meshgnn.models import build_model
 from meshgnn.models.build import compiled_forward, data_parallel_forward
 from meshgnn.resume import StartPoint, merge_resumed_config, run_checkpoint, start_point
@@ -49,16 +49,9 @@ from meshgnn.training.trainer import Trainer, TrainerSettings, TrainState
 log = logging.getLogger("meshgnn")
 
 
-class Interrupted(Exception):
-    """Training stopped early on request (signal or max_time) after saving last.ckpt."""
-
-
-EXIT_USER_ERROR = 2
-EXIT_INTERRUPTED = 3
-
-
 def main_task(cfg: DictConfig) -> float:
-    """Hydra task: run; a user mistake is one line on stderr (exit 2); a stop request exits 3.
+    """Hydra task: run; a user mistake is one line on stderr (exit 2, or 4 for a failed write);
+    a stop request exits 3.
 
     Under torchrun a user mistake is reported by every rank that meets it (ranks other than 0
     name themselves), a stop request by rank 0 alone."""
@@ -73,14 +66,14 @@ def main_task(cfg: DictConfig) -> float:
         if dist.is_main:  # the other ranks have no log file
             log.error("%s", exc)
         print(f"error{'' if dist.is_main else f' (rank {dist.rank})'}: {exc}", file=sys.stderr, flush=True)
-        sys.exit(EXIT_USER_ERROR)
+        sys.exit(exc.exit_code)
     except Interrupted as exc:
         if dist.is_main:
             print(str(exc), file=sys.stderr, flush=True)
         dist.barrier()  # every rank stopped together; none exits before rank 0 has said so
         if in_sweep:  # stop the whole sweep; relaunching it continues the study
             raise KeyboardInterrupt(str(exc)) from None
-        sys.exit(EXIT_INTERRUPTED)
+        sys.exit(exc.exit_code)
 
 
 def run(cfg: DictConfig, overrides: list[str] | tuple[str, ...] = ()) -> float:
