@@ -25,7 +25,7 @@ from torch_geometric.data import Data, Dataset
 
 from meshgnn.atomic import atomic_torch_save, atomic_write_text
 from meshgnn.data.cache import config_hash
-from meshgnn.data.dataset import (
+from meshgnn.data.features import (
     SPLITS,
     FeatureSpec,
     MeshDatasets,
