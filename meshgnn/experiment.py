@@ -45,6 +45,7 @@ from meshgnn.training.metrics_log import read_metrics, write_hparams
 from meshgnn.training.rng import seed_everything
 from meshgnn.training.schedule import Schedule
 from meshgnn.training.trainer import Trainer, TrainerSettings, TrainState
+from meshgnn.weights import load_weights
 
 log = logging.getLogger("meshgnn")
 
@@ -252,12 +253,8 @@ def _apply_start(trainer: Trainer, start: StartPoint, cfg: DictConfig) -> None:
             # A new rate applies from the first step: the schedule restarts here.
             trainer.state.restart_schedule()
     elif start.kind == "init":
-        try:
-            trainer.model.load_state_dict(start.payload["model"])
-        except RuntimeError as exc:
-            raise UserError(f"init_from={cfg.init_from}: its weights do not fit model={cfg.model.name} "
-                            f"with these model.* settings ({str(exc).splitlines()[-1].strip()}); use the "
-                            "same model settings as the run it came from") from exc
+        load_weights(trainer.model, start.payload["model"], f"init_from={cfg.init_from}",
+                     f"use the model={cfg.model.name} and model.* settings of the run it came from")
         trainer.state.epoch = start.epoch
         trainer.state.global_step = int(start.payload["global_step"])
         trainer.state.restart_schedule()

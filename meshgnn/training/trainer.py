@@ -36,6 +36,7 @@ from meshgnn.training.precision import autocast, grad_scaler
 from meshgnn.training.rng import rng_state, set_rng_state
 from meshgnn.training.schedule import Schedule
 from meshgnn.training.stop import StopRequests
+from meshgnn.weights import load_weights
 
 log = logging.getLogger(__name__)
 
@@ -388,7 +389,8 @@ class Trainer:
 
     def restore(self, payload: dict[str, Any], optimizer_too: bool = True) -> None:
         """Continue from a checkpoint: weights always; optimiser, counters and RNG on resume."""
-        self.model.load_state_dict(payload["model"])
+        load_weights(self.model, payload["model"], "the resume= checkpoint", "resume it with the "
+                     "meshgnn version and model.* settings of the run that wrote it")
         if not optimizer_too:
             return
         self.optimizer.load_state_dict(payload["optimizer"])
