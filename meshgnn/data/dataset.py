@@ -33,6 +33,7 @@ from meshgnn.data.features import (  # noqa: F401  (re-exported: inference and t
 from meshgnn.data.generate import generate_samples
 from meshgnn.data.graph import row_graph, sample_to_graph
 from meshgnn.data.hierarchy import MultiScaleData
+from meshgnn.data.interrupt import interruptible
 from meshgnn.data.normalizer import Normalizer
 from meshgnn.data.sampler import EpochBatchSampler
 from meshgnn.data.sources import get_source
@@ -48,12 +49,28 @@ def generating_keys(cfg: DictConfig) -> dict:
 
 
 def _generate(cfg: DictConfig) -> dict:
+    """Samples -> graphs -> one collated store; a stop signal on the way caches nothing."""
     source = get_source(cfg.name)
-    samples = generate_samples(source, cfg.num_samples, cfg.seed, cfg.mesh_size, cfg.max_holes,
-                               cfg.generate_workers)
-    graphs = [sample_to_graph(s, source.spec) for s in samples]
-    store, slices = InMemoryDataset.collate(graphs)
+    with interruptible(f"generating the {cfg.name} dataset",
+                       lambda stop: "nothing was cached. Run the same command again to generate it"):
+        samples = generate_samples(source, cfg.num_samples, cfg.seed, cfg.mesh_size, cfg.max_holes,
+                                   cfg.generate_workers)
+        graphs = [sample_to_graph(s, source.spec) for s in samples]
+        store, slices = InMemoryDataset.collate(graphs)
     return {"store": store.to_dict(), "slices": slices}
+
+
+def _collated_problem(raw: object) -> str | None:
+    """What keeps a loaded data.pt from being a collated store ({'store', 'slices'} of tensors)."""
+    if not isinstance(raw, dict) or not {"store", "slices"} <= raw.keys():
+        found = sorted(map(str, raw)) if isinstance(raw, dict) else type(raw).__name__
+        return f"expected a dict with 'store' and 'slices', found {found}"
+    for part in ("store", "slices"):
+        if not isinstance(raw[part], dict) or "pos" not in raw[part]:
+            return f"'{part}' has no 'pos' tensor"
+    if not all(isinstance(v, Tensor) for v in raw["slices"].values()):
+        return "'slices' holds values other than tensors"
+    return None
 
 
 def load_datasets(cfg: DictConfig, data_dir: str | Path, model_inputs: ModelInputs,
@@ -70,7 +87,8 @@ def load_datasets(cfg: DictConfig, data_dir: str | Path, model_inputs: ModelInpu
         return load_folder_datasets(cfg, Path(data_dir), model_inputs, normalizer)
     source = get_source(cfg.name)
     keys = generating_keys(cfg)
-    raw, folder = cached(Path(data_dir), cfg.name, keys, lambda: _generate(cfg))
+    raw, folder = cached(Path(data_dir), cfg.name, keys, lambda: _generate(cfg), _collated_problem,
+                         f"the {cfg.name} generator")
     store, slices = MultiScaleData.from_dict(raw["store"]), raw["slices"]
     num_graphs = len(slices["pos"]) - 1
     features = feature_spec(cfg, source.spec, model_inputs)

@@ -23,7 +23,7 @@ def generate_samples(
 ) -> list[MeshSample]:
     """Samples 0..num_samples-1 of `source`; workers=0 uses every CPU, 1 runs in-process."""
     job = partial(_generate_one, source, seed=seed, mesh_size=mesh_size, max_holes=max_holes)
-    return parallel_map(job, range(num_samples), workers, f"generating {source.name}")
+    return parallel_map(job, range(num_samples), workers, f"generating {source.name}", unit="samples")
 
 
 def _generate_one(

@@ -2,7 +2,9 @@
 
 Results come back in input order, so the output never depends on the number of workers; a
 progress bar shows on a terminal, and elsewhere (logs, clusters) progress comes as a log line
-every 10 %.
+every 10 %. Worker processes leave stop signals to the parent (see `interrupt`): they ignore
+SIGINT (a Ctrl-C reaches the whole process group) and exit cleanly on the SIGTERM with which
+the parent terminates them, so an atomic write they are in removes its temporary file.
 """
 
 from __future__ import annotations
@@ -10,12 +12,14 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from tqdm import tqdm
 
+from meshgnn.data.interrupt import StopSignal
 from meshgnn.errors import UserError
 
 log = logging.getLogger("meshgnn.data")
@@ -25,13 +29,14 @@ _LOG_FRACTION = 0.1
 
 
 def parallel_map(job: Callable[[Any], Any], items: Sequence[Any], workers: int, desc: str,
-                 progress: bool = True) -> list[Any]:
+                 progress: bool = True, unit: str = "items") -> list[Any]:
     """`job` over `items`, in order; workers=0 uses one process per CPU, 1 runs in-process.
-    `job` must be picklable (a module-level function or a partial of one)."""
+    `job` must be picklable (a module-level function or a partial of one). A StopSignal
+    terminates the workers and leaves with the progress and the results done so far."""
     if workers < 0:
         raise UserError(f"workers must be >= 0 (0 = one per CPU), got {workers}")
     workers = min(workers or os.cpu_count() or 1, max(len(items), 1))
-    bar = tqdm(total=len(items), desc=desc, file=sys.stderr, disable=None if progress else True)
+    bar = tqdm(total=len(items), desc=desc, unit=f" {unit}", file=sys.stderr, disable=None if progress else True)
     log_every = max(1, round(len(items) * _LOG_FRACTION))
     results: list[Any] = []
 
@@ -42,11 +47,24 @@ def parallel_map(job: Callable[[Any], Any], items: Sequence[Any], workers: int, 
             if progress and bar.disable and (len(results) % log_every == 0 or len(results) == len(items)):
                 log.info("%s: %d/%d", desc, len(results), len(items))
 
-    with bar:
-        if workers == 1:
-            collect(map(job, items))
-        else:
-            chunksize = max(1, len(items) // (workers * _CHUNKS_PER_WORKER))
-            with multiprocessing.Pool(workers) as pool:
-                collect(pool.imap(job, items, chunksize=chunksize))
+    try:
+        with bar:
+            if workers == 1:
+                collect(map(job, items))
+            else:
+                chunksize = max(1, len(items) // (workers * _CHUNKS_PER_WORKER))
+                with multiprocessing.Pool(workers, initializer=_leave_signals_to_the_parent) as pool:
+                    collect(pool.imap(job, items, chunksize=chunksize))  # leaving terminates the workers
+    except StopSignal as stop:
+        stop.progress, stop.done = f"{len(results)}/{len(items)} {unit}", results
+        raise
     return results
+
+
+def _leave_signals_to_the_parent() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _exit)
+
+
+def _exit(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
