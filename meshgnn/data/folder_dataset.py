@@ -55,11 +55,10 @@ GRAPHS = "graphs"
 
 @dataclass(frozen=True)
 class GraphEntry:
-    """One cached graph: the mesh file it comes from, its file, and its manifest record."""
+    """One cached graph: the mesh file it comes from and its file."""
 
     mesh: Path
     graph: Path
-    record: dict[str, Any] | None
 
 
 @dataclass(frozen=True)
@@ -79,12 +78,16 @@ class Converter:
 class FileGraphDataset(Dataset):
     """Cached graphs read one at a time, verified against their manifest record (the bytes are
     in hand anyway, so the hash costs little; see the README), with features and normalisation
-    added on access. A damaged graph is one warning line, then rebuilt from its mesh file."""
+    added on access. A damaged graph is one warning line, then rebuilt from its mesh file.
 
-    def __init__(self, entries: list[GraphEntry], convert: Converter, features: FeatureSpec,
-                 normalizer: Normalizer | None) -> None:
+    `records` (the manifest's, by graph name) is one dict shared by every split of a load, so
+    a graph rebuilt while fitting the normaliser is not taken for damaged by its split."""
+
+    def __init__(self, entries: list[GraphEntry], records: dict[str, Any], convert: Converter,
+                 features: FeatureSpec, normalizer: Normalizer | None) -> None:
         super().__init__(root=None)
-        self.entries, self.convert, self.features, self.normalizer = entries, convert, features, normalizer
+        self.entries, self.records, self.convert = entries, records, convert
+        self.features, self.normalizer = features, normalizer
 
     def len(self) -> int:
         return len(self.entries)
@@ -92,11 +95,11 @@ class FileGraphDataset(Dataset):
     def get(self, idx: int) -> Data:
         entry = self.entries[idx]
         try:
-            raw = load_entry(entry.graph, entry.record, _graph_problem)
+            raw = load_entry(entry.graph, self.records.get(_name(entry.graph)), _graph_problem)
         except CorruptEntry as exc:
             log.warning("graph cache %s: %s; rebuilding it from %s", entry.graph, exc, entry.mesh)
-            entry = self.entries[idx] = _rebuild(entry, self.convert)
-            raw = load_entry(entry.graph, entry.record, _graph_problem)
+            self.records[_name(entry.graph)] = _rebuild(entry, self.convert)
+            raw = load_entry(entry.graph, self.records[_name(entry.graph)], _graph_problem)
         store, slices = single_graph_store(Data.from_dict(raw))
         add_features(store, slices, self.features)
         if self.normalizer is not None:
@@ -114,7 +117,7 @@ def _graph_problem(raw: object) -> str | None:
     return f"no {', '.join(missing)} tensor" if missing else None
 
 
-def _rebuild(entry: GraphEntry, convert: Converter) -> GraphEntry:
+def _rebuild(entry: GraphEntry, convert: Converter) -> dict[str, Any]:
     """Convert one mesh file again and record it in the manifest (under the cache's lock)."""
     cache = entry.graph.parent.parent
     with locked(cache):
@@ -126,7 +129,7 @@ def _rebuild(entry: GraphEntry, convert: Converter) -> GraphEntry:
         if manifest is not None:
             manifest["files"][_name(entry.graph)] = record
             write_manifest(cache, manifest)
-    return replace(entry, record=record)
+    return record
 
 
 def folder_spec(cfg: DictConfig) -> FolderSpec:
@@ -146,13 +149,15 @@ def load_folder_datasets(cfg: DictConfig, data_dir: Path, model_inputs: ModelInp
     cache = data_dir / f"mesh_folder-{config_hash(spec_keys)}"
     file_keys = [_file_key(spec.path, f) for f in files]
     graphs = [cache / GRAPHS / f"{key}.pt" for key in file_keys]
-    entries, convert = _prepare_cache(spec, cfg.process_workers, cache, files, graphs)
+    records, convert = _prepare_cache(spec, cfg.process_workers, cache, files, graphs)
+    entries = [GraphEntry(mesh, graph) for mesh, graph in zip(files, graphs)]
 
     features = feature_spec(cfg, convert.source, model_inputs)
     index = _split(cfg, spec.path, files)
     if normalizer is None:
-        normalizer = _fit_normalizer([entries[i] for i in index["train"]], convert, features, cfg.std_floor)
-    splits = {name: FileGraphDataset([entries[i] for i in index[name]], convert, features, normalizer)
+        normalizer = _fit_normalizer(FileGraphDataset([entries[i] for i in index["train"]], records, convert,
+                                                      features, None), cfg.std_floor)
+    splits = {name: FileGraphDataset([entries[i] for i in index[name]], records, convert, features, normalizer)
               for name in SPLITS}
     check_normalizer(normalizer, int(splits["train"][0].x.shape[1]), cfg.name)
     log.info("dataset %s: %d files in %s (train %d, val %d, test %d), cache %s", cfg.name, len(files),
@@ -173,15 +178,15 @@ def _name(graph: Path) -> str:
 
 
 def _prepare_cache(spec: FolderSpec, workers: int, cache: Path, files: list[Path],
-                   graphs: list[Path]) -> tuple[list[GraphEntry], Converter]:
-    """Check and convert the files without a sound cached graph; return every file's entry.
+                   graphs: list[Path]) -> tuple[dict[str, Any], Converter]:
+    """Check and convert the files without a sound cached graph; return the manifest's records.
 
     At open a graph counts as sound when the manifest lists it with its current size (a stat,
     no read: a folder may be larger than memory); its hash is checked when it is read."""
     try:  # fast path, no lock
         manifest = read_manifest(cache)
         if manifest is not None and all(_size_matches(g, manifest["files"]) for g in graphs):
-            return _entries(files, graphs, manifest), _converter(spec, manifest)
+            return manifest["files"], _converter(spec, manifest)
     except CorruptEntry:
         pass
     with locked(cache):
@@ -209,7 +214,7 @@ def _prepare_cache(spec: FolderSpec, workers: int, cache: Path, files: list[Path
             _convert(todo, convert, workers, cache, manifest)
         else:
             write_manifest(cache, manifest)
-    return _entries(files, graphs, manifest), convert
+    return manifest["files"], convert
 
 
 def _size_matches(graph: Path, listed: dict[str, Any]) -> bool:
@@ -218,10 +223,6 @@ def _size_matches(graph: Path, listed: dict[str, Any]) -> bool:
         return record is not None and graph.stat().st_size == record["size"]
     except OSError:
         return False
-
-
-def _entries(files: list[Path], graphs: list[Path], manifest: dict[str, Any]) -> list[GraphEntry]:
-    return [GraphEntry(mesh, graph, manifest["files"].get(_name(graph))) for mesh, graph in zip(files, graphs)]
 
 
 def _converter(spec: FolderSpec, manifest: dict[str, Any]) -> Converter:
@@ -267,12 +268,13 @@ def _split(cfg: DictConfig, root: Path, files: list[Path]) -> dict[str, Tensor]:
     return index
 
 
-def _fit_normalizer(entries: list[GraphEntry], convert: Converter, features: FeatureSpec,
-                    std_floor: float) -> Normalizer:
+def _fit_normalizer(train: FileGraphDataset, std_floor: float) -> Normalizer:
     """One streaming pass over the training graphs (features on, normalisation off; the
     coarse levels do not change the statistics, so they are not built here)."""
-    flat = replace(features, model_inputs=replace(features.model_inputs, hierarchy=None))
+    features = train.features
+    flat = FileGraphDataset(train.entries, train.records, train.convert,
+                            replace(features, model_inputs=replace(features.model_inputs, hierarchy=None)), None)
     moments = Moments()
-    for graph in FileGraphDataset(entries, convert, flat, normalizer=None):
+    for graph in flat:
         moments.add({"x": graph.x, "edge_attr": graph.edge_attr, "y": graph.y})
     return moments.normalizer(std_floor)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -10,8 +11,10 @@ import pytest
 import torch
 
 from conftest import compose_config
+from meshgnn.data.cache import MANIFEST, save_entry, write_manifest
 from meshgnn.data.dataset import SPLITS, load_datasets
 from meshgnn.data.export import export_samples
+from meshgnn.data.folder_dataset import _file_key
 from meshgnn.data.hierarchy import HierarchySpec
 from meshgnn.data.dataset import ModelInputs
 from meshgnn.data.sources import get_source
@@ -88,3 +91,66 @@ def test_a_missing_field_stops_before_any_conversion(exported, tmp_path):
         load_datasets(folder_config(exported, "data.targets=[pressure]"), tmp_path, MODEL_INPUTS)
     assert "sample_00000.vtu" in str(info.value)
     assert not list(tmp_path.glob("mesh_folder-*/graphs/*.pt"))
+
+
+def _flip_middle_byte(path: Path) -> None:
+    blob = bytearray(path.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    path.write_bytes(bytes(blob))
+
+
+def _truncate_half(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _valid_checksum_without_edges(path: Path) -> None:
+    """A graph whose manifest record matches but which lacks edge_index (a foreign writer)."""
+    raw = torch.load(path, weights_only=True)
+    del raw["edge_index"]
+    manifest = json.loads((path.parent.parent / MANIFEST).read_text())
+    manifest["files"][f"graphs/{path.name}"] = save_entry(raw, path)
+    write_manifest(path.parent.parent, {k: v for k, v in manifest.items() if k != "checksum"})
+
+
+FOLDER_DAMAGE = {  # what to hurt: a graph (the one of the first mesh file) or the manifest
+    "graph bit flip": ("graph", _flip_middle_byte, "checksum mismatch"),
+    "graph truncation": ("graph", _truncate_half, "truncated or changed"),
+    "graph of wrong structure": ("graph", _valid_checksum_without_edges, "wrong structure: no edge_index tensor"),
+    "manifest bit flip": ("manifest", _flip_middle_byte, "manifest.json"),
+    "manifest truncation": ("manifest", _truncate_half, "manifest.json: unreadable"),
+}
+
+
+@pytest.fixture(scope="module")
+def folder_reference(exported, tmp_path_factory):
+    return load_datasets(folder_config(exported), tmp_path_factory.mktemp("reference"), MODEL_INPUTS)
+
+
+def _graph_of_first_file(cache: Path, exported: Path) -> Path:
+    return cache / "graphs" / f"{_file_key(exported, sorted(exported.glob('*.vtu'))[0])}.pt"
+
+
+@pytest.mark.parametrize("damage", FOLDER_DAMAGE)
+def test_a_damaged_graph_cache_is_named_once_and_rebuilt_from_the_mesh_file(exported, folder_reference, tmp_path,
+                                                                            caplog, damage):
+    what, hurt, reason = FOLDER_DAMAGE[damage]
+    cfg = folder_config(exported)
+    cache = load_datasets(cfg, tmp_path, MODEL_INPUTS).cache_dir
+    target = _graph_of_first_file(cache, exported) if what == "graph" else cache / MANIFEST
+    hurt(target)
+    with caplog.at_level(logging.WARNING):
+        data = load_datasets(cfg, tmp_path, MODEL_INPUTS)
+        graphs = {split: list(data.splits[split]) for split in SPLITS}  # reading verifies each graph
+    (line,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert str(target) in line and reason in line and "rebuilding it" in line
+    for split in SPLITS:
+        for a, b in zip(graphs[split], folder_reference.splits[split]):
+            for key in ("x", "edge_index", "edge_attr", "y", "cluster_1", "edge_index_2"):
+                torch.testing.assert_close(a[key], b[key], msg=key)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        again = load_datasets(cfg, tmp_path, MODEL_INPUTS)
+        for split in SPLITS:
+            list(again.splits[split])
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert not list(cache.glob("graphs/.*.tmp"))
