@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import os
 from pathlib import Path
 
@@ -154,3 +155,27 @@ def test_a_damaged_graph_cache_is_named_once_and_rebuilt_from_the_mesh_file(expo
             list(again.splits[split])
     assert not [r for r in caplog.records if r.levelno == logging.WARNING]
     assert not list(cache.glob("graphs/.*.tmp"))
+
+
+def _load_in_process(folder: str, data_dir: str, out) -> None:
+    converted = []
+    handler = logging.Handler()
+    handler.emit = lambda record: converted.append(record.getMessage()) if "converted" in record.getMessage() else None
+    logging.getLogger("meshgnn.data.folder_dataset").addHandler(handler)
+    logging.getLogger("meshgnn.data.folder_dataset").setLevel(logging.INFO)
+    data = load_datasets(folder_config(Path(folder)), Path(data_dir), MODEL_INPUTS)
+    out.put((converted, [g.y.sum().item() for g in data.splits["train"]]))
+
+
+def test_concurrent_processes_convert_a_folder_once(exported, tmp_path):
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_load_in_process, args=(str(exported), str(tmp_path), out)) for _ in range(2)]
+    for proc in procs:
+        proc.start()
+    results = [out.get(timeout=120) for _ in procs]
+    for proc in procs:
+        proc.join(timeout=60)
+        assert proc.exitcode == 0
+    assert sorted(len(converted) for converted, _ in results) == [0, 1]  # the second waited, then loaded
+    assert results[0][1] == results[1][1]
