@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from meshgnn.atomic import atomic_write, atomic_write_text
-from meshgnn.errors import UserError
+from meshgnn.errors import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ def make_folder(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UserError(f"cannot create the dataset cache {folder} ({exc.strerror}); set "
+        raise StorageError(f"cannot create the dataset cache {folder} ({exc.strerror}); set "
                         "paths.data_dir to a writable folder") from exc
 
 
@@ -131,7 +131,11 @@ def locked(folder: Path) -> Iterator[None]:
     The kernel drops the lock when its holder dies (even by kill -9), so a crashed build never
     blocks the next one."""
     make_folder(folder)
-    fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:
+        raise StorageError(f"cannot open the cache lock {folder / LOCK} ({exc.strerror}); make "
+                           f"{folder} writable or set paths.data_dir to a writable folder") from exc
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
