@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from meshgnn.atomic import atomic_write, atomic_write_text
+from meshgnn.atomic import atomic_write, atomic_write_text, remove_orphaned_temp_files
 from meshgnn.errors import StorageError
 
 log = logging.getLogger(__name__)
@@ -166,6 +166,7 @@ def cached(cache_dir: Path, name: str, keys: dict[str, Any], build: Callable[[],
             pass
         except CorruptEntry as exc:
             log.warning("dataset cache %s: %s; rebuilding it from %s", exc.args[1], exc.args[0], source)
+        remove_orphaned_temp_files(folder)  # a killed builder's; this process is the only writer now
         data = build()
         record = save_entry(data, folder / "data.pt")
         write_manifest(folder, {"keys": keys, "files": {"data.pt": record}})

@@ -83,6 +83,7 @@ def test_a_damaged_dataset_cache_is_named_once_and_rebuilt(tmp_path, fresh, capl
     cfg = compose_config(TINY).data
     first = load_datasets(cfg, tmp_path, INPUTS)
     hurt(first.cache_dir / name)
+    (first.cache_dir / ".data.pt.killed.tmp").write_bytes(b"half")  # a builder killed mid-write
     with caplog.at_level(logging.WARNING):
         rebuilt = load_datasets(cfg, tmp_path, INPUTS)
     (line,) = warnings_of(caplog)
@@ -93,6 +94,7 @@ def test_a_damaged_dataset_cache_is_named_once_and_rebuilt(tmp_path, fresh, capl
         again = load_datasets(cfg, tmp_path, INPUTS)  # the rebuilt entry verifies: no warning
     assert not warnings_of(caplog)
     assert_same_splits(again, fresh)
+    assert not list(first.cache_dir.glob(".*.tmp"))
 
 
 def _slow_build(log_file: str) -> dict:
