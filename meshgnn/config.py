@@ -1,29 +1,101 @@
-"""Typed schemas for every config group, registered in Hydra's ConfigStore.
+"""Typed schemas for every config group, registered in Hydra's ConfigStore, with each key's
+constraint beside it.
 
 `conf/config.yaml` puts `config_schema` first in its defaults list, so every YAML file and
 every command-line override is merged into these dataclasses: a misspelt key or a value of
 the wrong type fails at composition, before any data work. The values themselves live only in
-conf/ (fields here are MISSING), so there is one source of truth for every default. Semantic
-checks that types cannot express (positive counts, ratios summing to one) live in `validate`.
+conf/ (fields here are MISSING), so there is one source of truth for every default.
+
+What types cannot say is data too: `key(<check>)` puts a field's range or choices in its
+metadata, and a schema's `relations` (a class variable, so not a config key) check fields
+against each other (min_lr <= lr, ratios summing to one). `validate` applies them to a composed
+config (every stage of a staged run included), `check_group` to one group of a plain dict such
+as a model package's config.json. tests/test_config.py fails for a key without a constraint.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from dataclasses import dataclass
+from typing import Any, ClassVar, Dict, List, Mapping, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
+from meshgnn.constraints import (Each, EachValue, Nested, OneOf, Range, Relation, Text, at_least, check_values,
+                                 fraction, key, positive)
+from meshgnn.data.splits import min_samples, split_sizes
 from meshgnn.errors import UserError
+
+SEED = Range(0, 2**32 - 1)  # numpy's seed range; every seed in the config takes it
+LOSS_TERMS = ("l1", "relative_l1", "smoothness", "gradient_consistency", "curvature")
+
+
+def _split_ratios(v: Mapping[str, Any], prefix: str) -> Optional[str]:
+    ratios = (v["train"], v["val"], v["test"])
+    if not math.isclose(sum(ratios), 1.0, abs_tol=1e-6) or not v["train"] > 0:
+        return (f"{prefix} ratios train={v['train']}, val={v['val']}, test={v['test']} sum to {sum(ratios):g}; "
+                f"they must sum to 1 with train > 0 (e.g. {prefix}.train=0.8 {prefix}.val=0.1 {prefix}.test=0.1)")
+    return None
+
+
+def _enough_samples(v: Mapping[str, Any], prefix: str) -> Optional[str]:
+    ratios = (v["split"]["train"], v["split"]["val"], v["split"]["test"])
+    if split_sizes(v["num_samples"], ratios)[0] >= 1:
+        return None
+    need = min_samples(ratios)
+    return (f"{prefix}.num_samples={v['num_samples']} is too few for the train/val/test splits (ratios "
+            f"{ratios[0]:g}/{ratios[1]:g}/{ratios[2]:g} need at least {need}); set {prefix}.num_samples={need} or more")
+
+
+def _folder_node_types(v: Mapping[str, Any], prefix: str) -> Optional[str]:
+    if bool(v["node_type_field"]) != bool(v["node_type_values"]):
+        return (f"{prefix}.node_type_field and {prefix}.node_type_values go together: name the integer "
+                f"field and list the values it may take, interior first, e.g. "
+                f"{prefix}.node_type_field=node_type {prefix}.node_type_values=[0,1,2]")
+    return None
+
+
+def _folder_globs(v: Mapping[str, Any], prefix: str) -> Optional[str]:
+    globs = [v["split_globs"][s] for s in ("train", "val", "test")]
+    if any(globs) and not all(globs):
+        return f"set all of {prefix}.split_globs.train/val/test (globs relative to {prefix}.path) or none"
+    return None
+
+
+def _folder_no_baseline(v: Mapping[str, Any], prefix: str) -> Optional[str]:
+    if v["baseline_input"]:
+        return f"{prefix}={v['name']} has no analytic baseline; set {prefix}.baseline_input=false"
+    return None
+
+
+def _some_loss_weight(v: Mapping[str, Any], prefix: str) -> Optional[str]:
+    if not any(v[f"{t}_weight"] > 0 for t in LOSS_TERMS):
+        return (f"every {prefix} term weight is 0 ({', '.join(f'{prefix}.{t}_weight' for t in LOSS_TERMS)}): "
+                f"nothing to train on; set at least one above 0, e.g. {prefix}.l1_weight=1")
+    return None
+
+
+def _min_lr_below_lr(v: Mapping[str, Any], prefix: str) -> Optional[str]:
+    if v["min_lr"] > v["lr"]:
+        return (f"{prefix}.min_lr={v['min_lr']} is above {prefix}.lr={v['lr']}: the schedule decays from lr "
+                f"to min_lr; set {prefix}.min_lr <= {prefix}.lr, e.g. {prefix}.min_lr={v['lr'] / 100:g}")
+    return None
+
+
+def _one_start(v: Mapping[str, Any], prefix: str) -> Optional[str]:
+    if v.get("resume") and v.get("init_from"):
+        return "set either resume= (continue a run) or init_from= (warm start), not both"
+    return None
 
 
 @dataclass
 class SplitConfig:
-    train: float = MISSING
-    val: float = MISSING
-    test: float = MISSING
+    train: float = key(fraction())
+    val: float = key(fraction())
+    test: float = key(fraction())
+    relations: ClassVar[tuple[Relation, ...]] = (_split_ratios,)
 
 
 @dataclass
@@ -32,131 +104,137 @@ class DataConfig:
     (its first default), so a built-in dataset has no folder keys and a folder no generator
     keys, and a typo in either fails at composition."""
 
-    name: str = MISSING
-    seed: int = MISSING
-    split: SplitConfig = field(default_factory=SplitConfig)
-    fourier_features: int = MISSING
-    fourier_scale: float = MISSING
+    name: str = key(OneOf(("heat2d", "elasticity2d", "elasticity3d", "mesh_folder")))
+    seed: int = key(SEED)
+    split: SplitConfig = key(Nested(), default_factory=SplitConfig)
+    fourier_features: int = key(at_least(0, "0 = no Fourier features"))
+    fourier_scale: float = key(positive())
     boundary_distance: bool = MISSING
     baseline_input: bool = MISSING
-    std_floor: float = MISSING
-    batch_size: int = MISSING
-    num_workers: int = MISSING
+    std_floor: float = key(positive())
+    batch_size: int = key(at_least(1))
+    num_workers: int = key(at_least(0, "0 = load in the main process"))
 
 
 @dataclass
 class GeneratedDataConfig(DataConfig):
-    num_samples: int = MISSING
-    mesh_size: float = MISSING
-    max_holes: int = MISSING
-    generate_workers: int = MISSING
+    num_samples: int = key(at_least(1))
+    mesh_size: float = key(positive())
+    max_holes: int = key(at_least(0))
+    generate_workers: int = key(at_least(0, "0 = one per core"))
+    relations: ClassVar[tuple[Relation, ...]] = (_enough_samples,)
 
 
 @dataclass
 class SplitGlobs:
-    train: Optional[str] = MISSING
-    val: Optional[str] = MISSING
-    test: Optional[str] = MISSING
+    train: Optional[str] = key(Text(required=False))
+    val: Optional[str] = key(Text(required=False))
+    test: Optional[str] = key(Text(required=False))
 
 
 @dataclass
 class MeshFolderDataConfig(DataConfig):
-    path: str = MISSING
-    pattern: str = MISSING
-    inputs: List[str] = MISSING
-    targets: List[str] = MISSING
-    node_type_field: Optional[str] = MISSING
-    node_type_values: List[int] = MISSING
-    globals: List[str] = MISSING
-    split_globs: SplitGlobs = field(default_factory=SplitGlobs)
-    process_workers: int = MISSING
+    path: str = key(Text(example="results/"))
+    pattern: str = key(Text(example="'*.vtu'"))
+    inputs: List[str] = key(Each(Text()))
+    targets: List[str] = key(Each(Text(), min_len=1, example="[temperature]"))
+    node_type_field: Optional[str] = key(Text(required=False))
+    node_type_values: List[int] = key(Each(at_least(0)))
+    globals: List[str] = key(Each(Text()))
+    split_globs: SplitGlobs = key(Nested(), default_factory=SplitGlobs)
+    process_workers: int = key(at_least(0, "0 = one per core"))
+    relations: ClassVar[tuple[Relation, ...]] = (_folder_node_types, _folder_globs, _folder_no_baseline)
 
 
 @dataclass
 class ModelConfig:
-    name: str = MISSING
-    hidden_dim: int = MISSING
-    num_layers: int = MISSING
-    mlp_layers: int = MISSING
-    dropout: float = MISSING
-    aggregation: str = MISSING
-    num_levels: int = MISSING
-    coarsening: float = MISSING
+    name: str = key(Text(example="edge_gnn"))
+    hidden_dim: int = key(at_least(1))
+    num_layers: int = key(at_least(1))
+    mlp_layers: int = key(at_least(1))
+    dropout: float = key(fraction(hi_open=True))
+    aggregation: str = key(OneOf(("sum", "mean", "max")))
+    num_levels: int = key(at_least(0, "0 = single-level"))
+    coarsening: float = key(at_least(1.5, "each level coarser than the one below; 2.0 halves the resolution"))
     broadcast_globals: bool = MISSING
     residual: bool = MISSING
 
 
 @dataclass
 class LossConfig:
-    name: str = MISSING
-    l1_weight: float = MISSING
-    relative_l1_weight: float = MISSING
-    smoothness_weight: float = MISSING
-    gradient_consistency_weight: float = MISSING
-    curvature_weight: float = MISSING
-    target_weights: Dict[str, float] = MISSING
-    eps: float = MISSING
+    name: str = key(Text(example="stage1"))
+    l1_weight: float = key(at_least(0))
+    relative_l1_weight: float = key(at_least(0))
+    smoothness_weight: float = key(at_least(0))
+    gradient_consistency_weight: float = key(at_least(0))
+    curvature_weight: float = key(at_least(0))
+    target_weights: Dict[str, float] = key(EachValue(at_least(0)))
+    eps: float = key(positive())
+    relations: ClassVar[tuple[Relation, ...]] = (_some_loss_weight,)
 
 
 @dataclass
 class OptimConfig:
-    name: str = MISSING
-    lr: float = MISSING
-    weight_decay: float = MISSING
-    betas: List[float] = MISSING
-    warmup_epochs: float = MISSING
-    schedule: str = MISSING
-    min_lr: float = MISSING
+    name: str = key(OneOf(("adamw",)))
+    lr: float = key(positive())
+    weight_decay: float = key(at_least(0))
+    betas: List[float] = key(Each(fraction(hi_open=True), length=2, example="[0.9,0.999]"))
+    warmup_epochs: float = key(at_least(0, "0 = no warm-up"))
+    schedule: str = key(OneOf(("cosine", "constant")))
+    min_lr: float = key(at_least(0))
+    relations: ClassVar[tuple[Relation, ...]] = (_min_lr_below_lr,)
 
 
 @dataclass
 class TrainerConfig:
-    epochs: int = MISSING
-    grad_clip: float = MISSING
-    save_every: int = MISSING
-    early_stop_patience: int = MISSING
-    device: str = MISSING
+    epochs: int = key(at_least(0, "0 = only test the weights of init_from"))
+    grad_clip: float = key(at_least(0, "0 = no clipping"))
+    save_every: int = key(at_least(1))
+    early_stop_patience: int = key(at_least(0, "0 = off"))
+    device: str = key(OneOf(("auto", "cpu", "cuda"), prefixes=("cuda:",)))
     deterministic: bool = MISSING
-    log_every_steps: int = MISSING
-    image_every: int = MISSING
-    precision: str = MISSING
+    log_every_steps: int = key(at_least(1))
+    image_every: int = key(at_least(0, "0 = no field images"))
+    precision: str = key(OneOf(("fp32", "bf16", "fp16")))
     compile: bool = MISSING
     activation_checkpointing: bool = MISSING
     data_on_gpu: bool = MISSING
-    threads: int = MISSING
-    max_time: float = MISSING
+    threads: int = key(at_least(0, "0 = torch's default"))
+    max_time: float = key(at_least(0, "seconds; 0 = no limit"))
 
 
 @dataclass
 class PathsConfig:
-    root_dir: str = MISSING
-    data_dir: str = MISSING
-    output_dir: str = MISSING
+    root_dir: str = key(Text())
+    data_dir: str = key(Text())
+    output_dir: str = key(Text())
 
 
 @dataclass
 class StageConfig:
-    """One stage of staged training: its loss, and changes to optim/trainer for that stage."""
+    """One stage of staged training: its loss, and changes to optim/trainer for that stage
+    (checked as part of the stage's merged config, see `stage_config`)."""
 
-    loss: LossConfig = field(default_factory=LossConfig)
-    optim: Dict[str, Any] = field(default_factory=dict)
-    trainer: Dict[str, Any] = field(default_factory=dict)
+    loss: LossConfig = key(Nested(), default_factory=LossConfig)
+    optim: Dict[str, Any] = key(Nested(), default_factory=dict)
+    trainer: Dict[str, Any] = key(Nested(), default_factory=dict)
 
 
 @dataclass
 class Config:
-    data: Any = MISSING  # typed by the data option's own schema (see DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    paths: PathsConfig = field(default_factory=PathsConfig)
-    seed: int = MISSING
-    objective: str = MISSING
-    objective_mode: str = MISSING
-    resume: Optional[str] = None
-    init_from: Optional[str] = None
-    stages: Dict[str, StageConfig] = field(default_factory=dict)
+    data: Any = key(Nested())  # typed by the data option's own schema (see DataConfig)
+    model: ModelConfig = key(Nested(), default_factory=ModelConfig)
+    loss: LossConfig = key(Nested(), default_factory=LossConfig)
+    optim: OptimConfig = key(Nested(), default_factory=OptimConfig)
+    trainer: TrainerConfig = key(Nested(), default_factory=TrainerConfig)
+    paths: PathsConfig = key(Nested(), default_factory=PathsConfig)
+    seed: int = key(SEED)
+    objective: str = key(Text(example="val/loss/total"))
+    objective_mode: str = key(OneOf(("min", "max")))
+    resume: Optional[str] = key(Text(required=False), default=None)
+    init_from: Optional[str] = key(Text(required=False), default=None)
+    stages: Dict[str, StageConfig] = key(Nested(), default_factory=dict)
+    relations: ClassVar[tuple[Relation, ...]] = (_one_start,)
 
 
 def register_configs() -> None:
@@ -173,78 +251,65 @@ def register_configs() -> None:
                                     replace=True)
 
 
-_CHOICES = {
-    "data.name": ("heat2d", "elasticity2d", "elasticity3d", "mesh_folder"),
-    "model.aggregation": ("sum", "mean", "max"),
-    "optim.schedule": ("cosine", "constant"),
-    "trainer.device": ("auto", "cpu", "cuda"),
-    "trainer.precision": ("fp32", "bf16", "fp16"),
-    "objective_mode": ("min", "max"),
-}
+GROUPS: dict[str, type] = {"model": ModelConfig, "loss": LossConfig, "optim": OptimConfig,
+                           "trainer": TrainerConfig, "paths": PathsConfig}
 
 
-def _get(cfg: DictConfig, dotted: str) -> Any:
-    node: Any = cfg
-    for part in dotted.split("."):
-        node = node[part]
-    return node
+def data_schema(values: Mapping[str, Any]) -> type:
+    """The schema of a data section: a mesh folder's, or the built-in generators'."""
+    return MeshFolderDataConfig if values.get("name") == "mesh_folder" else GeneratedDataConfig
 
 
-def validate(cfg: DictConfig) -> None:
-    """Reject values that have the right type but cannot work, naming the key and the fix."""
-    for key, allowed in _CHOICES.items():
-        value = _get(cfg, key)
-        if value not in allowed and not (key == "trainer.device" and str(value).startswith("cuda:")):
-            raise UserError(f"{key}={value!r} is not one of {', '.join(allowed)}; pick one of those")
-    generated = ("num_samples" in cfg.data)
-    positive = ("data.batch_size", "data.fourier_scale", "data.std_floor",
-                "model.hidden_dim", "model.num_layers", "model.mlp_layers", "optim.lr",
-                "trainer.save_every")
-    positive += ("data.num_samples", "data.mesh_size") if generated else ()
-    for key in positive:
-        if not _get(cfg, key) > 0:
-            raise UserError(f"{key}={_get(cfg, key)} must be positive; set e.g. {key}=1 or larger")
-    non_negative = ("trainer.epochs", "data.fourier_features", "data.num_workers",
-                    "optim.weight_decay", "optim.warmup_epochs",
-                    "optim.min_lr", "trainer.grad_clip", "trainer.early_stop_patience", "trainer.max_time",
-                    "trainer.image_every",
-                    "loss.l1_weight", "loss.relative_l1_weight", "loss.smoothness_weight",
-                    "loss.gradient_consistency_weight", "loss.curvature_weight")
-    non_negative += ("data.max_holes", "data.generate_workers") if generated else ("data.process_workers",)
-    for key in non_negative:
-        if _get(cfg, key) < 0:
-            raise UserError(f"{key}={_get(cfg, key)} must be >= 0")
-    if not generated:
-        _validate_mesh_folder(cfg.data)
-    if cfg.model.num_levels < 0:
-        raise UserError(f"model.num_levels={cfg.model.num_levels} must be >= 0 (0 = single-level)")
-    if not cfg.model.coarsening >= 1.5:
-        raise UserError(f"model.coarsening={cfg.model.coarsening} must be >= 1.5 so each level is "
-                        "coarser than the one below; 2.0 halves the resolution per level")
-    if not 0.0 <= cfg.model.dropout < 1.0:
-        raise UserError(f"model.dropout={cfg.model.dropout} must be in [0, 1)")
-    split = cfg.data.split
-    ratios = (split.train, split.val, split.test)
-    if any(r < 0 for r in ratios) or not math.isclose(sum(ratios), 1.0, abs_tol=1e-6):
-        raise UserError(
-            f"data.split ratios train={split.train}, val={split.val}, test={split.test} sum to "
-            f"{sum(ratios):g}; they must be >= 0 and sum to 1 (e.g. data.split.train=0.8 "
-            "data.split.val=0.1 data.split.test=0.1)")
-    for name, weight in cfg.loss.target_weights.items():
-        if weight < 0:
-            raise UserError(f"loss.target_weights.{name}={weight} must be >= 0")
+def check_group(group: str, values: Mapping[str, Any], where: str) -> None:
+    """Check one group of a plain mapping (e.g. a model package's config.json section) against
+    the same constraints as training configs, refusing unknown and missing keys too: raises
+    UserError "<where>: model.aggregation='median' is not one of sum, mean, max; ...".
+    `group` is a top-level key: data, model, loss, optim, trainer or paths."""
+    if not isinstance(values, Mapping):
+        raise UserError(f"{where}: {group} must be a mapping of keys to values, not {type(values).__name__}")
+    schema = data_schema(values) if group == "data" else GROUPS.get(group)
+    if schema is None:
+        raise ValueError(f"no config group {group!r}")  # a caller's bug, not the user's
+    check_values(schema, values, group, where, strict=True)
 
 
-def _validate_mesh_folder(data: DictConfig) -> None:
-    for key, example in (("path", "data.path=results/"), ("targets", "data.targets=[temperature]")):
-        if OmegaConf.is_missing(data, key) or (key == "targets" and not data.targets):
-            raise UserError(f"data={data.name} needs data.{key}; set it, e.g. {example}")
-    if bool(data.node_type_field) != bool(data.node_type_values):
-        raise UserError("data.node_type_field and data.node_type_values go together: name the integer "
-                        "field and list the values it may take, interior first, e.g. "
-                        "data.node_type_field=node_type data.node_type_values=[0,1,2]")
-    globs = [data.split_globs.train, data.split_globs.val, data.split_globs.test]
-    if any(globs) and not all(globs):
-        raise UserError("set all of data.split_globs.train/val/test (globs relative to data.path) or none")
-    if data.baseline_input:
-        raise UserError(f"data={data.name} has no analytic baseline; set data.baseline_input=false")
+def _plain(cfg: DictConfig) -> dict[str, Any]:
+    """The config as plain values, interpolations resolved except under `paths` (they name
+    Hydra's runtime, not known before Hydra starts; their values are only paths)."""
+    out: dict[str, Any] = {}
+    for name in cfg:
+        if name == "hydra":
+            continue
+        node = cfg._get_node(name)
+        if OmegaConf.is_config(node):
+            out[name] = OmegaConf.to_container(node, resolve=name != "paths")
+        else:
+            out[name] = cfg[name] if not OmegaConf.is_missing(cfg, name) else "???"
+    return out
+
+
+def validate(cfg: DictConfig, where: str = "") -> None:
+    """Refuse, in one line naming the key and the fix, any value that has the right type but
+    cannot work; then every stage of a staged run, as that stage will train."""
+    values = _plain(cfg)
+    check_values(Config, values, "", where, strict=False)
+    check_values(data_schema(values["data"]), values["data"], "data", where, strict=False)
+    for name in values.get("stages") or {}:
+        validate(stage_config(cfg, name), where=f"stages.{name}")
+
+
+def stage_config(cfg: DictConfig, name: str) -> DictConfig:
+    """The plain config of one stage (its loss, its optim/trainer changes), without stages or
+    a resume/init_from of its own; the stage's folder is the caller's business."""
+    stage = cfg.stages[name]
+    out = cfg.copy()
+    try:
+        out.loss = stage.loss
+        out.optim = OmegaConf.merge(cfg.optim, stage.optim)
+        out.trainer = OmegaConf.merge(cfg.trainer, stage.trainer)
+    except OmegaConfBaseException as exc:  # an unknown key or a wrong type
+        raise UserError(f"stages.{name}: {str(exc).splitlines()[0]}; stage optim/trainer entries must be "
+                        "keys of optim/trainer") from exc
+    out.stages = {}
+    out.resume = out.init_from = None
+    return out

@@ -22,10 +22,10 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 import meshgnn
 from meshgnn.atomic import atomic_write_text
+from meshgnn.config import stage_config as config_stage
 from meshgnn.config import validate
 from meshgnn.data.dataset import MeshDatasets, ModelInputs, load_datasets, make_loader, move_to_device
 from meshgnn.data.hierarchy import HierarchySpec
@@ -439,18 +439,8 @@ def resumed_staged_config(cfg: DictConfig, overrides: list[str], run_dir: Path) 
 
 
 def stage_config(cfg: DictConfig, name: str) -> DictConfig:
-    """The plain config of one stage: its loss, its optim/trainer changes, its own folder."""
-    stage = cfg.stages[name]
-    out = cfg.copy()
-    try:
-        out.loss = stage.loss
-        out.optim = OmegaConf.merge(cfg.optim, stage.optim)
-        out.trainer = OmegaConf.merge(cfg.trainer, stage.trainer)
-    except OmegaConfBaseException as exc:
-        raise UserError(f"stages.{name}: {str(exc).splitlines()[0]}; stage optim/trainer entries must be "
-                        "keys of optim/trainer") from exc
-    out.stages = {}
-    out.resume = out.init_from = None
+    """The plain config of one stage (meshgnn.config.stage_config) in its own folder."""
+    out = config_stage(cfg, name)
     out.paths.output_dir = str(Path(cfg.paths.output_dir) / name)
     return out
 

@@ -3,6 +3,8 @@
 import pytest
 from hydra.errors import ConfigCompositionException as HydraCompositionError
 
+from omegaconf import OmegaConf
+
 from conftest import CONF, compose_config
 from meshgnn.config import validate
 from meshgnn.errors import UserError
@@ -80,3 +82,66 @@ def test_typo_and_wrong_type_fail_at_composition_naming_the_key():
 def test_semantic_errors_name_the_key(override, key):
     with pytest.raises(UserError, match=key.replace(".", r"\.")):
         validate(compose_config([override]))
+
+
+# ------------------------------------------------------------------ constraints as data
+def _schemas():
+    """Every schema class reachable from Config, with the data and sweeper schemas."""
+    import dataclasses
+    import typing
+
+    from meshgnn import config
+    from meshgnn.sweeps.config import MeshgnnSweeperConf, PrunerConf
+
+    seen, todo = [], [config.Config, config.GeneratedDataConfig, config.MeshFolderDataConfig, PrunerConf,
+                      MeshgnnSweeperConf]
+    while todo:
+        schema = todo.pop()
+        if schema in seen:
+            continue
+        seen.append(schema)
+        for hint in typing.get_type_hints(schema).values():
+            for t in (hint, *typing.get_args(hint)):
+                if dataclasses.is_dataclass(t):
+                    todo.append(t)
+    return seen
+
+
+def test_every_numeric_and_choice_key_has_a_constraint():
+    """A new key without a constraint fails here (so it is caught in review): every field that
+    is not a bool needs `key(<check>)` in its schema."""
+    import dataclasses
+    import typing
+
+    from meshgnn.constraints import check_of
+
+    missing = []
+    for schema in _schemas():
+        if not schema.__module__.startswith("meshgnn"):  # Optuna's sampler arguments: Optuna checks them
+            continue
+        hints = typing.get_type_hints(schema)
+        for f in dataclasses.fields(schema):
+            if hints[f.name] is bool:
+                continue
+            if check_of(f) is None:
+                missing.append(f"{schema.__name__}.{f.name}")
+    assert not missing, f"keys without a constraint: {missing}"
+
+
+def test_check_group_names_the_bad_value_unknown_and_missing_keys():
+    from meshgnn.config import check_group
+
+    model = dict(compose_config().model)
+    check_group("model", model, "pkg/config.json")
+    with pytest.raises(UserError, match=r"^pkg/config.json: model.aggregation='median' is not one of sum, mean, max"):
+        check_group("model", {**model, "aggregation": "median"}, "pkg/config.json")
+    with pytest.raises(UserError, match=r"unknown key model\.depth"):
+        check_group("model", {**model, "depth": 3}, "pkg/config.json")
+    with pytest.raises(UserError, match=r"model\.residual is missing"):
+        check_group("model", {k: v for k, v in model.items() if k != "residual"}, "pkg/config.json")
+    with pytest.raises(UserError, match=r"model\.hidden_dim='x' must be an integer"):
+        check_group("model", {**model, "hidden_dim": "x"}, "pkg/config.json")
+    data = OmegaConf.to_container(compose_config().data)
+    check_group("data", data, "pkg/config.json")
+    with pytest.raises(UserError, match=r"data\.split\.val=1\.5"):
+        check_group("data", {**data, "split": {"train": 0.8, "val": 1.5, "test": 0.1}}, "pkg/config.json")
