@@ -149,7 +149,8 @@ def _device(name: str):
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from meshgnn.inference.package import load_model, write_package
+    from meshgnn.inference.export import write_package
+    from meshgnn.inference.package import load_model
 
     package = load_model(Path(args.source), args.prune)
     out = write_package(package, args.out, weight_dtype=args.precision, program=args.program)
@@ -181,7 +182,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 def cmd_ensemble(args: argparse.Namespace) -> None:
     from meshgnn.inference.ensemble import evaluate_on_test, load_members, sweep_members
-    from meshgnn.inference.predict import predict_files
+    from meshgnn.inference.predict import plan_outputs, predict_files
 
     paths = [Path(p) for p in args.members]
     if args.sweep:
@@ -189,6 +190,8 @@ def cmd_ensemble(args: argparse.Namespace) -> None:
     if bool(args.predict) != bool(args.out):
         raise UserError("--predict FILES and --out DIR go together: pass both to write predictions")
     members = load_members(paths, args.prune)
+    if args.predict:  # refused now rather than after the test table
+        plan_outputs(members, args.predict, args.out)
     device = _device(args.device)
     print(f"ensemble of {len(members)}: " + ", ".join(m.name for m in members))
     if not args.no_test:

@@ -9,15 +9,15 @@
     program.pt2          optional: a torch.export program (`meshgnn export --program`)
 
 The same `Package` object is built straight from a checkpoint, so `predict` and `ensemble`
-accept run directories and .ckpt files as well as package folders.
+accept run directories and .ckpt files as well as package folders. Loading verifies the
+checksums, every field (`package_fields`) and that the weights fit the model; writing a
+package lives in `export.py`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import platform
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,22 +26,22 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-import meshgnn
-from meshgnn.atomic import atomic_write_text
 from meshgnn.data.dataset import FeatureSpec, feature_spec
 from meshgnn.data.mesh_folder import FolderSpec
 from meshgnn.data.normalizer import Normalizer
 from meshgnn.data.sources import get_source
 from meshgnn.errors import UserError
+from meshgnn.inference import package_fields as fields
 from meshgnn.inference.precision import prune_linear_weights
 from meshgnn.models import build_model
+from meshgnn.weights import load_weights
 
 FORMAT = "meshgnn-package"
 FORMAT_VERSION = 1
 WEIGHTS, CONFIG, NORMALIZATION, MANIFEST, PROGRAM = (
     "model.safetensors", "config.json", "normalization.json", "manifest.json", "program.pt2")
 REQUIRED = (WEIGHTS, CONFIG, NORMALIZATION)
-WEIGHT_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+WEIGHT_DTYPES = dict(zip(fields.WEIGHT_DTYPE_NAMES, (torch.float32, torch.bfloat16, torch.float16)))
 # The node-type field of files written by `meshgnn data export` (built-in sources).
 BUILTIN_NODE_TYPE_FIELD = "node_type"
 
@@ -80,7 +80,8 @@ class Package:
 
     `data` is the training run's resolved data config and `source` the built-in generator it
     used (None for mesh folders): the analytic baseline of a built-in source is recomputed
-    from a new mesh's inputs when the model needs it.
+    from a new mesh's inputs when the model needs it. `path` is the package folder, run
+    directory or checkpoint it was loaded from.
     """
 
     model: nn.Module
@@ -94,6 +95,7 @@ class Package:
     pruning: float = 0.0
     weight_dtype: str = "fp32"
     manifest: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None  # what it was loaded from (an input outputs must stay away from)
 
     @property
     def targets(self) -> list[tuple[str, int]]:
@@ -165,14 +167,16 @@ def package_from_checkpoint(path: Path) -> Package:
     normalizer = Normalizer.from_state_dict(payload["normalizer"])
     model_config = OmegaConf.to_container(cfg.model, resolve=True)
     model = _build(model_config, normalizer, features)
-    model.load_state_dict(payload["model"])
+    load_weights(model, payload["model"], str(ckpt), "its config's model.* settings are not the ones it "
+                 "was trained with; restore them (`meshgnn ckpt inspect` shows them) or use an unedited "
+                 "checkpoint")
     run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
     origin = {"run_dir": str(run_dir.resolve()), "checkpoint": str(ckpt.resolve()),
               "epoch": int(payload["epoch"]), "global_step": int(payload["global_step"]),
               "metrics": {k: float(v) for k, v in (payload.get("metrics") or {}).items()},
               "test_metrics": _test_metrics(run_dir, ckpt)}
     return Package(model.eval(), normalizer, features, mesh_reader(data_cfg, features), model_config,
-                   data_cfg, origin, name=_display(ckpt))
+                   data_cfg, origin, name=_display(ckpt), path=Path(path))
 
 
 def _display(path: Path) -> str:
@@ -210,7 +214,7 @@ def apply_pruning(package: Package, amount: float) -> None:
 # --------------------------------------------------------------------- package folders
 
 
-def _sha256(path: Path) -> str:
+def sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -218,48 +222,13 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def write_package(package: Package, out_dir: Path, weight_dtype: str = "fp32",
-                  program: bool = False) -> Path:
-    """Write `package` as a folder (see module doc); weights stored as `weight_dtype`."""
-    from safetensors.torch import save_file
-
-    out_dir = Path(out_dir)
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise UserError(f"{out_dir} already exists and is not empty; pass a new folder for the package")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    dtype = WEIGHT_DTYPES[weight_dtype]
-    state = {k: v.detach().to(dtype if v.is_floating_point() else v.dtype).contiguous().clone()
-             for k, v in package.model.state_dict().items()}
-    save_file(state, str(out_dir / WEIGHTS), metadata={"format": FORMAT})
-    package.weight_dtype = weight_dtype
-    atomic_write_text(out_dir / CONFIG, json.dumps(package.config_json(), indent=1))
-    atomic_write_text(out_dir / NORMALIZATION, json.dumps(package.normalizer.to_json(), indent=1))
-    files = list(REQUIRED)
-    if program:
-        from meshgnn.inference.deploy import export_program
-        from meshgnn.inference.predict import example_graph
-
-        export_program(package.model, example_graph(package), out_dir / PROGRAM)
-        files.append(PROGRAM)
-    import torch_geometric
-
-    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "versions": {"meshgnn": meshgnn.__version__, "torch": torch.__version__,
-                             "torch_geometric": torch_geometric.__version__,
-                             "python": platform.python_version()},
-                "origin": package.origin, "weights": {"dtype": weight_dtype, "pruning": package.pruning},
-                "files": {name: _sha256(out_dir / name) for name in files}}
-    atomic_write_text(out_dir / MANIFEST, json.dumps(manifest, indent=1))
-    return out_dir
-
-
 def is_package(path: Path) -> bool:
     return Path(path).is_dir() and (Path(path) / MANIFEST).is_file()
 
 
 def load_package(path: str | Path) -> Package:
-    """A package folder, verified (format, every checksum) and ready to predict."""
+    """A package folder, verified (format, every checksum, every field, weights that fit the
+    model of config.json) and ready to predict."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -269,38 +238,47 @@ def load_package(path: str | Path) -> Package:
     if manifest.get("format") != FORMAT:
         raise UserError(f"{path / MANIFEST}: not a meshgnn package manifest (format "
                         f"{manifest.get('format')!r}, expected {FORMAT!r})")
-    if int(manifest.get("format_version", 0)) > FORMAT_VERSION:
+    fields.check_fields(manifest, fields.MANIFEST_FIELDS, path / MANIFEST)
+    if manifest["format_version"] > FORMAT_VERSION:
         raise UserError(f"{path}: package format {manifest['format_version']} is newer than this meshgnn "
                         f"reads ({FORMAT_VERSION}); upgrade meshgnn")
-    listed = manifest.get("files") or {}
-    for name in REQUIRED:
-        if name not in listed:
-            raise UserError(f"{path}: the manifest does not list {name}; the package is incomplete, "
-                            "export it again")
-    for name, digest in listed.items():
-        if not (path / name).is_file():
-            raise UserError(f"{path}: {name} is missing; the package is incomplete, export it again")
-        if _sha256(path / name) != digest:
-            raise UserError(f"{path / name}: checksum mismatch, the file changed after export; "
-                            "export the package again")
-    config = _read_json(path, CONFIG, "export the package again")
-    features = FeatureSpec.from_json(config["features"])
+    _verify_files(path, manifest["files"])
+    config = _read_json(path, CONFIG, fields.REEXPORT)
+    fields.check_config(config, path / CONFIG)
+    features = fields.parse_field(path / CONFIG, "features", lambda: FeatureSpec.from_json(config["features"]))
     normalizer = Normalizer.load(path / NORMALIZATION)
+    fields.check_normalization(normalizer.mean, normalizer.std, config["node_dim"], config["edge_dim"],
+                               path / NORMALIZATION)
     model = _build(config["model"], normalizer, features)
     try:
         state = load_file(str(path / WEIGHTS))
     except SafetensorError as exc:
-        raise UserError(f"{path / WEIGHTS}: not readable safetensors ({exc}); export the package "
-                        "again") from exc
-    try:
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-    except RuntimeError as exc:
-        raise UserError(f"{path / WEIGHTS}: weights do not fit the model in {CONFIG} "
-                        f"({str(exc).splitlines()[-1].strip()}); export the package again") from exc
+        raise UserError(f"{path / WEIGHTS}: not readable safetensors ({exc}); {fields.REEXPORT}") from exc
+    load_weights(model, {k: v.float() if v.is_floating_point() else v for k, v in state.items()},
+                 str(path / WEIGHTS), f"they are not the weights of the model in {CONFIG}; {fields.REEXPORT}")
     weights = config["weights"]
     return Package(model.eval(), normalizer, features, MeshReader.from_json(config["reader"]),
                    config["model"], config["data"], manifest.get("origin", {}), name=_display(path),
-                   pruning=float(weights["pruning"]), weight_dtype=weights["dtype"], manifest=manifest)
+                   pruning=float(weights["pruning"]), weight_dtype=weights["dtype"], manifest=manifest,
+                   path=path)
+
+
+def _verify_files(path: Path, listed: dict[str, str]) -> None:
+    """The manifest lists the required files and no others we do not know; each is there
+    with its recorded SHA-256."""
+    for name in REQUIRED:
+        if name not in listed:
+            raise UserError(f"{path}: the manifest does not list {name}; the package is incomplete, "
+                            f"{fields.REEXPORT}")
+    for name, digest in listed.items():
+        if name not in (*REQUIRED, PROGRAM):
+            raise UserError(f"{path / MANIFEST}: lists {name!r}, which is not a package file; "
+                            f"{fields.REEXPORT}")
+        if not (path / name).is_file():
+            raise UserError(f"{path}: {name} is missing; the package is incomplete, {fields.REEXPORT}")
+        if sha256(path / name) != digest:
+            raise UserError(f"{path / name}: checksum mismatch, the file changed after export; "
+                            f"{fields.REEXPORT}")
 
 
 def _read_json(folder: Path, name: str, fix: str) -> dict[str, Any]:
@@ -312,9 +290,9 @@ def _read_json(folder: Path, name: str, fix: str) -> dict[str, Any]:
     try:
         doc = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise UserError(f"{path}: not valid JSON ({exc}); export the package again") from exc
+        raise UserError(f"{path}: not valid JSON ({exc}); {fields.REEXPORT}") from exc
     if not isinstance(doc, dict):
-        raise UserError(f"{path}: not a JSON object; export the package again")
+        raise UserError(f"{path}: not a JSON object; {fields.REEXPORT}")
     return doc
 
 

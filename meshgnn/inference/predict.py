@@ -26,6 +26,7 @@ from meshgnn.data.mesh_folder import read_file, readable_extensions
 from meshgnn.data.sample import MeshSample
 from meshgnn.data.sources import get_source
 from meshgnn.errors import UserError
+from meshgnn.inference.outputs import Inputs, check_output_location
 from meshgnn.inference.package import Package
 from meshgnn.inference.precision import inference_precision
 from meshgnn.training.field_errors import field_errors
@@ -133,22 +134,46 @@ def errors_against(mean: dict[str, Tensor], true: dict[str, np.ndarray]) -> dict
     return out
 
 
+def plan_outputs(members: list[Package], paths: list[Path], out_dir: Path) -> list[tuple[Path, Path, Path]]:
+    """(mesh file, its root, output file) of every input, or one UserError before anything is
+    written: an output folder at or around the inputs or the members (`check_output_location`,
+    symlinked files followed to where they are), an output file that resolves into an input,
+    or two inputs that would write the same output file (the second would replace the first)."""
+    files = mesh_files(paths)
+    inputs = Inputs([*(m.path for m in members if m.path is not None), *paths, *(path for path, _ in files)])
+    check_output_location(out_dir, inputs, "--out")
+    plan, written_by = [], {}
+    for path, root in files:
+        target = Path(out_dir) / path.relative_to(root)
+        target = target.with_name(_stem(target) + ".vtu")
+        resolved = target.resolve()
+        problem = inputs.overlap(resolved, contains=False) or ("is a folder" if resolved.is_dir() else None)
+        if problem:
+            raise UserError(f"{target}: the prediction of {path} would go there, but it {problem}; pass "
+                            "a folder outside the inputs for --out")
+        if resolved in written_by:
+            raise UserError(f"{written_by[resolved]} and {path} would both be written to {target}; "
+                            "predict them into separate --out folders, or rename one")
+        written_by[resolved] = path
+        plan.append((path, root, target))
+    return plan
+
+
 def predict_files(members: list[Package], paths: list[Path], out_dir: Path, device: torch.device,
                   precision: str = "fp32") -> list[FilePrediction]:
-    """Predict every mesh file (or folder of them) and write `<out_dir>/<relative path>.vtu`."""
+    """Predict every mesh file (or folder of them) and write `<out_dir>/<relative path>.vtu`
+    (`plan_outputs` checks every output location first)."""
     check_compatible(members)
-    out_dir = Path(out_dir)
-    files = mesh_files(paths)
+    plan = plan_outputs(members, paths, out_dir)
     results = []
-    for index, (path, root) in enumerate(files, start=1):
+    for index, (path, root, target) in enumerate(plan, start=1):
         sample, mesh = read_mesh(members[0], path, root)
         mean, std = combine(predict_sample(members, sample, device, precision))
         true = {n: sample.targets[n] for n, _ in members[0].targets if n in sample.targets}
         result = FilePrediction(path, sample.num_nodes, {n: v.numpy() for n, v in mean.items()},
                                 {n: v.numpy() for n, v in std.items()}, true, errors_against(mean, true))
-        target = out_dir / path.relative_to(root)
-        write_vtu(mesh, result, target.with_name(_stem(target) + ".vtu"), ensemble=len(members) > 1)
-        log.info("predicted %s (%d/%d, %d nodes)", path, index, len(files), sample.num_nodes)
+        write_vtu(mesh, result, target, ensemble=len(members) > 1)
+        log.info("predicted %s (%d/%d, %d nodes)", path, index, len(plan), sample.num_nodes)
         results.append(result)
     return results
 
@@ -210,19 +235,3 @@ def check_compatible(members: list[Package]) -> None:
 def _short(value: object) -> str:
     text = str(value)
     return text if len(text) <= 80 else text[:77] + "..."
-
-
-def example_graph(package: Package) -> MultiScaleData:
-    """A real input graph of the package's data, to trace `torch.export` with: a generated
-    sample of a built-in source, or the first file of the training mesh folder."""
-    data = package.data
-    if package.source is not None:
-        sample = get_source(package.source).generate(0, int(data["seed"]), float(data["mesh_size"]),
-                                                     int(data["max_holes"]))
-        return prepare_graph(package, sample)
-    folder = Path(data["path"])
-    files = mesh_files([folder]) if folder.is_dir() else []
-    if not files:
-        raise UserError(f"{folder}: the training mesh folder is not here to take an example mesh from; "
-                        "export without --program, or where the training data is")
-    return prepare_graph(package, read_mesh(package, *files[0])[0])

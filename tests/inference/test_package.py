@@ -9,17 +9,10 @@ from safetensors.torch import load_file
 from meshgnn.cli import main as meshgnn
 from meshgnn.errors import UserError
 from meshgnn.inference.ensemble import evaluate_on_test
-from meshgnn.inference.package import load_model, load_package, package_from_checkpoint, write_package
+from meshgnn.inference.export import write_package
+from meshgnn.inference.package import load_model, load_package, package_from_checkpoint
 
 pytestmark = pytest.mark.slow  # needs the shared debug training run
-
-
-@pytest.fixture(scope="module")
-def package_dir(debug_run, tmp_path_factory):
-    run_dir, _ = debug_run
-    out = tmp_path_factory.mktemp("pkg") / "model"
-    meshgnn(["export", str(run_dir), str(out)])
-    return out
 
 
 def test_export_writes_a_self_describing_package_without_pickle(package_dir, debug_run):

@@ -9,7 +9,6 @@ import torch
 from omegaconf import OmegaConf
 
 from meshgnn.cli import main as meshgnn
-from meshgnn.data.export import export_samples
 from meshgnn.data.sources import get_source
 from meshgnn.errors import UserError
 from meshgnn.inference.package import load_model
@@ -22,15 +21,6 @@ CPU = torch.device("cpu")
 @pytest.fixture(scope="module")
 def model(debug_run):
     return load_model(debug_run[0])
-
-
-@pytest.fixture(scope="module")
-def files(model, tmp_path_factory):
-    """Three files of the run's own data config (seed, mesh size) as `meshgnn data export` writes."""
-    cfg = OmegaConf.create(model.data)
-    folder = tmp_path_factory.mktemp("meshes")
-    export_samples("heat2d", folder, 3, cfg.seed, cfg.mesh_size, cfg.max_holes, workers=1)
-    return folder
 
 
 def test_a_file_predicts_like_the_generated_sample_it_holds(model, files):

@@ -1,0 +1,81 @@
+"""Writing a model package folder (the layout is in `package.py`), optionally with a
+torch.export program traced on a real mesh of the training data.
+
+Kept apart from `package.py` because tracing needs a prepared input graph (`predict.py`)
+and the exporter (`deploy.py`), both of which read packages: imports point one way,
+export -> predict -> package.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+import meshgnn
+from meshgnn.atomic import atomic_write_text
+from meshgnn.data.hierarchy import MultiScaleData
+from meshgnn.data.sources import get_source
+from meshgnn.errors import UserError
+from meshgnn.inference.deploy import export_program
+from meshgnn.inference.outputs import Inputs, check_output_location
+from meshgnn.inference.package import (CONFIG, FORMAT, FORMAT_VERSION, MANIFEST, NORMALIZATION, PROGRAM,
+                                       REQUIRED, WEIGHT_DTYPES, WEIGHTS, Package, sha256)
+from meshgnn.inference.predict import mesh_files, prepare_graph, read_mesh
+
+
+def write_package(package: Package, out_dir: Path, weight_dtype: str = "fp32",
+                  program: bool = False) -> Path:
+    """Write `package` as a new folder; weights stored as `weight_dtype`. A location that is a
+    file, under one, not writable, at or around what the package was loaded from, or a
+    non-empty folder is refused before anything is written; so is --program without an
+    example mesh."""
+    from safetensors.torch import save_file
+
+    out_dir = Path(out_dir)
+    check_output_location(out_dir, Inputs([package.path] if package.path is not None else []), "OUT_DIR")
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        raise UserError(f"{out_dir} already exists and is not empty; pass a new folder for the package")
+    example = example_graph(package) if program else None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dtype = WEIGHT_DTYPES[weight_dtype]
+    state = {k: v.detach().to(dtype if v.is_floating_point() else v.dtype).contiguous().clone()
+             for k, v in package.model.state_dict().items()}
+    save_file(state, str(out_dir / WEIGHTS), metadata={"format": FORMAT})
+    package.weight_dtype = weight_dtype
+    atomic_write_text(out_dir / CONFIG, json.dumps(package.config_json(), indent=1))
+    atomic_write_text(out_dir / NORMALIZATION, json.dumps(package.normalizer.to_json(), indent=1))
+    files = list(REQUIRED)
+    if example is not None:
+        export_program(package.model, example, out_dir / PROGRAM)
+        files.append(PROGRAM)
+    import torch_geometric
+
+    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "versions": {"meshgnn": meshgnn.__version__, "torch": torch.__version__,
+                             "torch_geometric": torch_geometric.__version__,
+                             "python": platform.python_version()},
+                "origin": package.origin, "weights": {"dtype": weight_dtype, "pruning": package.pruning},
+                "files": {name: sha256(out_dir / name) for name in files}}
+    atomic_write_text(out_dir / MANIFEST, json.dumps(manifest, indent=1))  # last: a package from here on
+    return out_dir
+
+
+def example_graph(package: Package) -> MultiScaleData:
+    """A real input graph of the package's data, to trace `torch.export` with: a generated
+    sample of a built-in source, or the first file of the training mesh folder."""
+    data = package.data
+    if package.source is not None:
+        sample = get_source(package.source).generate(0, int(data["seed"]), float(data["mesh_size"]),
+                                                     int(data["max_holes"]))
+        return prepare_graph(package, sample)
+    folder = Path(data["path"])
+    files = mesh_files([folder]) if folder.is_dir() else []
+    if not files:
+        raise UserError(f"{folder}: the training mesh folder is not here to take an example mesh from; "
+                        "export without --program, or where the training data is")
+    return prepare_graph(package, read_mesh(package, *files[0])[0])
