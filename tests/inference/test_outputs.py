@@ -13,6 +13,7 @@ import meshio
 import numpy as np
 import pytest
 
+from inference_fixtures import files, package_dir  # noqa: F401 (fixtures)
 from meshgnn.cli import main as meshgnn
 from meshgnn.errors import UserError
 from meshgnn.inference.outputs import Inputs, check_output_location

@@ -6,6 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from inference_fixtures import package_dir  # noqa: F401 (fixtures)
 from meshgnn.cli import main as meshgnn
 from meshgnn.errors import UserError
 from meshgnn.inference.ensemble import evaluate_on_test

@@ -8,6 +8,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from inference_fixtures import files, package_dir  # noqa: F401 (fixtures)
 from meshgnn.cli import main as meshgnn
 from meshgnn.data.sources import get_source
 from meshgnn.errors import UserError

@@ -1,5 +1,6 @@
-"""Fixtures of the inference tests: one package exported from the shared debug run, and
-mesh files of that run's own data, each made once per session."""
+"""Fixtures of the inference tests: a package exported from the shared debug run, and mesh
+files of that run's own data. Test modules import them (`from inference_fixtures import ...`):
+a second conftest.py would shadow tests/conftest.py, which tests import as `conftest`."""
 
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from meshgnn.cli import main as meshgnn
 from meshgnn.data.export import export_samples
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def package_dir(debug_run, tmp_path_factory) -> Path:
     """`meshgnn export RUN_DIR OUT_DIR` of the debug run (tests copy it before editing it)."""
     out = tmp_path_factory.mktemp("pkg") / "model"
@@ -18,7 +19,7 @@ def package_dir(debug_run, tmp_path_factory) -> Path:
     return out
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def files(package_dir, tmp_path_factory) -> Path:
     """Three files of the run's own data config (seed, mesh size) as `meshgnn data export` writes."""
     from meshgnn.inference.package import load_package
