@@ -3,7 +3,9 @@
 A package may be edited by hand or written by another version, and its checksums only say
 that the files are the ones the manifest lists. So each field a loader reads is checked for
 presence and type first: a missing section or a wrong value is one line naming the file,
-the field and the fix, never a KeyError deep inside the loader.
+the field and the fix, never a KeyError deep inside the loader. The model section is checked
+against the training schema itself (`meshgnn.config.check_group`), so a value training
+would refuse (`aggregation: median`) is refused here too.
 """
 
 from __future__ import annotations
@@ -64,10 +66,23 @@ def check_fields(doc: Mapping[str, Any], fields: Mapping[str, Kind], file: Path,
 
 
 def check_config(config: Mapping[str, Any], file: Path) -> None:
-    """config.json: its sections, and the reader's, data's and weights' fields."""
+    """config.json: its sections, the reader's, data's and weights' fields, and the model
+    section against the training schema."""
     check_fields(config, CONFIG_FIELDS, file)
     for section, fields in (("reader", READER_FIELDS), ("data", DATA_FIELDS), ("weights", WEIGHTS_FIELDS)):
         check_fields(config[section], fields, file, f"{section}.")
+    check_model(config["model"], file)
+
+
+def check_model(model: Mapping[str, Any], file: Path) -> None:
+    """The model section as training checks `model.*`: unknown, missing and invalid values
+    (`aggregation: median`) are one line naming the key and the fix."""
+    from meshgnn.config import check_group
+
+    try:
+        check_group("model", model, str(file))
+    except UserError as exc:
+        raise UserError(f"{exc}; or {REEXPORT}") from exc
 
 
 def parse_field(file: Path, field: str, parse: Callable[[], Any]) -> Any:

@@ -72,6 +72,10 @@ def put(value, *keys):
     ("config.json", pop("data", "name"), "config.json: has no field 'data.name'"),
     ("config.json", put("fp64", "weights", "dtype"), "field 'weights.dtype' must be one of fp32, bf16, fp16"),
     ("config.json", put(1.5, "weights", "pruning"), "field 'weights.pruning' must be a number in [0, 1)"),
+    ("config.json", put("median", "model", "aggregation"), "config.json: model.aggregation='median' is not one "
+                                                           "of sum, mean, max"),
+    ("config.json", put(1, "model", "hidden_size"), "config.json: unknown key model.hidden_size"),
+    ("config.json", pop("model", "hidden_dim"), "model.hidden_dim"),
     ("config.json", pop("features", "source"), "config.json: field 'features' has no 'source'"),
     ("config.json", put(3, "node_dim"), "normalization.json: 'x' has"),
     ("normalization.json", pop("y"), "normalization.json: has no statistics for 'y'"),
