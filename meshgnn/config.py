@@ -111,7 +111,7 @@ class DataConfig:
     fourier_scale: float = key(positive())
     boundary_distance: bool = MISSING
     baseline_input: bool = MISSING
-    std_floor: float = key(positive())
+    std_floor: float = key(positive(eg=1e-6))
     batch_size: int = key(at_least(1))
     num_workers: int = key(at_least(0, "0 = load in the main process"))
 
@@ -119,7 +119,7 @@ class DataConfig:
 @dataclass
 class GeneratedDataConfig(DataConfig):
     num_samples: int = key(at_least(1))
-    mesh_size: float = key(positive())
+    mesh_size: float = key(positive("target element size", eg=0.08))
     max_holes: int = key(at_least(0))
     generate_workers: int = key(at_least(0, "0 = one per core"))
     relations: ClassVar[tuple[Relation, ...]] = (_enough_samples,)
@@ -169,14 +169,14 @@ class LossConfig:
     gradient_consistency_weight: float = key(at_least(0))
     curvature_weight: float = key(at_least(0))
     target_weights: Dict[str, float] = key(EachValue(at_least(0)))
-    eps: float = key(positive())
+    eps: float = key(positive("guards a division by zero", eg=1e-8))
     relations: ClassVar[tuple[Relation, ...]] = (_some_loss_weight,)
 
 
 @dataclass
 class OptimConfig:
     name: str = key(OneOf(("adamw",)))
-    lr: float = key(positive())
+    lr: float = key(positive(eg=1e-3))
     weight_decay: float = key(at_least(0))
     betas: List[float] = key(Each(fraction(hi_open=True), length=2, example="[0.9,0.999]"))
     warmup_epochs: float = key(at_least(0, "0 = no warm-up"))

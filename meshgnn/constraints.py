@@ -25,6 +25,10 @@ def _fmt(value: Any) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
 class Check:
     """One field's constraint. `problem` returns why a (well-typed) value is refused and how
     to fix it, or None; the caller prefixes `<key>=<value>`."""
@@ -42,17 +46,21 @@ class Range(Check):
     lo_open: bool = False
     hi_open: bool = False
     meaning: str = ""  # e.g. "0 = off": said with the bounds, so the fix is obvious
+    eg: Optional[float] = None  # the value a fix suggests, where the bounds alone suggest a poor one
 
     def bounds(self) -> str:
+        lo, hi = _num(self.lo), _num(self.hi)
         if self.hi == math.inf:
-            text = f"{'>' if self.lo_open else '>='} {self.lo:g}"
+            text = f"{'>' if self.lo_open else '>='} {lo}"
         elif self.lo == -math.inf:
-            text = f"{'<' if self.hi_open else '<='} {self.hi:g}"
+            text = f"{'<' if self.hi_open else '<='} {hi}"
         else:
-            text = f"in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}{')' if self.hi_open else ']'}"
+            text = f"in {'(' if self.lo_open else '['}{lo}, {hi}{')' if self.hi_open else ']'}"
         return f"{text} ({self.meaning})" if self.meaning else text
 
     def example(self) -> float:
+        if self.eg is not None:
+            return self.eg
         if self.lo == -math.inf:
             return min(self.hi, 0)
         lo = self.lo + (1 if self.lo_open else 0) if self.hi == math.inf else self.lo
@@ -74,8 +82,8 @@ def at_least(lo: float, meaning: str = "") -> Range:
     return Range(lo=lo, meaning=meaning)
 
 
-def positive(meaning: str = "") -> Range:
-    return Range(lo=0, lo_open=True, meaning=meaning)
+def positive(meaning: str = "", eg: Optional[float] = None) -> Range:
+    return Range(lo=0, lo_open=True, meaning=meaning, eg=eg)
 
 
 def fraction(hi_open: bool = False, meaning: str = "") -> Range:
@@ -125,8 +133,10 @@ class Each(Check):
         if len(value) < self.min_len:
             return f"needs at least {self.min_len} value(s), e.g. {key}={self.example}"
         for index, item in enumerate(value):
-            why = self.item.problem(item, f"{key}[{index}]")
+            why = self.item.problem(item, key)
             if why:
+                if isinstance(self.item, Range) and self.example:
+                    why = f"must be {self.item.bounds()}; set e.g. {key}={self.example}"
                 return f"item {index} ({_fmt(item)}) {why}"
         return None
 

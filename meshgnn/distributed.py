@@ -5,7 +5,8 @@ identity. `torchrun --nproc_per_node=N train.py ...` starts N processes; `launch
 called by train.py before Hydra parses the command line, joins them into one process group
 (NCCL for GPU tensors and gloo for CPU ones, or gloo alone without CUDA) and makes them agree
 on one run directory. Hydra creates the run directory before the task function runs, so the
-agreement cannot wait for the config: rank 0 composes it, resolves `hydra.run.dir` (an
+agreement cannot wait for the config: rank 0 composes and checks it (meshgnn.prelaunch, the
+same checks every launch gets), resolves `hydra.run.dir` (an
 explicit `hydra.run.dir=`, `resume=<run dir>`, or outputs/<date>/<time>) and broadcasts the
 result; every rank then runs Hydra with `hydra.run.dir=<that>`, and the other ranks with
 Hydra's own outputs switched off (no .hydra/, no train.log), so they write nothing there.
@@ -34,7 +35,6 @@ _RUN_DIR = re.compile(r"^[+~]{0,2}hydra\.run\.dir(=|$)")
 _RANK_OUTPUTS = re.compile(r"^[+~]{0,2}(hydra\.output_subdir|hydra/job_logging)(=|$)")
 QUIET_RANK_OVERRIDES = ("hydra.output_subdir=null", "hydra/job_logging=disabled",
                         "~hydra.job_logging.handlers", "~hydra.job_logging.formatters")
-EXIT_CONFIG_ERROR = 1  # what Hydra exits with on a composition error
 EXIT_USER_ERROR = 2
 SWEEP_REFUSAL = ("error: sweeps (-m, or a config with hydra.mode=MULTIRUN such as hparams_search=) are "
                  "not supported under torchrun; run the sweep with `python train.py -m`, or launch each "
@@ -105,23 +105,29 @@ class Dist:
 
 # ------------------------------------------------------------------ launch (before Hydra)
 def launch(argv: list[str], config_dir: Path) -> list[str]:
-    """The command line this process hands to Hydra.
+    """The command line this process hands to Hydra, once the launch passed every check
+    (meshgnn.prelaunch.check_launch: the config, each stage, the sweep, resume=/init_from=).
 
-    Outside torchrun (or with one process) `argv` is returned unchanged. Under torchrun the
-    process group is formed and `hydra.run.dir=<agreed dir>` added; a composition error or a
-    sweep (-m) ends every rank here, with rank 0 saying why in one message.
+    In a single process a refused launch raises UserError (train.py prints its one line) and
+    `argv` is returned unchanged otherwise. Under torchrun rank 0 checks and decides the run
+    directory, every rank gets `hydra.run.dir=<agreed dir>`, and a refusal (or a sweep) ends
+    every rank here, with rank 0 saying why in one line.
     """
-    if torchrun_world_size() <= 1:
-        return argv
     from hydra._internal.utils import get_args_parser
 
     args = get_args_parser().parse_args(argv[1:])
     if any(getattr(args, flag, None) for flag in PRINT_ONLY):
         return argv
+    job_name = Path(argv[0]).stem
+    if torchrun_world_size() <= 1:
+        from meshgnn.prelaunch import check_launch
+
+        check_launch(args, config_dir, job_name)
+        return argv
     rank = _init_process_group()
     import torch.distributed as dist
 
-    decision: list[Any] = [_decide_run_dir(args, config_dir, Path(argv[0]).stem) if rank == 0 else None]
+    decision: list[Any] = [_decide_run_dir(args, config_dir, job_name) if rank == 0 else None]
     dist.broadcast_object_list(decision)
     kind, value = decision[0]
     if kind != "run_dir":
@@ -129,7 +135,7 @@ def launch(argv: list[str], config_dir: Path) -> list[str]:
             print(value, file=sys.stderr, flush=True)
         dist.barrier()  # nobody exits (and gets rank 0 killed by torchrun) before it has spoken
         dist.destroy_process_group()
-        sys.exit(EXIT_CONFIG_ERROR if kind == "config_error" else EXIT_USER_ERROR)
+        sys.exit(EXIT_USER_ERROR)
     return rank_argv(argv, value, rank)
 
 
@@ -149,27 +155,28 @@ def _init_process_group() -> int:
 
 
 def _decide_run_dir(args: Any, config_dir: Path, job_name: str) -> tuple[str, str]:
-    """Rank 0: ("run_dir", dir) from the composed config, or ("config_error" | "refused", message).
+    """Rank 0: ("run_dir", dir) from the checked config, or ("refused", the error line).
 
-    The config is composed as hydra.main would (same config directory, name, overrides and job
-    name); `${hydra:runtime...}` is not available here, so a hydra.run.dir built from it fails
-    with Hydra's message."""
-    from hydra import compose, initialize_config_dir
+    `${hydra:runtime...}` is not available before Hydra, so a hydra.run.dir built from it is
+    refused with Hydra's message."""
+    import traceback
+
+    from meshgnn.boundary import BUG_LINE, user_caused
+    from meshgnn.errors import UserError
+    from meshgnn.prelaunch import check_launch, is_multirun
 
     if args.multirun:
         return "refused", SWEEP_REFUSAL
-    directory = Path(config_dir)
-    if args.config_path:
-        directory = (directory.parent / args.config_path).resolve()
     try:
-        with initialize_config_dir(config_dir=str(directory), version_base="1.3", job_name=job_name):
-            cfg = compose(args.config_name or "config", overrides=list(args.overrides),
-                          return_hydra_config=True)
-            if str(cfg.hydra.mode).endswith("MULTIRUN"):
-                return "refused", SWEEP_REFUSAL
-            return "run_dir", str(cfg.hydra.run.dir)
-    except Exception as exc:  # Hydra's own message; the same as `python train.py` would print
-        return "config_error", f"error: {exc}"
+        cfg = check_launch(args, config_dir, job_name)
+        if is_multirun(args, cfg):
+            return "refused", SWEEP_REFUSAL
+        return "run_dir", str(cfg.hydra.run.dir)
+    except UserError as exc:
+        return "refused", f"error: {exc}"
+    except Exception as exc:  # an interpolation Hydra cannot resolve yet, a library's error, a bug
+        known = user_caused(exc)  # said by rank 0 for all: raising here would leave the others waiting
+        return "refused", f"error: {known[0]}" if known else traceback.format_exc() + BUG_LINE
 
 
 def rank_argv(argv: list[str], run_dir: str, rank: int) -> list[str]:

@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import meshgnn
 from meshgnn.atomic import atomic_write_text
+from meshgnn.boundary import BUG_LINE, EXIT_BUG, user_caused
 from meshgnn.config import stage_config as config_stage
 from meshgnn.config import validate
 from meshgnn.data.dataset import MeshDatasets, ModelInputs, load_datasets, make_loader, move_to_device
@@ -51,8 +52,10 @@ log = logging.getLogger("meshgnn")
 
 
 def main_task(cfg: DictConfig) -> float:
-    """Hydra task: run; a user mistake is one line on stderr (exit 2, or 4 for a failed write);
-    a stop request exits 3.
+    """Hydra task: run, inside the error boundary (meshgnn.boundary): a user mistake, also one
+    a library reports (Optuna, SQLAlchemy, meshio, an OSError on a path), is one line on stderr
+    (exit 2, or 4 for a failed write); a stop request exits 3; a bug keeps its traceback and
+    says it is one. In a sweep the trial fails with that line and the sweep goes on.
 
     Under torchrun a user mistake is reported by every rank that meets it (ranks other than 0
     name themselves), a stop request by rank 0 alone."""
@@ -61,13 +64,6 @@ def main_task(cfg: DictConfig) -> float:
     dist = Dist.current()
     try:
         return run(cfg, overrides)
-    except UserError as exc:
-        if in_sweep:  # the sweeper records the trial as failed, with this reason, and goes on
-            raise
-        if dist.is_main:  # the other ranks have no log file
-            log.error("%s", exc)
-        print(f"error{'' if dist.is_main else f' (rank {dist.rank})'}: {exc}", file=sys.stderr, flush=True)
-        sys.exit(exc.exit_code)
     except Interrupted as exc:
         if dist.is_main:
             print(str(exc), file=sys.stderr, flush=True)
@@ -75,6 +71,21 @@ def main_task(cfg: DictConfig) -> float:
         if in_sweep:  # stop the whole sweep; relaunching it continues the study
             raise KeyboardInterrupt(str(exc)) from None
         sys.exit(exc.exit_code)
+    except Exception as exc:
+        known = user_caused(exc)
+        if known is None:
+            log.exception("a bug in meshgnn stopped this run")  # the traceback, in train.log too
+            if in_sweep:  # the sweeper records the trial as failed and goes on
+                raise
+            print(BUG_LINE, file=sys.stderr, flush=True)
+            sys.exit(EXIT_BUG)
+        message, code = known
+        if in_sweep:  # the sweeper records the trial as failed, with this line, and goes on
+            raise exc if isinstance(exc, UserError) else UserError(message) from exc
+        if dist.is_main:  # the other ranks have no log file
+            log.error("%s", message)
+        print(f"error{'' if dist.is_main else f' (rank {dist.rank})'}: {message}", file=sys.stderr, flush=True)
+        sys.exit(code)
 
 
 def run(cfg: DictConfig, overrides: list[str] | tuple[str, ...] = ()) -> float:

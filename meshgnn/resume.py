@@ -22,11 +22,11 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from meshgnn.errors import UserError
-from meshgnn.training.checkpoint import load_checkpoint
 
 # Overrides that may change on a resume although they sit under data/model: they change
 # neither the network's shape nor the samples.
 SHAPE_SAFE_KEYS = ("data.batch_size", "data.num_workers", "data.generate_workers", "model.dropout")
+ZIP_MAGIC = b"PK\x03\x04"
 # Keys that always come from the current launch, never from the saved config.
 LAUNCH_KEYS = ("paths", "resume", "init_from")
 # Config groups whose options write anywhere in the config (# @package _global_).
@@ -50,6 +50,14 @@ class StartPoint:
         return int(self.payload["epoch"]) if self.payload else 0
 
 
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """meshgnn.training.checkpoint.load_checkpoint, imported when a checkpoint is read: the
+    launch checks import this module before torch."""
+    from meshgnn.training.checkpoint import load_checkpoint as load
+
+    return load(path)
+
+
 def run_checkpoint(run_dir: Path) -> Path:
     return Path(run_dir) / "checkpoints" / "last.ckpt"
 
@@ -61,11 +69,37 @@ def find_checkpoint(path: str, key: str, prefer: tuple[str, ...] = ("last.ckpt",
         for name in prefer:
             if (p / "checkpoints" / name).is_file():
                 return p / "checkpoints" / name
-        raise UserError(f"{key}={path}: no checkpoints/{' or '.join(prefer)} in that run directory; "
+        raise UserError(f"{key}={path}: not a meshgnn run directory (no checkpoints/{' or '.join(prefer)}); "
                         f"pass a run directory that has trained at least one epoch, or a .ckpt file")
     if p.is_file():
         return p
     raise UserError(f"{key}={path}: no such run directory or checkpoint file")
+
+
+def staged_run_config(run_dir: Path) -> Path:
+    """Where a staged run keeps its first launch's config (it has no checkpoints/ of its own)."""
+    return Path(run_dir) / ".hydra" / "launches" / "01" / "config.yaml"
+
+
+def check_start_paths(resume: str | None, init_from: str | None) -> None:
+    """Before Hydra creates or writes into any directory: refuse, in one line, a resume= or
+    init_from= that is not a run directory (with a checkpoint, or a staged run) or not a
+    meshgnn checkpoint file. A file is read (torch is loaded) to verify it."""
+    if resume and init_from:
+        raise UserError("set either resume= (continue a run) or init_from= (warm start), not both")
+    for key, path, prefer in (("resume", resume, ("last.ckpt",)), ("init_from", init_from, ("best.ckpt", "last.ckpt"))):
+        if not path or (key == "resume" and path == "auto"):
+            continue
+        p = Path(path).expanduser()
+        if key == "resume" and p.is_dir() and staged_run_config(p).is_file():
+            continue
+        ckpt = find_checkpoint(path, key, prefer)
+        if not p.is_dir():
+            with ckpt.open("rb") as f:  # torch writes zip files: anything else is refused before torch loads
+                if f.read(4) != ZIP_MAGIC:
+                    raise UserError(f"{key}={path}: not a meshgnn checkpoint (not a file torch wrote); pass "
+                                    "a run directory or a .ckpt file from its checkpoints/")
+            load_checkpoint(ckpt)
 
 
 def flatten(node: Any, prefix: str = "") -> dict[str, Any]:

@@ -1,0 +1,142 @@
+"""Checks before any work: compose the config from the command line as hydra.main will, and
+refuse a bad launch in one line before Hydra creates (or writes into) a run directory.
+
+The one pre-Hydra composition: `meshgnn.distributed.launch` calls `check_launch` for every
+launch (a single process, and rank 0 under torchrun, where the composed config also names
+the run directory all ranks agree on). It checks
+- every value of the composed config and of every stage (meshgnn.config.validate);
+- for a sweep, every value each comma-list override and each hydra.sweeper.params entry can
+  take (choices, and both bounds of an interval or range), and the sweeper's own keys;
+- the paths in resume= and init_from= (a run directory, or a meshgnn checkpoint file).
+Hydra's composition errors (unknown key, wrong type, malformed override) become one line
+naming the override. Import-light: torch is loaded only to read a checkpoint file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable
+
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
+from hydra.errors import HydraException, MissingConfigException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from meshgnn.boundary import one_line
+from meshgnn.config import validate
+from meshgnn.constraints import check_values
+from meshgnn.errors import UserError
+from meshgnn.resume import check_start_paths
+from meshgnn.sweeps.config import SWEEPER_TARGET, MeshgnnSweeperConf
+
+
+def config_directory(args: Any, config_dir: Path) -> Path:
+    """The config directory hydra.main uses (train.py's conf/, or --config-path)."""
+    directory = Path(config_dir)
+    return (directory.parent / args.config_path).resolve() if args.config_path else directory
+
+
+def is_multirun(args: Any, cfg: DictConfig) -> bool:
+    return bool(args.multirun) or str(cfg.hydra.mode).endswith("MULTIRUN")
+
+
+def check_launch(args: Any, config_dir: Path, job_name: str) -> DictConfig:
+    """The composed config (with its `hydra` node) of a launch that passed every check, or
+    one UserError line. `args` is Hydra's parsed command line."""
+    parsed = parse_overrides(list(args.overrides))
+    plain = [o.input_line for o in parsed if not o.is_sweep_override()]
+    sweeps = [o for o in parsed if o.is_sweep_override()]
+    with initialize_config_dir(config_dir=str(config_directory(args, config_dir)), version_base="1.3",
+                               job_name=job_name):
+        cfg = compose_overrides(args, plain)
+        if sweeps and not is_multirun(args, cfg):
+            o = sweeps[0]
+            raise UserError(f"override {o.input_line!r} lists several values for {o.key_or_group}: that is "
+                            "a sweep; add -m (python train.py -m ...) or give one value")
+        validate(cfg)
+        check_start_paths(cfg.resume, cfg.init_from)
+        if is_multirun(args, cfg):
+            check_sweep(args, cfg, plain, sweeps)
+    return cfg
+
+
+def parse_overrides(overrides: list[str]) -> list[Override]:
+    """Hydra's parse of each override; a malformed one is refused naming it and its key."""
+    parser = OverridesParser.create()
+    out = []
+    for line in overrides:
+        try:
+            out.extend(parser.parse_overrides([line]))
+        except HydraException as exc:
+            key = line.split("=", 1)[0].lstrip("+~") or line
+            reason = one_line(exc).replace(f"Error parsing override '{line}'; ", "")
+            raise UserError(f"override {line!r} (key {key}) cannot be parsed ({reason}); check its brackets "
+                            f"and quotes, e.g. {key}=value, or quote the whole value: {key}='...'") from exc
+    return out
+
+
+def compose_overrides(args: Any, overrides: list[str]) -> DictConfig:
+    """compose() as hydra.main does it; a composition error is one UserError line."""
+    try:
+        return compose(args.config_name or "config", overrides=overrides, return_hydra_config=True)
+    except MissingConfigException as exc:
+        if exc.options:
+            group, _, option = str(exc.missing_cfg_file).rpartition("/")
+            raise UserError(f"{group}={option}: no such option of {group}; choose one of "
+                            f"{', '.join(exc.options)}") from exc
+        raise UserError(one_line(exc)) from exc
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise UserError(f"{one_line(exc)}; check the spelling (`python train.py --cfg job` prints every "
+                        "key, `--help` every group)") from exc
+
+
+# ------------------------------------------------------------------ sweeps
+def sweep_values(override: Override) -> list[Any]:
+    """Every value a sweep override can give its key: the choices, or a range's or an
+    interval's two ends (the values in between are inside the same bounds)."""
+    value = override.value()
+    if isinstance(value, ChoiceSweep):
+        return list(value.list)
+    if isinstance(value, RangeSweep):
+        items = list(override.sweep_iterator())
+        return [items[0], items[-1]] if items else []
+    if isinstance(value, IntervalSweep):
+        return [value.start, value.end]
+    return [value]
+
+
+def _sweeper_params(cfg: DictConfig) -> Iterable[Override]:
+    params = OmegaConf.select(cfg, "hydra.sweeper.params") or {}
+    return parse_overrides([f"{key}={value}" for key, value in params.items()])
+
+
+def check_sweep(args: Any, cfg: DictConfig, plain: list[str], sweeps: list[Override]) -> None:
+    """Each value of each sweep override and sweeper param, on top of the base config, and
+    the sweeper's own keys."""
+    if OmegaConf.select(cfg, "hydra.sweeper._target_") == SWEEPER_TARGET:
+        sweeper = OmegaConf.to_container(cfg.hydra.sweeper, resolve=True)
+        check_values(MeshgnnSweeperConf, sweeper, "hydra.sweeper", strict=False)
+    groups = set(cfg.hydra.runtime.choices)
+    for override in [*sweeps, *_sweeper_params(cfg)]:
+        key = override.key_or_group.removeprefix("hydra.sweeper.params.")
+        for value in sweep_values(override):
+            where = f"sweep value {key}={value}"
+            if key in groups:  # a config group option: compose it
+                variant = compose_overrides(args, [*plain, f"{key}={value}"])
+            else:
+                variant = with_value(cfg, key, value, where)
+            validate(variant, where=where)
+
+
+def with_value(cfg: DictConfig, key: str, value: Any, where: str) -> DictConfig:
+    """A copy of `cfg` with `key` set to `value`, type-checked by the schema."""
+    if isinstance(value, float) and value.is_integer() and isinstance(OmegaConf.select(cfg, key), int):
+        value = int(value)  # interval(16, 64) on an integer key: Optuna samples integers
+    out = cfg.copy()
+    try:
+        OmegaConf.update(out, key, value, merge=False)
+    except OmegaConfBaseException as exc:
+        raise UserError(f"{where}: {one_line(exc)}") from exc
+    return out
