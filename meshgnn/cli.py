@@ -34,6 +34,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from meshgnn.boundary import guarded
 from meshgnn.errors import UserError
 
 DEFAULT_CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -312,12 +313,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run one subcommand inside the error boundary (meshgnn.boundary): a user's mistake, also
+    one a library reports, is one `error:` line and its exit code; a bug keeps its traceback."""
     args = build_parser().parse_args(argv)
-    try:
-        args.handler(args)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    guarded(lambda: args.handler(args))
 
 
 if __name__ == "__main__":
