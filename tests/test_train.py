@@ -169,3 +169,27 @@ def test_mesh_folder_trains_and_a_broken_file_is_one_clear_error(tmp_path, data_
     message = proc.stderr.strip().splitlines()
     assert any("sample_00003.vtu" in line for line in message), proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["seed=-1"], "error: seed=-1 must be in [0, "),
+    (["hparams_search=optuna", "hydra.sweeper.storage=bogus://x"], "error: hydra.sweeper.storage='bogus://x'"),
+])
+def test_refused_launch_is_one_line_and_writes_nothing(tmp_path, args, needle):
+    """Checked before Hydra: no outputs/<date>/<time>, no multirun/, exit 2, one line."""
+    proc = run_train(args, cwd=tmp_path, timeout=60)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [proc.stderr.strip()], proc.stderr
+    assert proc.stderr.startswith(needle), proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_resume_at_a_directory_that_is_not_a_run_leaves_it_unchanged(tmp_path):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "todo.txt").write_text("keep me")
+    proc = run_train([f"resume={notes}"], cwd=tmp_path, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == (f"error: resume={notes}: not a meshgnn run directory (no checkpoints/last.ckpt); "
+                                   "pass a run directory that has trained at least one epoch, or a .ckpt file")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes"]
+    assert [p.name for p in notes.iterdir()] == ["todo.txt"]  # no .hydra/ written into it
