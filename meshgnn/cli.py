@@ -86,17 +86,40 @@ def cmd_sweep_report(args: argparse.Namespace) -> None:
     print("\n".join(report(Path(args.sweep_dir), storage=args.storage, study_name=args.study)))
 
 
+def _split_ratios(args: argparse.Namespace) -> tuple[float, float, float]:
+    """--split, or data.split of CONF/data/mesh_folder.yaml (what training would use), checked
+    by the training config's own rule."""
+    from meshgnn.config import SplitConfig
+    from meshgnn.constraints import check_values
+
+    if args.split is None:
+        from omegaconf import OmegaConf
+
+        conf = args.conf / "data" / "mesh_folder.yaml"
+        if not conf.is_file():
+            raise UserError(f"no config {conf} to take the default split ratios from; pass "
+                            "--split TRAIN VAL TEST (or --conf CONF_DIR)")
+        split = OmegaConf.load(conf).split
+        args.split = [split.train, split.val, split.test]
+    ratios = dict(zip(("train", "val", "test"), map(float, args.split)))
+    check_values(SplitConfig, ratios, "data.split", where="--split")
+    return ratios["train"], ratios["val"], ratios["test"]
+
+
 def cmd_data_check(args: argparse.Namespace) -> None:
-    from meshgnn.data.mesh_folder import FolderSpec, check_folder
+    from meshgnn.data.folder_report import check_folder
+    from meshgnn.data.folder_spec import FolderSpec
 
     spec = FolderSpec(path=Path(args.folder), pattern=args.pattern, inputs=tuple(args.inputs),
                       targets=tuple(args.targets), node_type_field=args.node_type_field,
                       node_type_values=tuple(args.node_type_values), globals=tuple(args.globals))
-    report = check_folder(spec, workers=args.workers)
+    report = check_folder(spec, workers=args.workers, split=_split_ratios(args))
     print("\n".join(report.summary_lines()))
+    for warning in report.warnings:
+        print(f"warning: {warning}")
     sys.stdout.flush()
     report.raise_if_problems()
-    print(f"ok: {len(report.files)} files")
+    print(f"ok: {len(report.files)} files" + (f", {len(report.warnings)} warning(s)" if report.warnings else ""))
 
 
 def cmd_data_export(args: argparse.Namespace) -> None:
@@ -256,6 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="global parameters, from field_data or the sidecar <file stem>.json")
     check.add_argument("--pattern", default="*", help="glob of the files, relative to FOLDER "
                                                       "(default '*'; '**/*.vtu' for subfolders)")
+    check.add_argument("--split", nargs=3, type=float, metavar=("TRAIN", "VAL", "TEST"),
+                       help="train/val/test ratios training will use (refuses too few files for them; "
+                            "default: data.split of CONF_DIR/data/mesh_folder.yaml)")
+    check.add_argument("--conf", type=Path, default=DEFAULT_CONF, help="config folder of the defaults")
     check.add_argument("--workers", type=int, default=0, help="reader processes (0 = one per CPU)")
     check.set_defaults(handler=cmd_data_check)
     export = data.add_parser("export", help="write built-in generated samples as VTU + JSON files")

@@ -41,7 +41,10 @@ from meshgnn.data.features import (
     split_indices,
 )
 from meshgnn.data.graph import sample_to_graph
-from meshgnn.data.mesh_folder import FolderSpec, check_folder, list_mesh_files, read_sample, source_spec
+from meshgnn.data.folder_report import check_folder, require_enough_files
+from meshgnn.data.folder_spec import FolderSpec, source_spec
+from meshgnn.data.mesh_files import list_mesh_files
+from meshgnn.data.mesh_read import read_sample
 from meshgnn.data.normalizer import Moments, Normalizer
 from meshgnn.data.interrupt import StopSignal, interruptible
 from meshgnn.data.parallel import parallel_map
@@ -149,11 +152,11 @@ def load_folder_datasets(cfg: DictConfig, data_dir: Path, model_inputs: ModelInp
     cache = data_dir / f"mesh_folder-{config_hash(spec_keys)}"
     file_keys = [_file_key(spec.path, f) for f in files]
     graphs = [cache / GRAPHS / f"{key}.pt" for key in file_keys]
+    index = _split(cfg, spec.path, files)  # too few files is refused before any conversion
     records, convert = _prepare_cache(spec, cfg.process_workers, cache, files, graphs)
     entries = [GraphEntry(mesh, graph) for mesh, graph in zip(files, graphs)]
 
     features = feature_spec(cfg, convert.source, model_inputs)
-    index = _split(cfg, spec.path, files)
     if normalizer is None:
         normalizer = _fit_normalizer(FileGraphDataset([entries[i] for i in index["train"]], records, convert,
                                                       features, None), cfg.std_floor)
@@ -208,6 +211,8 @@ def _prepare_cache(spec: FolderSpec, workers: int, cache: Path, files: list[Path
         if manifest is None or todo:
             report = check_folder(spec, workers=workers)
             report.raise_if_problems()
+            for warning in report.warnings:
+                log.warning("mesh folder %s: %s", spec.path, warning)
             manifest = {"dims": report.dims, "spatial_dim": report.spatial_dim, "files": dict(listed)}
         convert = _converter(spec, manifest)
         if todo:
@@ -251,9 +256,14 @@ def _convert(todo: list[tuple[Path, Path]], convert: Converter, workers: int, ca
 
 
 def _split(cfg: DictConfig, root: Path, files: list[Path]) -> dict[str, Tensor]:
+    """Train/val/test indices of the files: by data.split_globs where set (each must match a
+    file), else a seeded cut by the data.split ratios, refusing too few files in one line by
+    the rule `meshgnn data check --split` applies."""
     globs = cfg.split_globs
     if not globs.train:
-        return split_indices(len(files), (cfg.split.train, cfg.split.val, cfg.split.test), cfg.seed)
+        ratios = (cfg.split.train, cfg.split.val, cfg.split.test)
+        require_enough_files(root, cfg.pattern, len(files), ratios, "data.split")
+        return split_indices(len(files), ratios, cfg.seed)
     names = [str(f.relative_to(root)) for f in files]
     index = {split: torch.tensor([i for i, n in enumerate(names) if fnmatch.fnmatch(n, globs[split])],
                                  dtype=torch.long) for split in SPLITS}

@@ -27,7 +27,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from meshgnn.data.dataset import FeatureSpec, feature_spec
-from meshgnn.data.mesh_folder import FolderSpec
+from meshgnn.data.folder_spec import FolderSpec
 from meshgnn.data.normalizer import Normalizer
 from meshgnn.data.sources import get_source
 from meshgnn.errors import UserError

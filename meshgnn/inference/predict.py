@@ -22,7 +22,8 @@ from torch import Tensor
 from meshgnn.data.dataset import add_features, normalize, single_graph_store
 from meshgnn.data.graph import sample_to_graph
 from meshgnn.data.hierarchy import MultiScaleData
-from meshgnn.data.mesh_folder import read_file, readable_extensions
+from meshgnn.data.mesh_files import readable_extensions
+from meshgnn.data.mesh_read import read_file
 from meshgnn.data.sample import MeshSample
 from meshgnn.data.sources import get_source
 from meshgnn.errors import UserError

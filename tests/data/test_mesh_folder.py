@@ -17,14 +17,11 @@ import pytest
 from meshgnn.data.export import export_samples
 from meshgnn.data.generate import generate_samples
 from meshgnn.data.graph import edges_from_cells
-from meshgnn.data.mesh_folder import (
-    FolderSpec,
-    cell_measures,
-    check_folder,
-    list_mesh_files,
-    read_sample,
-    source_spec,
-)
+from meshgnn.data.folder_report import check_folder
+from meshgnn.data.folder_spec import FolderSpec, source_spec
+from meshgnn.data.mesh_files import list_mesh_files
+from meshgnn.data.mesh_geometry import cell_measures
+from meshgnn.data.mesh_read import read_sample
 from meshgnn.data.sources import get_source
 from meshgnn.errors import UserError
 
