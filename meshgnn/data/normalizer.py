@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from meshgnn.atomic import atomic_write_text
 from meshgnn.errors import UserError
 
 KEYS = ("x", "edge_attr", "y")
@@ -53,7 +54,8 @@ class Normalizer:
         return {k: {"mean": self.mean[k].tolist(), "std": self.std[k].tolist()} for k in self.mean}
 
     def save(self, path: Path) -> None:
-        Path(path).write_text(json.dumps(self.to_json(), indent=1))
+        """Atomically, so a full disk reports the path (StorageError) and keeps the old file."""
+        atomic_write_text(Path(path), json.dumps(self.to_json(), indent=1))
 
     @classmethod
     def load(cls, path: Path) -> "Normalizer":

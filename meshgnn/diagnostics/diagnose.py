@@ -30,7 +30,7 @@ from meshgnn.atomic import atomic_write_text
 from meshgnn.errors import UserError
 from meshgnn.training.metrics_log import read_metrics
 
-SYMPTOMS = ("not_decreasing", "oscillating", "target_imbalance", "overfitting", "under_trained",
+SYMPTOMS = ("diverged", "not_decreasing", "oscillating", "target_imbalance", "overfitting", "under_trained",
             "consistency_not_decreasing")
 
 TRAIN_LOSS = "train/loss/total"
@@ -38,6 +38,12 @@ VAL_LOSS = "val/loss/total"
 CONSISTENCY = "consistency/grad"
 OSCILLATION = "train/loss/oscillation"
 GRAD_NORM = "train/grad_norm"
+
+# --- diverged --------------------------------------------------------------------------------
+# A loss this many times its first epoch's value is a run blowing up, whatever else the curve
+# does: the default of trainer.divergence_factor, which stops such runs while they train. Also a
+# problem: any non-finite loss, and a launch that stopped as diverged (run.json records it).
+DIVERGED_FACTOR = 1000.0
 
 # --- not_decreasing --------------------------------------------------------------------------
 # The training loss must fall by at least 5 % from the first to the last epoch. Epoch 1's value is
@@ -155,13 +161,15 @@ class Diagnosis:
 # ============================================================================= the checks
 
 
-def diagnose_history(history: list[dict], config: dict | None, run_dir: str | None = None) -> list[Finding]:
+def diagnose_history(history: list[dict], config: dict | None, run_dir: str | None = None,
+                     stopped: dict | None = None) -> list[Finding]:
     """One Finding per symptom of SYMPTOMS, in that order. `history` holds metrics.jsonl's
     records, `config` the resolved config (None: advice uses generic values), `run_dir` goes
-    into commands of the advice (a placeholder when None)."""
+    into commands of the advice (a placeholder when None), `stopped` the last launch's stop
+    record from run.json (a divergence the trainer refused to save)."""
     records = _sorted_records(history)
     ctx = _Context(records, config or {}, config is not None, run_dir or "<run dir>")
-    return [_not_decreasing(ctx), _oscillating(ctx), _target_imbalance(ctx), _overfitting(ctx),
+    return [_diverged(records, stopped, ctx.get_number("optim.lr")), _not_decreasing(ctx), _oscillating(ctx), _target_imbalance(ctx), _overfitting(ctx),
             _under_trained(ctx), _consistency(ctx)]
 
 
@@ -222,6 +230,31 @@ def _usable(ctx: _Context, s: _Series, key: str, symptom: str, rule: str, need: 
         return _skip(symptom, f"needs at least {need} epochs of {key}, the run has {len(s.values)}", rule,
                      epochs=len(s.values))
     return None
+
+
+def _diverged(records: list[dict], stopped: dict | None, lr: float | None) -> Finding:
+    """Problem when the trainer stopped the run as diverged, a loss is non-finite, or a loss
+    rose DIVERGED_FACTOR times above its first epoch; never skipped (a run with one epoch or
+    none can still have diverged). Advice: a tenth of the run's rate, and clipping."""
+    advice = [f"optim.lr={_fmt(lr / 10) if lr else '<a tenth of the current>'}", "trainer.grad_clip=1.0"]
+    rule = f"no non-finite loss, no loss above {DIVERGED_FACTOR:g} x its first epoch, no diverged stop"
+    if stopped and stopped.get("reason") == "diverged":
+        return Finding("diverged", "problem", {"metric": stopped.get("metric"), "epoch": stopped.get("epoch"),
+                                               "value": stopped.get("value")}, rule,
+                       f"training stopped as diverged: {stopped.get('message', '')}", advice)
+    for key in (TRAIN_LOSS, VAL_LOSS):
+        values = [(r["epoch"], _number(r.get(key))) for r in records if key in r]
+        bad = next(((epoch, v) for epoch, v in values if v is None or not math.isfinite(v)), None)
+        if bad is not None:
+            return Finding("diverged", "problem", {"metric": key, "epoch": bad[0]}, rule,
+                           f"{key} is not finite at epoch {bad[0]}", advice)
+        if values and values[0][1] > 0:
+            epoch, peak = max(values, key=lambda item: item[1])
+            if peak > DIVERGED_FACTOR * values[0][1]:
+                return Finding("diverged", "problem", {"metric": key, "epoch": epoch, "ratio": peak / values[0][1]},
+                               rule, f"{key} rose to {peak:.4g} at epoch {epoch}, over {DIVERGED_FACTOR:g} x its "
+                               f"first epoch's {values[0][1]:.4g}", advice)
+    return Finding("diverged", "ok", {}, rule, "losses stayed finite and near their start")
 
 
 def _not_decreasing(ctx: _Context) -> Finding:
@@ -433,15 +466,25 @@ def diagnose_run(run_dir: Path | str) -> Diagnosis:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{metrics} is not one JSON object per line ({exc}): delete the broken line "
                         f"(a run killed mid-write leaves a partial last line) and diagnose again") from exc
-    if not history:
+    stopped = _last_stop(run_dir)
+    if not history and not stopped:
         raise UserError(f"{metrics} is missing or empty: the run has not finished an epoch yet; "
                         f"train at least one epoch (or resume it: python train.py resume={run_dir}) "
                         f"and diagnose again")
     config, notes = _load_config(run_dir)
     # A stage of a staged run (<run dir>/stage2) is resumed through its run directory.
     staged = not (run_dir / ".hydra").is_dir() and (run_dir.parent / ".hydra").is_dir()
-    findings = diagnose_history(history, config, str(run_dir.parent if staged else run_dir))
+    findings = diagnose_history(history, config, str(run_dir.parent if staged else run_dir), stopped)
     return Diagnosis(str(run_dir), findings, epochs=len(_sorted_records(history)), notes=notes)
+
+
+def _last_stop(run_dir: Path) -> dict | None:
+    """How the run's last launch stopped, when run.json records it (a divergence)."""
+    try:
+        launches = json.loads((run_dir / "run.json").read_text()).get("launches") or [{}]
+    except (OSError, ValueError, AttributeError):
+        return None
+    return launches[-1].get("stopped") if isinstance(launches[-1], dict) else None
 
 
 def write_diagnosis(run_dir: Path | str, diagnosis: Diagnosis) -> Path:
@@ -511,7 +554,8 @@ def diagnose_path(path: Path | str) -> list[str]:
     if not path.is_dir():
         raise UserError(f"{path} is a file: pass the run directory that holds metrics.jsonl "
                         f"(outputs/<date>/<time>) or a sweep directory (multirun/<date>/<time>)")
-    if (path / "metrics.jsonl").exists() or ((path / ".hydra").is_dir() and not _trial_dirs(path)):
+    if ((path / "metrics.jsonl").exists() or (path / "run.json").is_file()
+            or ((path / ".hydra").is_dir() and not _trial_dirs(path))):
         diagnosis = diagnose_run(path)
         written = write_diagnosis(path, diagnosis)
         return diagnosis.lines() + [f"written to {written}"]

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from meshgnn.atomic import atomic_write
+from meshgnn.atomic import atomic_write_bytes
 from meshgnn.errors import UserError
 
 FORMAT = "meshgnn-checkpoint"
@@ -49,13 +49,17 @@ def checksum(payload: dict[str, Any]) -> str:
 
 def save_checkpoint(payload: dict[str, Any], *paths: Path) -> None:
     """Add format and checksum, serialise once, and write each path atomically (temp file,
-    fsync, rename): last.ckpt, best.ckpt and epoch_NNNN.ckpt of one epoch share the work."""
+    fsync, rename): last.ckpt, best.ckpt and epoch_NNNN.ckpt of one epoch share the work.
+
+    The size is known before any file is started, so a path whose temp file would not fit
+    beside the old file is refused (StorageError) without touching it: the last good
+    checkpoint stays loadable."""
     payload = {**payload, "format": FORMAT, "format_version": FORMAT_VERSION}
     payload["checksum"] = checksum(payload)
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     for path in paths:
-        atomic_write(Path(path), lambda handle: handle.write(buffer.getbuffer()))
+        atomic_write_bytes(Path(path), buffer.getbuffer())
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -1,17 +1,23 @@
-"""Where epoch metrics go: metrics.jsonl (one JSON object per epoch) and TensorBoard."""
+"""Where epoch metrics go: metrics.jsonl (one JSON object per epoch) and TensorBoard.
+
+Every write goes through `meshgnn.atomic.writing`, so a full disk or a lost permission ends
+the run in one StorageError line naming the file, whichever of the two it was.
+"""
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from torch.utils.tensorboard.summary import hparams, image, scalar
 
-from torch.utils.tensorboard import SummaryWriter
-
-from meshgnn.atomic import atomic_write_text
+from meshgnn.atomic import SPACE_MARGIN, atomic_write_text, writing
+from meshgnn.training.events import EventFile
 
 
 class MetricsLog:
@@ -27,39 +33,56 @@ class MetricsLog:
         kept = [r for r in read_metrics(run_dir) if r["epoch"] < first_new_epoch]
         if self.jsonl.exists():
             atomic_write_text(self.jsonl, "".join(json.dumps(r) + "\n" for r in kept))
-        self.writer = SummaryWriter(log_dir=str(Path(run_dir) / "tb"),
-                                    purge_step=first_new_epoch if first_new_epoch > 1 else None)
+        self.events = EventFile(Path(run_dir) / "tb",
+                                purge_step=first_new_epoch if first_new_epoch > 1 else None)
 
     def write(self, epoch: int, metrics: dict[str, float]) -> None:
         """`epoch` is 1-based (the number of completed epochs) and is the TensorBoard step."""
         record = {"epoch": epoch, **{k: (v if math.isfinite(v) else str(v)) for k, v in metrics.items()}}
-        with self.jsonl.open("a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        _append(self.jsonl, (json.dumps(record) + "\n").encode())
         for tag, value in metrics.items():
-            self.writer.add_scalar(tag, value, global_step=epoch)
-        self.writer.flush()
+            self.events.add_summary(scalar(tag, value), epoch)
+        self.events.flush()
 
-    def add_image(self, tag: str, image: np.ndarray, epoch: int) -> None:
+    def add_image(self, tag: str, picture: np.ndarray, epoch: int) -> None:
         """An RGB image [H, W, 3] uint8 at the epoch's step (field images)."""
-        self.writer.add_image(tag, image, global_step=epoch, dataformats="HWC")
-        self.writer.flush()
+        self.events.add_summary(image(tag, picture, dataformats="HWC"), epoch)
+        self.events.flush()
 
     def close(self) -> None:
-        self.writer.close()
+        self.events.close()
+
+
+def _append(path: Path, line: bytes) -> None:
+    """Append one whole line or nothing: a write cut short (disk full) is cut back off, so
+    metrics.jsonl never ends in half a record that would break reading it on resume."""
+    with writing(path, needed_bytes=len(line) + SPACE_MARGIN):
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            start = os.lseek(fd, 0, os.SEEK_END)
+            try:
+                if os.write(fd, line) < len(line):
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+            except OSError:
+                os.ftruncate(fd, start)
+                raise
+        finally:
+            os.close(fd)
 
 
 def write_hparams(run_dir: Path, settings: dict[str, Any], metrics: dict[str, float], epoch: int) -> None:
     """TensorBoard's HParams record of a finished launch, in the run's own tb/ folder: its
     settings and final metrics (the HParams tab then lists runs side by side). The metric
     names must not be tags the epochs log, or TensorBoard would show those instead."""
-    from torch.utils.tensorboard.summary import hparams
-
     finite = {k: v for k, v in metrics.items() if math.isfinite(v)}
-    with SummaryWriter(log_dir=str(Path(run_dir) / "tb")) as writer:
+    events = EventFile(Path(run_dir) / "tb")
+    try:
         for summary in hparams(settings, finite):
-            writer.file_writer.add_summary(summary, epoch)
+            events.add_summary(summary, epoch)
         for tag, value in finite.items():
-            writer.add_scalar(tag, value, global_step=epoch)
+            events.add_summary(scalar(tag, value), epoch)
+    finally:
+        events.close()
 
 
 def read_metrics(run_dir: Path) -> list[dict]:

@@ -15,6 +15,7 @@ import logging
 import math
 import sys
 import time
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -25,9 +26,9 @@ from torch_geometric.loader import DataLoader
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from meshgnn.atomic import remove_orphaned_temp_files
+from meshgnn.atomic import remove_orphaned_temp_files, writing
 from meshgnn.distributed import Dist
-from meshgnn.errors import UserError
+from meshgnn.errors import StorageError, UserError
 from meshgnn.training.checkpoint import save_checkpoint
 from meshgnn.training.field_errors import ErrorAccumulator, field_errors
 from meshgnn.training.losses import CompositeLoss
@@ -43,8 +44,22 @@ log = logging.getLogger(__name__)
 MONITOR = "val/loss/total"
 
 
+# Epoch metrics whose value must be finite and whose rise means divergence. train/grad_norm
+# is not among them: under fp16 an overflowing step (skipped by the scaler) makes it inf.
+DIVERGENCE_KEYS = ("train/loss/total", MONITOR)
+
+
 class TrainingDiverged(UserError):
-    """The loss became NaN or infinite; the last good checkpoints are kept."""
+    """A loss or metric became NaN or infinite, or rose `divergence_factor` times above the
+    lineage's first epoch: that epoch is not saved, the last good checkpoints are kept.
+    `record` says which metric, epoch and value (for run.json and the diagnosis)."""
+
+    ADVICE = "Try a lower optim.lr or trainer.grad_clip=1.0"
+
+    def __init__(self, message: str, metric: str, epoch: int, value: float) -> None:
+        super().__init__(f"{message}; checkpoints keep the last good weights. {self.ADVICE}")
+        self.record = {"reason": "diverged", "metric": metric, "epoch": epoch, "value": value,
+                       "message": str(self)}
 
 
 @dataclass
@@ -56,6 +71,7 @@ class TrainerSettings:
     log_every_steps: int
     max_time_s: float = 0.0  # wall-clock budget of this launch (0 = none)
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 with a gradient scaler)
+    divergence_factor: float = 1000.0  # stop when a loss exceeds this x its first epoch's (0 = off)
 
 
 @dataclass
@@ -79,6 +95,8 @@ class TrainState:
     step_losses: list[float] = field(default_factory=list)  # this epoch's, for its oscillation
     history: list[dict[str, float]] = field(default_factory=list)
     stopped_by: str | None = None  # "SIGTERM", "SIGINT", "max_time" when a launch stops early
+    # The first epoch's DIVERGENCE_KEYS values of the run's lineage (kept through resumes).
+    divergence_reference: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {"best_value": self.best_value, "best_epoch": self.best_epoch,
@@ -128,9 +146,10 @@ class Trainer:
             raise ValueError("set Trainer.schedule before fit()")
         metrics_log = None
         if self.dist.is_main:
-            self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-            for orphan in remove_orphaned_temp_files(self.ckpt_dir):
-                log.warning("removed %s, a half-written checkpoint of a killed launch", orphan.name)
+            with writing(self.ckpt_dir):
+                self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+                for orphan in remove_orphaned_temp_files(self.ckpt_dir):
+                    log.warning("removed %s, a half-written checkpoint of a killed launch", orphan.name)
             metrics_log = MetricsLog(self.run_dir, first_new_epoch=self.state.epoch + 1)
         self.metrics_log = metrics_log
         self._deadline = (time.monotonic() + self.settings.max_time_s
@@ -148,9 +167,13 @@ class Trainer:
                         break
                     if self._end_epoch(metrics_log, time.perf_counter() - start):
                         break
-        finally:
+        except BaseException:
             if metrics_log is not None:
-                metrics_log.close()
+                with suppress(StorageError):  # the error in flight is the one to report
+                    metrics_log.close()
+            raise
+        if metrics_log is not None:
+            metrics_log.close()
         self.dist.barrier()  # rank 0's last checkpoint is on disk before any rank goes on
         return self.state
 
@@ -168,6 +191,7 @@ class Trainer:
         metrics = {**train_metrics, **val_metrics,
                    "consistency/grad": val_metrics["val/loss/gradient_consistency"],
                    "lr": self.optimizer.param_groups[0]["lr"], "epoch_time_s": train_time}
+        self._check_epoch(metrics)  # before anything of this epoch is written
         self.state.history.append(metrics)
         improved = self._update_early_stopping(metrics[MONITOR])
         # Metrics first, then checkpoints: a kill in between re-runs this epoch on resume,
@@ -185,6 +209,28 @@ class Trainer:
                      MONITOR, self.state.bad_epochs, self.state.best_value, self.state.best_epoch)
             return True
         return False
+
+    def _check_epoch(self, metrics: dict[str, float]) -> None:
+        """Refuse an epoch with a non-finite loss or validation metric, or a loss that rose
+        `divergence_factor` times above the lineage's first epoch (the reference, set here
+        by the first epoch and carried in checkpoints)."""
+        epoch = self.state.epoch
+        checked = [k for k in metrics if k.startswith(("train/loss/", "val/"))]
+        for key in checked:
+            if not math.isfinite(metrics[key]):
+                raise TrainingDiverged(f"{key} became {metrics[key]} at epoch {epoch}, which is not "
+                                       "saved", key, epoch, metrics[key])
+        reference = self.state.divergence_reference
+        if not reference:
+            reference.update({key: metrics[key] for key in DIVERGENCE_KEYS})
+        factor = self.settings.divergence_factor
+        for key in DIVERGENCE_KEYS if factor > 0 else ():
+            if metrics[key] > factor * reference[key]:
+                raise TrainingDiverged(
+                    f"{key} rose to {metrics[key]:.4g} at epoch {epoch}, over trainer.divergence_factor="
+                    f"{factor:g} times its first epoch's {reference[key]:.4g}: the run diverged (epoch "
+                    f"{epoch} is not saved; set trainer.divergence_factor=0 to train on regardless)",
+                    key, epoch, metrics[key])
 
     def _train_epoch(self) -> bool:
         """Train the rest of the current epoch; False if a stop was requested part-way.
@@ -214,8 +260,7 @@ class Trainer:
             if not math.isfinite(step_loss):
                 raise TrainingDiverged(
                     f"training loss became {step_loss} at epoch {self.state.epoch + 1}, step "
-                    f"{self.state.global_step}; checkpoints keep the last good weights. Try a lower "
-                    "optim.lr or trainer.grad_clip=1.0")
+                    f"{self.state.global_step}", "train/loss/total", self.state.epoch + 1, step_loss)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.optimizer)  # clip and log true gradients (fp16 scales them)
@@ -334,7 +379,13 @@ class Trainer:
             parts = self.dist.all_gather_object((acc, graphs))
             acc = {who: ErrorAccumulator.combine([part[0][who] for part in parts]) for who in acc}
             graphs = sum(part[1] for part in parts)
-        return {who: a.result(graphs) for who, a in acc.items() if a.sums}
+        results = {who: a.result(graphs) for who, a in acc.items() if a.sums}
+        for key, value in results.get("model", {}).items():
+            if not math.isfinite(value):
+                raise TrainingDiverged(f"{key} of the best weights is {value} (epoch "
+                                       f"{self.state.best_epoch}); no results are saved",
+                                       key, self.state.best_epoch, value)
+        return results
 
     # -------------------------------------------------- early stop, checkpoints
     def _update_early_stopping(self, value: float) -> bool:
@@ -383,6 +434,7 @@ class Trainer:
             "schedule_origin": [self.state.schedule_origin_epoch, self.state.schedule_origin_step],
             "epoch_progress": progress,
             "metrics": metrics,
+            "divergence_reference": dict(self.state.divergence_reference),
             **per_rank,
             **self.checkpoint_extras(),
         }
@@ -404,6 +456,7 @@ class Trainer:
         self.state.epoch_sums = dict(progress["sums"])
         self.state.epoch_seconds = float(progress["seconds"])
         self.state.step_losses = list(progress.get("step_losses", []))
+        self.state.divergence_reference = dict(payload.get("divergence_reference", {}))
         if payload.get("scaler") and self.scaler.is_enabled():
             self.scaler.load_state_dict(payload["scaler"])
         if self.dist.rank > 0:  # the saved sums are pooled over ranks: rank 0 carries them on

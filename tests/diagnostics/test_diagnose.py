@@ -189,14 +189,15 @@ def test_diagnose_run_writes_loadable_json_and_report(tmp_path):
     train = curve()[:11] + [float("nan")]
     run = write_run(tmp_path / "run", history(train=train, val=curve()), {**CONFIG, "optim": {"lr": 5e-4}})
     diagnosis = diagnose_run(run)
-    assert [f.symptom for f in diagnosis.problems] == ["oscillating"]
-    assert diagnosis.problems[0].advice[0] == "optim.lr=1e-4"              # the run's lr / 5
+    # the NaN epoch makes it diverged too: a non-finite run is never ok
+    assert [f.symptom for f in diagnosis.problems] == ["diverged", "oscillating"]
+    assert diagnosis.problems[1].advice[0] == "optim.lr=1e-4"              # the run's lr / 5
     path = write_diagnosis(run, diagnosis)
     loaded = json.loads(path.read_text())
-    assert loaded["problems"] == ["oscillating"] and loaded["epochs"] == EPOCHS
+    assert loaded["problems"] == ["diverged", "oscillating"] and loaded["epochs"] == EPOCHS
     assert [f["symptom"] for f in loaded["findings"]] == list(SYMPTOMS)
     lines = diagnosis.lines()
-    assert lines[0].startswith(f"diagnosis of {run} ({EPOCHS} epochs): 1 problem(s): oscillating")
+    assert lines[0].startswith(f"diagnosis of {run} ({EPOCHS} epochs): 2 problem(s): diverged, oscillating")
     assert any(line.startswith("PROBLEM oscillating:") and "-> try: optim.lr=1e-4" in line for line in lines)
     assert any(line.startswith("skipped not_decreasing:") for line in lines)
     # diagnose_path on a run directory: the report, and diagnosis.json rewritten
@@ -252,4 +253,6 @@ def test_the_config_recorded_in_run_json_wins_over_the_launch_composition(tmp_pa
     train = curve()[:11] + [float("nan")]
     run = write_run(tmp_path / "run", history(train=train, val=curve()), {**CONFIG, "optim": {"lr": 5e-4}})
     (run / "run.json").write_text(json.dumps({"launches": [], "config": {**CONFIG, "optim": {"lr": 2e-3}}}))
-    assert diagnose_run(run).problems[0].advice[0] == "optim.lr=4e-4"  # its lr / 5, not the launch's
+    problems = {f.symptom: f for f in diagnose_run(run).problems}
+    assert problems["oscillating"].advice[0] == "optim.lr=4e-4"  # its lr / 5, not the launch's
+    assert problems["diverged"].advice[0] == "optim.lr=2e-4"     # its lr / 10
