@@ -201,6 +201,7 @@ class TrainerConfig:
     data_on_gpu: bool = MISSING
     threads: int = key(at_least(0, "0 = torch's default"))
     max_time: float = key(at_least(0, "seconds; 0 = no limit"))
+    divergence_factor: float = key(at_least(0, "0 = off"))
 
 
 @dataclass
