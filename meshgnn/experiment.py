@@ -11,7 +11,6 @@ import logging
 import math
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 import meshgnn
-from meshgnn.atomic import atomic_write_text
+from meshgnn.atomic import atomic_write_text, copy_file
 from meshgnn.boundary import BUG_LINE, EXIT_BUG, user_caused
 from meshgnn.config import stage_config as config_stage
 from meshgnn.config import validate
@@ -34,7 +33,7 @@ from meshgnn.data.normalizer import Normalizer
 from meshgnn.data.sources import get_source
 from meshgnn.devices import resolve_device
 from meshgnn.distributed import Dist
-from meshgnn.errors import Interrupted, UserError
+from meshgnn.errors import Interrupted, StorageError, UserError
 from meshgnn.models import build_model
 from meshgnn.models.build import compiled_forward, data_parallel_forward
 from meshgnn.resume import StartPoint, merge_resumed_config, run_checkpoint, start_point
@@ -45,7 +44,7 @@ from meshgnn.diagnostics.diagnose import diagnose_run, write_diagnosis
 from meshgnn.training.metrics_log import read_metrics, write_hparams
 from meshgnn.training.rng import seed_everything
 from meshgnn.training.schedule import Schedule
-from meshgnn.training.trainer import Trainer, TrainerSettings, TrainState
+from meshgnn.training.trainer import Trainer, TrainerSettings, TrainingDiverged, TrainState
 from meshgnn.weights import load_weights
 
 log = logging.getLogger("meshgnn")
@@ -105,7 +104,39 @@ def run(cfg: DictConfig, overrides: list[str] | tuple[str, ...] = ()) -> float:
 
 
 def train(cfg: DictConfig, start: StartPoint, run_dir: Path) -> float:
-    """Train one model in `run_dir` from `start`, test it, and return the objective."""
+    """Train one model in `run_dir` from `start`, test it, and return the objective.
+
+    A failed write (StorageError) gets the way to continue once the cause is removed; a
+    diverged run is recorded in run.json and diagnosed (diagnosis.json) before it stops."""
+    try:
+        return _train(cfg, start, run_dir)
+    except StorageError as exc:
+        raise StorageError(f"{exc}; then {_continue_hint(run_dir)}") from exc
+    except TrainingDiverged as exc:
+        if Dist.current().is_main:
+            _record_divergence(run_dir, exc.record)
+        raise
+
+
+def _continue_hint(run_dir: Path) -> str:
+    if run_checkpoint(run_dir).is_file():
+        return f"resume with: {_resume_command(run_dir)}"
+    return "run the same command again (no epoch was saved yet)"
+
+
+def _record_divergence(run_dir: Path, record: dict[str, Any]) -> None:
+    """The stop, in this launch's run.json entry, and the diagnosis that names it: `meshgnn
+    diagnose` reads it back, so a diverged run is never reported as ok."""
+    path = run_dir / "run.json"
+    if not path.is_file():  # stopped before run.json: nothing of the launch is on record
+        return
+    doc = json.loads(path.read_text())
+    doc["launches"][-1]["stopped"] = record
+    atomic_write_text(path, json.dumps(doc, indent=2))
+    write_diagnosis(run_dir, diagnose_run(run_dir))
+
+
+def _train(cfg: DictConfig, start: StartPoint, run_dir: Path) -> float:
     names = target_names(cfg.data)
     _check_target_weights(cfg, names)
     _check_objective(cfg, names)
@@ -142,7 +173,7 @@ def train(cfg: DictConfig, start: StartPoint, run_dir: Path) -> float:
                                   weight_decay=cfg.optim.weight_decay, foreach=True)
     settings = TrainerSettings(cfg.trainer.epochs, cfg.trainer.grad_clip, cfg.trainer.save_every,
                                cfg.trainer.early_stop_patience, cfg.trainer.log_every_steps,
-                               cfg.trainer.max_time, cfg.trainer.precision)
+                               cfg.trainer.max_time, cfg.trainer.precision, cfg.trainer.divergence_factor)
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
     lineage = _lineage(start)
     hydra_choices = dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}
@@ -430,9 +461,8 @@ def _snapshot_launch(run_dir: Path) -> None:
         return
     launches = hydra_dir / "launches"
     target = launches / f"{len(list(launches.glob('*'))) + 1 if launches.is_dir() else 1:02d}"
-    target.mkdir(parents=True, exist_ok=True)
     for snapshot in hydra_dir.glob("*.yaml"):
-        shutil.copy2(snapshot, target / snapshot.name)
+        copy_file(snapshot, target / snapshot.name)
 
 
 # ------------------------------------------------------------------ staged training
@@ -480,6 +510,6 @@ def run_stages(cfg: DictConfig, overrides: list[str], run_dir: Path) -> float:
         stage_cfg, start = start_point(stage_cfg, [], stage_dir)
         try:
             objective = train(stage_cfg, start, stage_dir)
-        except Interrupted as exc:
-            raise Interrupted(str(exc).replace(_resume_command(stage_dir), _resume_command(run_dir))) from None
+        except (Interrupted, StorageError) as exc:  # continue the staged run, not the stage alone
+            raise type(exc)(str(exc).replace(_resume_command(stage_dir), _resume_command(run_dir))) from None
     return objective
