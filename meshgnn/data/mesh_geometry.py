@@ -187,17 +187,29 @@ def _check_overlap(points: np.ndarray, cells: list[tuple[str, np.ndarray]],
     shared = 0
     for size in {s.shape[1] for _, s in sides}:
         same = np.concatenate([s for _, s in sides if s.shape[1] == size])
-        _, counts = np.unique(np.sort(same, axis=1), axis=0, return_counts=True)
-        shared += int((counts > 2).sum())
+        shared += int((_row_counts(np.sort(same, axis=1)) > 2).sum())
     findings = []
     if shared:
         findings.append(Finding("cells", f"{shared} {side} are shared by more than two cells "
                                 "(overlapping or duplicated cells)", _REMESH))
     if side == "edges" and sides:
         directed = np.concatenate([s[~inverted[t]] for t, s in sides])
-        _, counts = np.unique(directed, axis=0, return_counts=True)
-        folded = int((counts > 1).sum())
+        folded = int((_row_counts(directed) > 1).sum())
         if folded:
             findings.append(Finding("cells", f"{folded} edges have both their cells on the same side "
                                     "(overlapping cells)", _REMESH))
     return findings
+
+
+def _row_counts(rows: np.ndarray) -> np.ndarray:
+    """How often each distinct row of a non-negative integer array occurs. Pairs of columns
+    are packed into one int64 key first (np.unique(axis=0) sorts rows as opaque bytes, and a
+    lexsort over every column is ~3x slower than over the packed pairs)."""
+    base = np.int64(rows.max()) + 1 if rows.size else np.int64(1)
+    cols = [rows[:, k].astype(np.int64) for k in range(rows.shape[1])]
+    keys = [cols[k] * base + cols[k + 1] if k + 1 < len(cols) else cols[k] for k in range(0, len(cols), 2)]
+    if len(keys) == 1:
+        return np.unique(keys[0], return_counts=True)[1]
+    packed = np.stack(keys, axis=1)[np.lexsort(keys[::-1])]
+    starts = np.flatnonzero(np.r_[True, (packed[1:] != packed[:-1]).any(axis=1), True])
+    return np.diff(starts)
