@@ -110,7 +110,7 @@ def _build_in_process(cache_dir: str, log_file: str, out) -> None:
 
 
 def test_concurrent_processes_build_the_same_cache_once(tmp_path):
-    ctx = multiprocessing.get_context("fork")
+    ctx = multiprocessing.get_context("spawn")  # a fork of a process that ran torch may hang in OpenMP
     out, log_file = ctx.Queue(), tmp_path / "builds.log"
     procs = [ctx.Process(target=_build_in_process, args=(str(tmp_path / "cache"), str(log_file), out))
              for _ in range(2)]

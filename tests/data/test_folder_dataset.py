@@ -6,6 +6,9 @@ import json
 import logging
 import multiprocessing
 import os
+import signal
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +22,7 @@ from meshgnn.data.folder_dataset import _file_key
 from meshgnn.data.hierarchy import HierarchySpec
 from meshgnn.data.dataset import ModelInputs
 from meshgnn.data.sources import get_source
-from meshgnn.errors import UserError
+from meshgnn.errors import Interrupted, UserError
 
 NUM, MESH_SIZE, MAX_HOLES = 8, 0.15, 2
 INPUTS = ["boundary_temperature", "heat_source", "conductivity"]
@@ -168,7 +171,7 @@ def _load_in_process(folder: str, data_dir: str, out) -> None:
 
 
 def test_concurrent_processes_convert_a_folder_once(exported, tmp_path):
-    ctx = multiprocessing.get_context("fork")
+    ctx = multiprocessing.get_context("spawn")  # a fork of a process that ran torch may hang in OpenMP
     out = ctx.Queue()
     procs = [ctx.Process(target=_load_in_process, args=(str(exported), str(tmp_path), out)) for _ in range(2)]
     for proc in procs:
@@ -179,3 +182,33 @@ def test_concurrent_processes_convert_a_folder_once(exported, tmp_path):
         assert proc.exitcode == 0
     assert sorted(len(converted) for converted, _ in results) == [0, 1]  # the second waited, then loaded
     assert results[0][1] == results[1][1]
+
+
+def test_sigterm_while_converting_keeps_the_finished_graphs(exported, tmp_path, caplog):
+    links = tmp_path / "links"  # hard links: distinct paths, so every one is converted
+    links.mkdir()
+    for copy in range(20):
+        for vtu in sorted(exported.glob("*.vtu")):
+            os.link(vtu, links / f"c{copy:02d}_{vtu.name}")
+            os.link(vtu.with_suffix(".json"), links / f"c{copy:02d}_{vtu.stem}.json")
+    cfg = folder_config(links, "data.process_workers=2")
+    graphs = tmp_path / "cache"
+
+    def stop_at_the_first_graph() -> None:
+        while not list(graphs.glob("mesh_folder-*/graphs/*.pt")):
+            time.sleep(0.005)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=stop_at_the_first_graph, daemon=True).start()
+    with pytest.raises(Interrupted) as info:
+        load_datasets(cfg, graphs, MODEL_INPUTS)
+    message = str(info.value)
+    kept = int(message.split("); the ")[1].split()[0])
+    assert message.startswith(f"stopped by SIGTERM while converting the mesh files of {links} (")
+    assert f"({kept}/160 files); the {kept} graphs converted so far are cached" in message and kept < 160
+    assert not multiprocessing.active_children()
+    with caplog.at_level(logging.INFO, logger="meshgnn.data.folder_dataset"):
+        data = load_datasets(cfg, graphs, MODEL_INPUTS)
+        list(data.splits["train"])
+    assert f"converted {160 - kept} mesh files" in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
