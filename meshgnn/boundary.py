@@ -75,5 +75,8 @@ def guarded(entry: Callable[[], Any]) -> Any:
     point's own exit code, and KeyboardInterrupt pass through)."""
     try:
         return entry()
+    except BrokenPipeError:  # the reader of stdout went away (`| head`): nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        sys.exit(EXIT_BUG)
     except Exception as exc:  # the boundary: every exception is reported once, here
         sys.exit(report(exc))
