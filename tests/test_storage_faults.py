@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ROOT, compose_config, run_train
+from conftest import ROOT, compose_config
 from meshgnn.atomic import atomic_write
 from meshgnn.errors import StorageError
 from meshgnn.experiment import run
@@ -145,7 +145,11 @@ def test_run_dir_made_read_only_for_a_non_root_user_is_one_line_and_exit_4(data_
                                capture_output=True, text=True, cwd=home)
         if probe.returncode != 0:
             pytest.skip(f"user {NOBODY} cannot run this venv: {probe.stderr.strip()[-200:]}")
-        run_dir = home / "run"
+        run_dir, data = home / "run", home / "data"
+        shutil.copytree(data_cache, data)  # the session's dataset, readable by that user
+        for folder, _, files in os.walk(data):
+            for name in [folder, *(os.path.join(folder, f) for f in files)]:
+                os.chown(name, NOBODY, NOBODY)
 
         def lock() -> None:
             for folder in (run_dir, run_dir / "checkpoints"):
@@ -155,7 +159,7 @@ def test_run_dir_made_read_only_for_a_non_root_user_is_one_line_and_exit_4(data_
         done = subprocess.run(
             ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
              str(ROOT / ".venv" / "bin" / "python"), str(ROOT / "train.py"), *TINY, "trainer.epochs=3",
-             f"paths.data_dir={home / 'data'}", f"paths.output_dir={run_dir}"],
+             f"paths.data_dir={data}", f"paths.output_dir={run_dir}"],
             cwd=home, capture_output=True, text=True, timeout=300,
             env={**os.environ, "HOME": str(home), "PYTHONUNBUFFERED": "1"})
         watcher.join()
@@ -168,9 +172,8 @@ def test_run_dir_made_read_only_for_a_non_root_user_is_one_line_and_exit_4(data_
 
         for folder in (run_dir, run_dir / "checkpoints"):  # the cause is gone
             os.chmod(folder, 0o755)
-        resumed = run_train([*TINY, "trainer.epochs=3", f"paths.data_dir={data_cache}",
-                             f"paths.output_dir={run_dir}", f"resume={run_dir}"], cwd=home)
-        assert resumed.returncode == 0, resumed.stderr[-2000:]
+        run(compose_config([*IN_PROCESS, "trainer.epochs=3", f"paths.data_dir={data}",
+                            f"paths.output_dir={run_dir}", f"resume={run_dir}"]))
         assert [r["epoch"] for r in read_metrics(run_dir)] == [1, 2, 3]
         assert saved["epoch"] < 3
     finally:
