@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 import meshgnn
-from meshgnn.atomic import atomic_write_text
+from meshgnn.atomic import atomic_write_bytes, atomic_write_text, writing
 from meshgnn.data.hierarchy import MultiScaleData
 from meshgnn.data.sources import get_source
 from meshgnn.errors import UserError
@@ -33,35 +33,36 @@ def write_package(package: Package, out_dir: Path, weight_dtype: str = "fp32",
     file, under one, not writable, at or around what the package was loaded from, or a
     non-empty folder is refused before anything is written; so is --program without an
     example mesh."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     out_dir = Path(out_dir)
     check_output_location(out_dir, Inputs([package.path] if package.path is not None else []), "OUT_DIR")
     if out_dir.is_dir() and any(out_dir.iterdir()):
         raise UserError(f"{out_dir} already exists and is not empty; pass a new folder for the package")
     example = example_graph(package) if program else None
-    out_dir.mkdir(parents=True, exist_ok=True)
-    dtype = WEIGHT_DTYPES[weight_dtype]
-    state = {k: v.detach().to(dtype if v.is_floating_point() else v.dtype).contiguous().clone()
-             for k, v in package.model.state_dict().items()}
-    save_file(state, str(out_dir / WEIGHTS), metadata={"format": FORMAT})
-    package.weight_dtype = weight_dtype
-    atomic_write_text(out_dir / CONFIG, json.dumps(package.config_json(), indent=1))
-    atomic_write_text(out_dir / NORMALIZATION, json.dumps(package.normalizer.to_json(), indent=1))
-    files = list(REQUIRED)
-    if example is not None:
-        export_program(package.model, example, out_dir / PROGRAM)
-        files.append(PROGRAM)
-    import torch_geometric
+    with writing(out_dir):  # a full disk or lost permission: one StorageError line naming the folder
+        out_dir.mkdir(parents=True, exist_ok=True)
+        dtype = WEIGHT_DTYPES[weight_dtype]
+        state = {k: v.detach().to(dtype if v.is_floating_point() else v.dtype).contiguous().clone()
+                 for k, v in package.model.state_dict().items()}
+        atomic_write_bytes(out_dir / WEIGHTS, save(state, metadata={"format": FORMAT}))
+        package.weight_dtype = weight_dtype
+        atomic_write_text(out_dir / CONFIG, json.dumps(package.config_json(), indent=1))
+        atomic_write_text(out_dir / NORMALIZATION, json.dumps(package.normalizer.to_json(), indent=1))
+        files = list(REQUIRED)
+        if example is not None:
+            export_program(package.model, example, out_dir / PROGRAM)
+            files.append(PROGRAM)
+        import torch_geometric
 
-    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "versions": {"meshgnn": meshgnn.__version__, "torch": torch.__version__,
-                             "torch_geometric": torch_geometric.__version__,
-                             "python": platform.python_version()},
-                "origin": package.origin, "weights": {"dtype": weight_dtype, "pruning": package.pruning},
-                "files": {name: sha256(out_dir / name) for name in files}}
-    atomic_write_text(out_dir / MANIFEST, json.dumps(manifest, indent=1))  # last: a package from here on
+        manifest = {"format": FORMAT, "format_version": FORMAT_VERSION,
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    "versions": {"meshgnn": meshgnn.__version__, "torch": torch.__version__,
+                                 "torch_geometric": torch_geometric.__version__,
+                                 "python": platform.python_version()},
+                    "origin": package.origin, "weights": {"dtype": weight_dtype, "pruning": package.pruning},
+                    "files": {name: sha256(out_dir / name) for name in files}}
+        atomic_write_text(out_dir / MANIFEST, json.dumps(manifest, indent=1))  # last: a package from here on
     return out_dir
 
 

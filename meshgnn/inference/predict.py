@@ -19,10 +19,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from meshgnn.atomic import writing
 from meshgnn.data.dataset import add_features, normalize, single_graph_store
 from meshgnn.data.graph import sample_to_graph
 from meshgnn.data.hierarchy import MultiScaleData
-from meshgnn.data.mesh_files import readable_extensions
+from meshgnn.data.mesh_files import mesh_extension
 from meshgnn.data.mesh_read import read_file
 from meshgnn.data.sample import MeshSample
 from meshgnn.data.sources import get_source
@@ -50,15 +51,21 @@ class FilePrediction:
 
 def mesh_files(paths: list[Path]) -> list[tuple[Path, Path]]:
     """(file, root) pairs: files as given, folders searched recursively for meshio-readable
-    files; `root` names outputs (the file's path relative to it)."""
+    files; `root` names outputs (the file's path relative to it). A mesh-named path in a
+    folder that is no readable file (a dangling symlink, a folder) is refused, not skipped."""
     found: list[tuple[Path, Path]] = []
-    exts = readable_extensions()
     for path in map(Path, paths):
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.lower().endswith(exts))
-            if not files:
+            named = sorted(p for p in path.rglob("*") if p.suffix.lower() != ".json" and mesh_extension(p))
+            unfollowed = [p for p in named if not p.is_file()]
+            if unfollowed:
+                what = "a symlink to a missing file" if unfollowed[0].is_symlink() else "not a file"
+                more = f" (and {len(unfollowed) - 1} more such paths)" if len(unfollowed) > 1 else ""
+                raise UserError(f"{unfollowed[0]}: {what}{more}; repair or remove it, or pass the files to "
+                                "predict one by one")
+            if not named:
                 raise UserError(f"{path}: no mesh files in this folder (readable: VTU, VTK, MSH, XDMF, ...)")
-            found.extend((f, path) for f in files)
+            found.extend((f, path) for f in named)
         elif path.is_file():
             found.append((path, path.parent))
         else:
@@ -180,9 +187,8 @@ def predict_files(members: list[Package], paths: list[Path], out_dir: Path, devi
 
 
 def _stem(path: Path) -> str:
-    name = path.name
-    ext = next((e for e in readable_extensions() if name.lower().endswith(e)), path.suffix)
-    return name[: len(name) - len(ext)] if ext else name
+    ext = mesh_extension(path) or path.suffix
+    return path.name[: len(path.name) - len(ext)] if ext else path.name
 
 
 def write_vtu(mesh: meshio.Mesh, result: FilePrediction, path: Path, ensemble: bool) -> None:
@@ -199,13 +205,14 @@ def write_vtu(mesh: meshio.Mesh, result: FilePrediction, path: Path, ensemble: b
             point_data[key] = field[:, 0] if field.shape[1] == 1 else _as_3d(field)
     out = meshio.Mesh(mesh.points, mesh.cells, point_data=point_data, cell_data=mesh.cell_data,
                       field_data=mesh.field_data)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.vtu")
-    try:
-        meshio.write(tmp, out, file_format="vtu")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with writing(path):  # a full disk or lost permission: one StorageError line naming the file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            meshio.write(tmp, out, file_format="vtu")
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def _as_3d(field: np.ndarray) -> np.ndarray:

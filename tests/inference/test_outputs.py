@@ -188,3 +188,26 @@ def test_ensemble_refuses_members_and_inputs_as_out_before_the_test_table(packag
         assert expected in err and "test split" not in printed
     assert tree(files) == before and not (package_dir / "pred").exists()
     assert list(tmp_path.iterdir()) == []  # no dataset cache built for the table either
+
+
+@pytest.mark.slow
+def test_a_full_disk_while_predicting_or_exporting_is_one_storage_line(debug_run, package_dir, files, tmp_path,
+                                                                      capsys):
+    """A real 16 KiB tmpfs: the VTU files and the package do not fit."""
+    full = tmp_path / "full"
+    full.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(full)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root and mount)")
+    try:
+        for argv in (["predict", str(package_dir), str(files), "--out", str(full / "pred")],
+                     ["export", str(debug_run[0]), str(full / "pkg")]):
+            with pytest.raises(SystemExit) as exit_info:
+                meshgnn(argv)
+            assert exit_info.value.code == 4
+            err = capsys.readouterr().err.strip()
+            assert err.startswith(f"error: cannot write {full}/") and len(err.splitlines()) == 1, err
+            assert "no space left" in err.lower()
+        assert not [p for p in full.rglob(".*tmp*")]  # no half-written temporary files left
+    finally:
+        subprocess.run(["umount", str(full)], check=True)
