@@ -87,6 +87,14 @@ def test_two_inputs_that_would_write_one_output_file_are_refused(tmp_path):
     assert [target.relative_to(tmp_path / "out").as_posix() for _, _, target in plan] == ["one/x.vtu", "two/x.vtu"]
 
 
+def test_a_dangling_symlink_in_an_input_folder_is_refused_not_skipped(tmp_path):
+    write_mesh(tmp_path / "meshes" / "a.vtu")
+    (tmp_path / "meshes" / "b.vtu").symlink_to(tmp_path / "gone.vtu")
+    with pytest.raises(UserError, match=r"meshes/b.vtu: a symlink to a missing file; repair or remove it"):
+        plan_outputs([], [tmp_path / "meshes"], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_read_only_mount_is_refused_before_writing(tmp_path):
     mount = tmp_path / "ro"
     mount.mkdir()
