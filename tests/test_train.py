@@ -54,7 +54,7 @@ def test_debug_run_leaves_a_complete_run_directory(debug_run):
     assert not [c for c in log if ord(c) < 32 and c not in "\n\t"]  # no bars or colours in the log
     diagnosis = json.loads((run_dir / "diagnosis.json").read_text())
     assert [f["symptom"] for f in diagnosis["findings"]] == [
-        "not_decreasing", "oscillating", "target_imbalance", "overfitting", "under_trained",
+        "diverged", "not_decreasing", "oscillating", "target_imbalance", "overfitting", "under_trained",
         "consistency_not_decreasing"]
     assert "diagnosis of" in log
 
