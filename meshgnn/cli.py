@@ -154,7 +154,7 @@ def cmd_data_export(args: argparse.Namespace) -> None:
 
 
 def cmd_diagnose(args: argparse.Namespace) -> None:
-    from meshgnn.diagnostics.diagnose import diagnose_path
+    from meshgnn.diagnostics.runs import diagnose_path
 
     print("\n".join(diagnose_path(Path(args.path))))
 

@@ -40,7 +40,7 @@ from meshgnn.resume import StartPoint, merge_resumed_config, run_checkpoint, sta
 from meshgnn.sweeps.pruning import PruningReporter
 from meshgnn.training.checkpoint import load_checkpoint
 from meshgnn.training.losses import TERMS, CompositeLoss
-from meshgnn.diagnostics.diagnose import diagnose_run, write_diagnosis
+from meshgnn.diagnostics.runs import diagnose_run, write_diagnosis
 from meshgnn.training.metrics_log import read_metrics, write_hparams
 from meshgnn.training.rng import seed_everything
 from meshgnn.training.schedule import Schedule

@@ -4,8 +4,8 @@ import math
 import pytest
 import yaml
 
-from meshgnn.diagnostics.diagnose import (SYMPTOMS, TARGET_IMBALANCE_MAX_RATIO, Diagnosis, diagnose_history,
-                                          diagnose_path, diagnose_run, diagnose_sweep, write_diagnosis)
+from meshgnn.diagnostics.diagnose import SYMPTOMS, TARGET_IMBALANCE_MAX_RATIO, Diagnosis, diagnose_history
+from meshgnn.diagnostics.runs import diagnose_path, diagnose_run, diagnose_sweep, write_diagnosis
 from meshgnn.errors import UserError
 
 EPOCHS = 12

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from conftest import ROOT, compose_config
-from meshgnn.diagnostics.diagnose import diagnose_path
+from meshgnn.diagnostics.runs import diagnose_path
 from meshgnn.experiment import run
 from meshgnn.training.checkpoint import load_checkpoint
 from meshgnn.training.metrics_log import read_metrics
