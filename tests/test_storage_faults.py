@@ -178,3 +178,11 @@ def test_run_dir_made_read_only_for_a_non_root_user_is_one_line_and_exit_4(data_
         assert saved["epoch"] < 3
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+def test_a_read_only_mount_is_named_as_such(tmpfs):
+    disk = tmpfs("1m")
+    subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+    with pytest.raises(StorageError) as info:
+        atomic_write(disk / "run.json", lambda handle: handle.write(b"{}"))
+    one_line(str(info.value), str(disk / "run.json"), "read-only file system", f"remount {disk} read-write")
