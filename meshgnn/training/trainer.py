@@ -58,8 +58,12 @@ class TrainingDiverged(UserError):
 
     def __init__(self, message: str, metric: str, epoch: int, value: float) -> None:
         super().__init__(f"{message}; checkpoints keep the last good weights. {self.ADVICE}")
+        self._args = (message, metric, epoch, value)
         self.record = {"reason": "diverged", "metric": metric, "epoch": epoch, "value": value,
                        "message": str(self)}
+
+    def __reduce__(self) -> tuple:  # picklable (sweep workers send exceptions between processes)
+        return type(self), self._args
 
 
 @dataclass
