@@ -3,8 +3,11 @@
 Results come back in input order, so the output never depends on the number of workers; a
 progress bar shows on a terminal, and elsewhere (logs, clusters) progress comes as a log line
 every 10 %. Worker processes leave stop signals to the parent (see `interrupt`): they ignore
-SIGINT (a Ctrl-C reaches the whole process group) and exit cleanly on the SIGTERM with which
-the parent terminates them, so an atomic write they are in removes its temporary file.
+SIGINT (a Ctrl-C reaches the whole process group) and die at once on the SIGTERM with which the
+parent terminates them (the default action). A Python-level SIGTERM handler in a worker would
+deadlock the pool: an idle worker waits for the task queue's lock in C, where the handler never
+runs, and `Pool.terminate` joins it forever. A temporary file of a write a worker was killed in
+is removed by the next builder of that cache, which holds its lock (`remove_orphaned_temp_files`).
 """
 
 from __future__ import annotations
@@ -62,9 +65,6 @@ def parallel_map(job: Callable[[Any], Any], items: Sequence[Any], workers: int, 
 
 
 def _leave_signals_to_the_parent() -> None:
+    """Forked workers inherit the parent's Python handlers (`interruptible`'s): undo them."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _exit)
-
-
-def _exit(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
