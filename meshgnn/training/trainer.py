@@ -75,7 +75,7 @@ class TrainerSettings:
     log_every_steps: int
     max_time_s: float = 0.0  # wall-clock budget of this launch (0 = none)
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 with a gradient scaler)
-    divergence_factor: float = 1000.0  # stop when a loss exceeds this x its first epoch's (0 = off)
+    divergence_factor: float = 1000.0  # stop when a loss exceeds this x the first step's (0 = off)
 
 
 @dataclass
@@ -99,8 +99,9 @@ class TrainState:
     step_losses: list[float] = field(default_factory=list)  # this epoch's, for its oscillation
     history: list[dict[str, float]] = field(default_factory=list)
     stopped_by: str | None = None  # "SIGTERM", "SIGINT", "max_time" when a launch stops early
-    # The first epoch's DIVERGENCE_KEYS values of the run's lineage (kept through resumes).
-    divergence_reference: dict[str, float] = field(default_factory=dict)
+    # The training loss of the lineage's first step (kept through resumes): a run's starting
+    # value. Not its first epoch's mean: a learning rate that blows up does so within epoch 1.
+    divergence_reference: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"best_value": self.best_value, "best_epoch": self.best_epoch,
@@ -216,25 +217,36 @@ class Trainer:
 
     def _check_epoch(self, metrics: dict[str, float]) -> None:
         """Refuse an epoch with a non-finite loss or validation metric, or a loss that rose
-        `divergence_factor` times above the lineage's first epoch (the reference, set here
-        by the first epoch and carried in checkpoints)."""
+        `divergence_factor` times above the lineage's first training step (the reference,
+        set by `_check_step` and carried in checkpoints)."""
         epoch = self.state.epoch
         checked = [k for k in metrics if k.startswith(("train/loss/", "val/"))]
         for key in checked:
             if not math.isfinite(metrics[key]):
                 raise TrainingDiverged(f"{key} became {metrics[key]} at epoch {epoch}, which is not "
                                        "saved", key, epoch, metrics[key])
-        reference = self.state.divergence_reference
-        if not reference:
-            reference.update({key: metrics[key] for key in DIVERGENCE_KEYS})
-        factor = self.settings.divergence_factor
-        for key in DIVERGENCE_KEYS if factor > 0 else ():
-            if metrics[key] > factor * reference[key]:
-                raise TrainingDiverged(
-                    f"{key} rose to {metrics[key]:.4g} at epoch {epoch}, over trainer.divergence_factor="
-                    f"{factor:g} times its first epoch's {reference[key]:.4g}: the run diverged (epoch "
-                    f"{epoch} is not saved; set trainer.divergence_factor=0 to train on regardless)",
-                    key, epoch, metrics[key])
+        for key in DIVERGENCE_KEYS:
+            self._check_rise(key, metrics[key], epoch, f"epoch {epoch}")
+
+    def _check_step(self, step_loss: float) -> None:
+        """A non-finite step loss, or one `divergence_factor` times above the first step's,
+        ends the run before this step's update (a diverging epoch is not trained to its end)."""
+        epoch = self.state.epoch + 1
+        where = f"epoch {epoch}, step {self.state.global_step}"
+        if not math.isfinite(step_loss):
+            raise TrainingDiverged(f"training loss became {step_loss} at {where}", "train/loss/total",
+                                   epoch, step_loss)
+        if self.state.divergence_reference is None:
+            self.state.divergence_reference = step_loss
+        self._check_rise("train/loss/total", step_loss, epoch, where)
+
+    def _check_rise(self, key: str, value: float, epoch: int, where: str) -> None:
+        factor, reference = self.settings.divergence_factor, self.state.divergence_reference
+        if factor > 0 and reference is not None and value > factor * reference:
+            raise TrainingDiverged(
+                f"{key} rose to {value:.4g} at {where}, over trainer.divergence_factor={factor:g} times "
+                f"the run's first training loss {reference:.4g}: the run diverged (epoch {epoch} is not "
+                "saved; set trainer.divergence_factor=0 to train on regardless)", key, epoch, value)
 
     def _train_epoch(self) -> bool:
         """Train the rest of the current epoch; False if a stop was requested part-way.
@@ -261,10 +273,7 @@ class Trainer:
                 group["lr"] = lr
             loss, logged = self.loss_fn(self._predict(batch), batch)
             step_loss, agreed_stop = self._agree(float(logged["loss/total"]))
-            if not math.isfinite(step_loss):
-                raise TrainingDiverged(
-                    f"training loss became {step_loss} at epoch {self.state.epoch + 1}, step "
-                    f"{self.state.global_step}", "train/loss/total", self.state.epoch + 1, step_loss)
+            self._check_step(step_loss)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.optimizer)  # clip and log true gradients (fp16 scales them)
@@ -438,7 +447,7 @@ class Trainer:
             "schedule_origin": [self.state.schedule_origin_epoch, self.state.schedule_origin_step],
             "epoch_progress": progress,
             "metrics": metrics,
-            "divergence_reference": dict(self.state.divergence_reference),
+            "divergence_reference": self.state.divergence_reference,
             **per_rank,
             **self.checkpoint_extras(),
         }
@@ -460,7 +469,7 @@ class Trainer:
         self.state.epoch_sums = dict(progress["sums"])
         self.state.epoch_seconds = float(progress["seconds"])
         self.state.step_losses = list(progress.get("step_losses", []))
-        self.state.divergence_reference = dict(payload.get("divergence_reference", {}))
+        self.state.divergence_reference = payload.get("divergence_reference")
         if payload.get("scaler") and self.scaler.is_enabled():
             self.scaler.load_state_dict(payload["scaler"])
         if self.dist.rank > 0:  # the saved sums are pooled over ranks: rank 0 carries them on
