@@ -38,7 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from hydra import compose, initialize_config_dir  # noqa: E402
 
 from meshgnn.config import register_configs  # noqa: E402
-from meshgnn.data.dataset import ModelInputs, generating_keys, load_datasets  # noqa: E402
+from meshgnn.data.dataset import generating_keys, load_datasets  # noqa: E402
+from meshgnn.data.features import ModelInputs  # noqa: E402
 from table import machine_line  # noqa: E402
 
 CURVE_HELD_OUT = 100  # val and test meshes of every learning-curve point

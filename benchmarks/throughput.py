@@ -86,8 +86,8 @@ from torch import nn  # noqa: E402
 from torch_geometric.data import Batch, InMemoryDataset  # noqa: E402
 
 from meshgnn.config import register_configs  # noqa: E402
-from meshgnn.data.dataset import (FeatureSpec, GraphDataset, add_features, feature_spec, normalize,  # noqa: E402
-                                  single_graph_store)
+from meshgnn.data.features import (FeatureSpec, GraphDataset, add_features, feature_spec, normalize,  # noqa: E402
+                                   single_graph_store)
 from meshgnn.data.graph import sample_to_graph  # noqa: E402
 from meshgnn.data.hierarchy import MultiScaleData  # noqa: E402
 from meshgnn.data.normalizer import Normalizer  # noqa: E402

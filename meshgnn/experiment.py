@@ -27,7 +27,8 @@ from meshgnn.atomic import atomic_write_text, copy_file
 from meshgnn.boundary import BUG_LINE, EXIT_BUG, user_caused
 from meshgnn.config import stage_config as config_stage
 from meshgnn.config import validate
-from meshgnn.data.dataset import MeshDatasets, ModelInputs, load_datasets, make_loader, move_to_device
+from meshgnn.data.dataset import load_datasets, make_loader, move_to_device
+from meshgnn.data.features import MeshDatasets, ModelInputs
 from meshgnn.data.hierarchy import HierarchySpec
 from meshgnn.data.normalizer import Normalizer
 from meshgnn.data.sources import get_source

@@ -11,7 +11,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from meshgnn.config import register_configs
-from meshgnn.data.dataset import FeatureSpec, ModelInputs, add_features, normalize, single_graph_store
+from meshgnn.data.features import FeatureSpec, ModelInputs, add_features, normalize, single_graph_store
 from meshgnn.data.graph import sample_to_graph
 from meshgnn.data.hierarchy import HierarchySpec
 from meshgnn.data.normalizer import Normalizer

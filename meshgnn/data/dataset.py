@@ -17,19 +17,8 @@ from torch_geometric.data import Dataset, InMemoryDataset
 from torch_geometric.loader import DataLoader
 
 from meshgnn.data.cache import cached, config_hash
-from meshgnn.data.features import (  # noqa: F401  (re-exported: inference and tests import them from here)
-    SPLITS,
-    FeatureSpec,
-    GraphDataset,
-    MeshDatasets,
-    ModelInputs,
-    add_features,
-    check_normalizer,
-    feature_spec,
-    normalize,
-    single_graph_store,
-    split_indices,
-)
+from meshgnn.data.features import (SPLITS, GraphDataset, MeshDatasets, ModelInputs, add_features, check_normalizer,
+                                   feature_spec, normalize, split_indices)
 from meshgnn.data.generate import generate_samples
 from meshgnn.data.graph import row_graph, sample_to_graph
 from meshgnn.data.hierarchy import MultiScaleData

@@ -26,7 +26,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from meshgnn.data.dataset import FeatureSpec, feature_spec
+from meshgnn.data.features import FeatureSpec, feature_spec
 from meshgnn.data.folder_spec import FolderSpec
 from meshgnn.data.normalizer import Normalizer
 from meshgnn.data.sources import get_source

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from meshgnn.atomic import writing
-from meshgnn.data.dataset import add_features, normalize, single_graph_store
+from meshgnn.data.features import add_features, normalize, single_graph_store
 from meshgnn.data.graph import sample_to_graph
 from meshgnn.data.hierarchy import MultiScaleData
 from meshgnn.data.mesh_files import mesh_extension

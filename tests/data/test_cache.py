@@ -19,7 +19,8 @@ import torch
 
 from conftest import ROOT, compose_config
 from meshgnn.data.cache import MANIFEST, cached, save_entry, write_manifest
-from meshgnn.data.dataset import SPLITS, ModelInputs, load_datasets
+from meshgnn.data.dataset import load_datasets
+from meshgnn.data.features import SPLITS, ModelInputs
 
 TINY = ["data=heat2d", "data.num_samples=6", "data.mesh_size=0.3", "data.max_holes=1", "data.generate_workers=1"]
 INPUTS = ModelInputs(broadcast_globals=False, residual=False, hierarchy=None)

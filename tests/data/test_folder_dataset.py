@@ -16,11 +16,12 @@ import torch
 
 from conftest import compose_config
 from meshgnn.data.cache import MANIFEST, save_entry, write_manifest
-from meshgnn.data.dataset import SPLITS, load_datasets
+from meshgnn.data.dataset import load_datasets
+from meshgnn.data.features import SPLITS
 from meshgnn.data.export import export_samples
 from meshgnn.data.folder_dataset import _file_key
 from meshgnn.data.hierarchy import HierarchySpec
-from meshgnn.data.dataset import ModelInputs
+from meshgnn.data.features import ModelInputs
 from meshgnn.data.sources import get_source
 from meshgnn.errors import Interrupted, UserError
 

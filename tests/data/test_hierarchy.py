@@ -8,7 +8,7 @@ from scipy.sparse.csgraph import connected_components
 from torch_geometric.data import Batch, InMemoryDataset
 from torch_geometric.loader import DataLoader
 
-from meshgnn.data.dataset import GraphDataset
+from meshgnn.data.features import GraphDataset
 from meshgnn.data.graph import edge_geometry, edges_from_cells
 from meshgnn.data.hierarchy import HierarchySpec, MultiScaleData, attach_levels, build_levels
 from meshgnn.models.edge_gnn import pool_mean

@@ -20,7 +20,8 @@ import pytest
 
 from conftest import compose_config
 from meshgnn.cli import main
-from meshgnn.data.dataset import ModelInputs, load_datasets
+from meshgnn.data.dataset import load_datasets
+from meshgnn.data.features import ModelInputs
 from meshgnn.data.generate import generate_samples
 from meshgnn.data.mesh_geometry import check_geometry
 from meshgnn.data.sources import get_source

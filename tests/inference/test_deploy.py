@@ -3,7 +3,7 @@ import torch
 from torch_geometric.data import Batch, InMemoryDataset
 
 from conftest import TARGETS, heat2d_graph
-from meshgnn.data.dataset import GraphDataset
+from meshgnn.data.features import GraphDataset
 from meshgnn.data.hierarchy import HierarchySpec, MultiScaleData, attach_levels
 from meshgnn.inference.deploy import export_program, load_program, program_inputs, run_program
 from meshgnn.models import EdgeGNN

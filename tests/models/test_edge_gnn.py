@@ -3,7 +3,7 @@ import torch
 from torch_geometric.data import Batch, Data, InMemoryDataset
 
 from conftest import CONF, compose_config
-from meshgnn.data.dataset import GraphDataset
+from meshgnn.data.features import GraphDataset
 from meshgnn.data.hierarchy import HierarchySpec, MultiScaleData, attach_levels
 from meshgnn.experiment import model_inputs
 from meshgnn.models import EdgeGNN, build_model
