@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from table import print_table  # noqa: E402
 from meshgnn.config import register_configs  # noqa: E402
 from meshgnn.data.dataset import load_datasets  # noqa: E402
-from meshgnn.experiment import model_inputs  # noqa: E402
+from meshgnn.data.features import ModelInputs  # noqa: E402
 
 
 def compose_default(overrides: list[str]):
@@ -38,11 +38,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp) / "cache"
         t0 = time.perf_counter()
-        data = load_datasets(cfg.data, cache, model_inputs(cfg.model))
+        data = load_datasets(cfg.data, cache, ModelInputs.of_model(cfg.model))
         rows.append(("dataset generation (cold cache)", f"{time.perf_counter() - t0:.1f} s",
                      f"{cfg.data.num_samples} samples"))
         t0 = time.perf_counter()
-        data = load_datasets(cfg.data, cache, model_inputs(cfg.model))
+        data = load_datasets(cfg.data, cache, ModelInputs.of_model(cfg.model))
         rows.append(("cached dataset load", f"{time.perf_counter() - t0:.2f} s", "target <= 2 s"))
         nodes = sum(g.num_nodes for g in data.splits["train"]) / len(data.splits["train"])
         rows.append(("mean nodes per mesh", f"{nodes:.0f}", ""))

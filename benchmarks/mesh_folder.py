@@ -56,13 +56,13 @@ def stage(kind: str, folder: Path, cache: Path) -> None:
 
     from meshgnn.config import register_configs
     from meshgnn.data.dataset import load_datasets
-    from meshgnn.experiment import model_inputs
+    from meshgnn.data.features import ModelInputs
 
     register_configs()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose(config_name="config", overrides=folder_overrides(folder, cache) + SMALL_MODEL)
     start = time.perf_counter()
-    data = load_datasets(cfg.data, cache, model_inputs(cfg.model))
+    data = load_datasets(cfg.data, cache, ModelInputs.of_model(cfg.model))
     seconds = time.perf_counter() - start
     train = data.splits["train"]
     if kind == "load":

@@ -92,7 +92,7 @@ from meshgnn.data.graph import sample_to_graph  # noqa: E402
 from meshgnn.data.hierarchy import MultiScaleData  # noqa: E402
 from meshgnn.data.normalizer import Normalizer  # noqa: E402
 from meshgnn.data.sources import get_source  # noqa: E402
-from meshgnn.experiment import model_inputs  # noqa: E402
+from meshgnn.data.features import ModelInputs  # noqa: E402
 from meshgnn.models.build import build_model, compiled_forward  # noqa: E402
 from meshgnn.training.losses import TERMS, CompositeLoss  # noqa: E402
 from meshgnn.training.precision import autocast, grad_scaler  # noqa: E402
@@ -132,7 +132,7 @@ def prepare(cfg: DictConfig, samples: list) -> Prepared:
     """Features, coarse levels and normalisation exactly as `load_datasets` builds them (the
     normaliser fit on these samples)."""
     source = get_source("heat2d")
-    features = feature_spec(cfg.data, source.spec, model_inputs(cfg.model))
+    features = feature_spec(cfg.data, source.spec, ModelInputs.of_model(cfg.model))
     graphs = [sample_to_graph(s, source.spec) for s in samples]
     if len(graphs) == 1:  # collate returns no slices for one graph
         store, slices = single_graph_store(graphs[0])

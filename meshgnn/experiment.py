@@ -29,7 +29,6 @@ from meshgnn.config import stage_config as config_stage
 from meshgnn.config import validate
 from meshgnn.data.dataset import load_datasets, make_loader, move_to_device
 from meshgnn.data.features import MeshDatasets, ModelInputs
-from meshgnn.data.hierarchy import HierarchySpec
 from meshgnn.data.normalizer import Normalizer
 from meshgnn.data.sources import get_source
 from meshgnn.devices import resolve_device
@@ -146,7 +145,7 @@ def _train(cfg: DictConfig, start: StartPoint, run_dir: Path) -> float:
     _configure_torch(cfg)
 
     saved_normalizer = Normalizer.from_state_dict(start.payload["normalizer"]) if start.payload else None
-    data = _in_turn(dist, lambda: load_datasets(cfg.data, cfg.paths.data_dir, model_inputs(cfg.model),
+    data = _in_turn(dist, lambda: load_datasets(cfg.data, cfg.paths.data_dir, ModelInputs.of_model(cfg.model),
                                                 normalizer=saved_normalizer))
     if start.kind in ("resume", "branch") and start.payload["dataset_fingerprint"] != data.fingerprint:
         raise UserError(f"{start.checkpoint}: was trained on a different dataset (fingerprint "
@@ -271,13 +270,6 @@ def hparam_settings(cfg: DictConfig) -> dict[str, Any]:
     for group in ("data", "model", "loss", "optim", "trainer"):
         flatten(group, OmegaConf.to_container(cfg[group], resolve=True))
     return settings
-
-
-def model_inputs(model_cfg: DictConfig) -> ModelInputs:
-    """What the configured model needs the data pipeline to build."""
-    hierarchy = (HierarchySpec(model_cfg.num_levels, model_cfg.coarsening)
-                 if model_cfg.num_levels > 0 else None)
-    return ModelInputs(model_cfg.broadcast_globals, model_cfg.residual, hierarchy)
 
 
 def _schedule(cfg: DictConfig, origin_epoch: int, steps_per_epoch: int) -> Schedule:

@@ -49,6 +49,13 @@ class ModelInputs:
     residual: bool
     hierarchy: HierarchySpec | None
 
+    @classmethod
+    def of_model(cls, model_cfg: DictConfig) -> "ModelInputs":
+        """What a configured model (the `model` group) needs the data pipeline to build."""
+        hierarchy = (HierarchySpec(model_cfg.num_levels, model_cfg.coarsening)
+                     if model_cfg.num_levels > 0 else None)
+        return cls(model_cfg.broadcast_globals, model_cfg.residual, hierarchy)
+
 
 @dataclass(frozen=True)
 class FeatureSpec:

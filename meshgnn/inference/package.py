@@ -26,7 +26,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from meshgnn.data.features import FeatureSpec, feature_spec
+from meshgnn.data.features import FeatureSpec, ModelInputs, feature_spec
 from meshgnn.data.folder_spec import FolderSpec
 from meshgnn.data.normalizer import Normalizer
 from meshgnn.data.sources import get_source
@@ -150,7 +150,6 @@ def checkpoint_of(path: Path) -> Path:
 
 def package_from_checkpoint(path: Path) -> Package:
     """The model of a checkpoint (or a run directory's best one) as a Package."""
-    from meshgnn.experiment import model_inputs
     from meshgnn.training.checkpoint import load_checkpoint
 
     ckpt = checkpoint_of(path)
@@ -160,7 +159,7 @@ def package_from_checkpoint(path: Path) -> Package:
     if "features" in payload:
         features = FeatureSpec.from_json(payload["features"])
     elif cfg.data.name != "mesh_folder":
-        features = feature_spec(cfg.data, get_source(cfg.data.name).spec, model_inputs(cfg.model))
+        features = feature_spec(cfg.data, get_source(cfg.data.name).spec, ModelInputs.of_model(cfg.model))
     else:
         raise UserError(f"{ckpt}: this checkpoint predates model packages and does not record its "
                         "mesh folder's fields; resume it for one epoch to write a current checkpoint")

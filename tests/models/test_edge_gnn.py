@@ -5,7 +5,7 @@ from torch_geometric.data import Batch, Data, InMemoryDataset
 from conftest import CONF, compose_config
 from meshgnn.data.features import GraphDataset
 from meshgnn.data.hierarchy import HierarchySpec, MultiScaleData, attach_levels
-from meshgnn.experiment import model_inputs
+from meshgnn.data.features import ModelInputs
 from meshgnn.models import EdgeGNN, build_model
 from meshgnn.models.edge_gnn import ProcessorBlock, destination_offsets, segment_aggregate
 
@@ -214,7 +214,7 @@ def test_the_expected_presets_exist():
 def test_every_model_preset_composes_builds_and_runs(name):
     cfg = compose_config([f"model={name}"])
     assert cfg.model.name == name
-    inputs = model_inputs(cfg.model)
+    inputs = ModelInputs.of_model(cfg.model)
     assert (inputs.hierarchy is None) == (cfg.model.num_levels == 0)
     model = build_model(cfg.model, 12, 3, HEAT2D_TARGETS).eval()
     assert model.num_levels == cfg.model.num_levels
@@ -244,7 +244,7 @@ def test_meshgraphnet_preset_is_the_classic_shape():
     cfg = compose_config(["model=meshgraphnet"]).model
     assert (cfg.hidden_dim, cfg.num_layers, cfg.mlp_layers, cfg.aggregation) == (128, 15, 2, "sum")
     assert cfg.broadcast_globals is False and cfg.num_levels == 0 and cfg.residual is False
-    assert model_inputs(cfg).hierarchy is None and model_inputs(cfg).broadcast_globals is False
+    assert ModelInputs.of_model(cfg).hierarchy is None and ModelInputs.of_model(cfg).broadcast_globals is False
 
     H, L, node_dim, edge_dim = 128, 15, 12, 3
     linear = lambda i, o: i * o + o  # noqa: E731
