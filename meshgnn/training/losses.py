@@ -14,7 +14,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from meshgnn.models.edge_gnn import destination_offsets, segment_aggregate
+from meshgnn.segments import destination_offsets, segment_aggregate
 
 @dataclass(frozen=True)
 class GraphGeometry:

@@ -7,7 +7,8 @@ from meshgnn.data.features import GraphDataset
 from meshgnn.data.hierarchy import HierarchySpec, MultiScaleData, attach_levels
 from meshgnn.data.features import ModelInputs
 from meshgnn.models import EdgeGNN, build_model
-from meshgnn.models.edge_gnn import ProcessorBlock, destination_offsets, segment_aggregate
+from meshgnn.models.edge_gnn import ProcessorBlock
+from meshgnn.segments import destination_offsets, segment_aggregate
 
 
 @pytest.fixture(autouse=True)
