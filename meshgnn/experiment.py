@@ -71,6 +71,8 @@ def main_task(cfg: DictConfig) -> float:
             raise KeyboardInterrupt(str(exc)) from None
         sys.exit(exc.exit_code)
     except Exception as exc:
+        if in_sweep and _is_pruned(exc):  # the pruner's decision, not an error: the trial is PRUNED
+            raise
         known = user_caused(exc)
         if known is None:
             log.exception("a bug in meshgnn stopped this run")  # the traceback, in train.log too
@@ -85,6 +87,12 @@ def main_task(cfg: DictConfig) -> float:
             log.error("%s", message)
         print(f"error{'' if dist.is_main else f' (rank {dist.rank})'}: {message}", file=sys.stderr, flush=True)
         sys.exit(code)
+
+
+def _is_pruned(exc: Exception) -> bool:
+    import optuna  # only in a sweep, where the sweeper has loaded it already
+
+    return isinstance(exc, optuna.TrialPruned)
 
 
 def run(cfg: DictConfig, overrides: list[str] | tuple[str, ...] = ()) -> float:

@@ -103,8 +103,8 @@ def test_failing_trials_are_recorded_and_the_sweep_goes_on(tmp_path, data_cache)
 
 def test_median_pruner_stops_lagging_trials(tmp_path, data_cache):
     proc = run_train(["-m", "hparams_search=optuna", *TINY, f"paths.data_dir={data_cache}",
-                      "hydra.sweeper.n_trials=6", "trainer.epochs=4", "optim.lr=choice(1e-9,3e-3)",
-                      "optim.warmup_epochs=0", "optim.min_lr=0", "hydra.sweeper.pruner.n_startup_trials=1",
+                      "hydra.sweeper.n_trials=6", "trainer.epochs=4", "optim.lr=choice(1e-6,3e-3)",
+                      "optim.warmup_epochs=0", "hydra.sweeper.pruner.n_startup_trials=1",
                       "hydra.sweeper.pruner.n_warmup_steps=0"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     trials = study(tmp_path).trials
