@@ -15,14 +15,10 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, IO, Iterator
+from typing import Callable, IO, Iterator
 
-import torch
+from meshgnn.errors import STORAGE_ERRNOS, StorageError
 
-from meshgnn.errors import StorageError
-
-# errnos that mean "this storage cannot take the write", as opposed to a bug in the caller.
-STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EPERM, errno.EROFS}
 # Room left beyond a checkpoint's own size: filesystem blocks and metadata of the temp file.
 SPACE_MARGIN = 64 * 1024
 
@@ -143,10 +139,6 @@ def _umask() -> int:
 def atomic_write_bytes(path: Path, data: bytes | memoryview) -> None:
     """`data` whose size is known: refused up front when it cannot fit."""
     atomic_write(path, lambda handle: handle.write(data), needed_bytes=len(data) + SPACE_MARGIN)
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    atomic_write(path, lambda handle: torch.save(obj, handle))
 
 
 def atomic_write_text(path: Path, text: str) -> None:

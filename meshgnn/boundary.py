@@ -13,19 +13,16 @@ Import-light: the library types are recognised by their module, so nothing is im
 
 from __future__ import annotations
 
-import errno
 import os
 import sys
 import traceback
 from typing import Any, Callable, Optional
 
-from meshgnn.errors import EXIT_STORAGE, EXIT_USER_ERROR, Interrupted, UserError
+from meshgnn.errors import EXIT_STORAGE, EXIT_USER_ERROR, STORAGE_ERRNOS, Interrupted, UserError
 
 EXIT_BUG = 1
 # Libraries whose exceptions come from what a user passed them (a URL, a file, an override).
 USER_FACING_LIBRARIES = ("hydra", "omegaconf", "optuna", "sqlalchemy", "meshio")
-# errno values of a write that failed for lack of space or permission (exit 4).
-STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
 BUG_LINE = ("error: this is a bug in meshgnn, not in your config or data; please report it with the "
             "traceback above and the command that ran")
 

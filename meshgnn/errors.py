@@ -6,9 +6,14 @@ must name the key, file or field that is wrong and say how to fix it. Any other 
 a bug in meshgnn: it keeps its traceback, followed by a line saying so.
 """
 
+import errno
+
 EXIT_USER_ERROR = 2  # a bad config value, path, data file or checkpoint; also a diverged run
 EXIT_INTERRUPTED = 3  # a stop request (SIGTERM, SIGINT, max_time): resume continues
 EXIT_STORAGE = 4  # a write failed (disk full, no permission): the last good state is kept
+
+# errnos that mean "this storage cannot take the write", as opposed to a bug in the caller.
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EPERM, errno.EROFS})
 
 
 class UserError(Exception):

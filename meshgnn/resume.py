@@ -84,9 +84,8 @@ def staged_run_config(run_dir: Path) -> Path:
 def check_start_paths(resume: str | None, init_from: str | None) -> None:
     """Before Hydra creates or writes into any directory: refuse, in one line, a resume= or
     init_from= that is not a run directory (with a checkpoint, or a staged run) or not a
-    meshgnn checkpoint file. A file is read (torch is loaded) to verify it."""
-    if resume and init_from:
-        raise UserError("set either resume= (continue a run) or init_from= (warm start), not both")
+    meshgnn checkpoint file. A file is read (torch is loaded) to verify it. (That both are set
+    is refused by the config's own relation, checked before this.)"""
     for key, path, prefer in (("resume", resume, ("last.ckpt",)), ("init_from", init_from, ("best.ckpt", "last.ckpt"))):
         if not path or (key == "resume" and path == "auto"):
             continue
@@ -159,9 +158,8 @@ def merge_resumed_config(saved_yaml: str, composed: DictConfig, overrides: list[
 
 
 def start_point(cfg: DictConfig, overrides: list[str], run_dir: Path) -> tuple[DictConfig, StartPoint]:
-    """Decide how this launch starts and with which effective config."""
-    if cfg.resume and cfg.init_from:
-        raise UserError("set either resume= (continue a run) or init_from= (warm start), not both")
+    """Decide how this launch starts and with which effective config (`cfg` validated: never
+    both resume= and init_from=)."""
     if cfg.resume:
         if cfg.resume == "auto":
             if not run_checkpoint(run_dir).is_file():

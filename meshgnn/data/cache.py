@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from meshgnn.atomic import atomic_write, atomic_write_text, remove_orphaned_temp_files
+from meshgnn.atomic import atomic_write_bytes, atomic_write_text, remove_orphaned_temp_files
 from meshgnn.errors import StorageError
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def save_entry(obj: Any, path: Path) -> dict[str, Any]:
     """Write `obj` atomically as a torch file; return its manifest record (size, sha256)."""
     buffer = io.BytesIO()
     torch.save(obj, buffer)
-    atomic_write(path, lambda handle: handle.write(buffer.getbuffer()))
+    atomic_write_bytes(path, buffer.getbuffer())
     return _record(buffer.getbuffer())
 
 
