@@ -51,7 +51,8 @@ DIVERGENCE_KEYS = ("train/loss/total", MONITOR)
 
 class TrainingDiverged(UserError):
     """A loss or metric became NaN or infinite, or rose `divergence_factor` times above the
-    lineage's first epoch: that epoch is not saved, the last good checkpoints are kept.
+    lineage's first training step's loss: that epoch is not saved, the last good checkpoints
+    are kept.
     `record` says which metric, epoch and value (for run.json and the diagnosis)."""
 
     ADVICE = "Try a lower optim.lr or trainer.grad_clip=1.0"
