@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +23,31 @@ ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 
 register_configs()
+
+NOBODY = 65534  # the unprivileged user the permission tests run as
+
+
+@functools.cache
+def _nobody_problem() -> str | None:
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        return "needs root and setpriv to run as another user"
+    probe = subprocess.run([*_AS_NOBODY, sys.executable, "-c", "import meshgnn"], capture_output=True, text=True,
+                           cwd="/", env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    if probe.returncode != 0:  # e.g. a checkout under a folder only root may enter (mktemp -d)
+        return f"user {NOBODY} cannot import meshgnn from this checkout: {probe.stderr.strip()[-200:]}"
+    return None
+
+
+_AS_NOBODY = ("setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups")
+
+
+def as_nobody() -> list[str]:
+    """The command prefix that runs a command as user nobody (with PYTHONPATH=sys.path in its
+    environment), or a skip saying why that user cannot run this checkout's meshgnn."""
+    problem = _nobody_problem()
+    if problem:
+        pytest.skip(problem)
+    return list(_AS_NOBODY)
 
 
 def compose_config(overrides: list[str] | None = None):

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ROOT, compose_config
+from conftest import NOBODY, ROOT, as_nobody, compose_config
 from meshgnn.atomic import atomic_write
 from meshgnn.errors import StorageError
 from meshgnn.experiment import run
@@ -26,7 +26,6 @@ from meshgnn.training.metrics_log import read_metrics
 
 TINY = ["trainer=debug", "data.num_samples=20", "model.hidden_dim=16"]
 IN_PROCESS = [*TINY, f"paths.root_dir={ROOT}"]  # no Hydra run to resolve it
-NOBODY = 65534
 
 
 @pytest.fixture
@@ -135,16 +134,10 @@ def test_disk_full_mid_run_stops_in_one_line_then_resume_continues(tmpfs, data_c
 
 @pytest.mark.slow
 def test_run_dir_made_read_only_for_a_non_root_user_is_one_line_and_exit_4(data_cache):
-    if os.geteuid() != 0 or shutil.which("setpriv") is None:
-        pytest.skip("needs root and setpriv to run train.py as another user")
+    prefix = as_nobody()
     home = Path(tempfile.mkdtemp(prefix="meshgnn-nobody-"))
     try:
         os.chown(home, NOBODY, NOBODY)
-        probe = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
-                                str(ROOT / ".venv" / "bin" / "python"), "-c", "import meshgnn"],
-                               capture_output=True, text=True, cwd=home)
-        if probe.returncode != 0:
-            pytest.skip(f"user {NOBODY} cannot run this venv: {probe.stderr.strip()[-200:]}")
         run_dir, data = home / "run", home / "data"
         shutil.copytree(data_cache, data)  # the session's dataset, readable by that user
         for folder, _, files in os.walk(data):
@@ -157,7 +150,7 @@ def test_run_dir_made_read_only_for_a_non_root_user_is_one_line_and_exit_4(data_
 
         watcher = when_file_appears(run_dir / "checkpoints" / "last.ckpt", lock)
         done = subprocess.run(
-            ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+            [*prefix,
              str(ROOT / ".venv" / "bin" / "python"), str(ROOT / "train.py"), *TINY, "trainer.epochs=3",
              f"paths.data_dir={data}", f"paths.output_dir={run_dir}"],
             cwd=home, capture_output=True, text=True, timeout=300,

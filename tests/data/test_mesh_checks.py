@@ -18,7 +18,7 @@ import meshio
 import numpy as np
 import pytest
 
-from conftest import compose_config
+from conftest import as_nobody, compose_config
 from meshgnn.cli import main
 from meshgnn.data.dataset import load_datasets
 from meshgnn.data.features import ModelInputs
@@ -184,17 +184,15 @@ def test_paths_that_cannot_be_followed_are_named_by_check_and_refused_by_trainin
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.pt"))
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv to "
-                    "read as another user")
 def test_a_file_without_read_permission_is_named(tmp_path):
+    prefix = as_nobody()
     shared = Path(tempfile.mkdtemp(prefix="meshgnn-perm-"))  # tmp_path's parents are private to root
     folder = good_folder(shared / "meshes", 3)
     shared.chmod(0o755)
     (folder / "m1.vtu").chmod(0o200)
     script = ("import sys; from meshgnn.data.folder_spec import FolderSpec; from meshgnn.data.mesh_files import "
               "list_mesh_files; list_mesh_files(FolderSpec(sys.argv[1], targets=('T',)))")
-    run = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c",
-                          script, str(folder)], capture_output=True, text=True,
+    run = subprocess.run([*prefix, sys.executable, "-c", script, str(folder)], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parents[2])
     shutil.rmtree(shared)
     assert "UserError: 1 path(s) matching '*'" in run.stderr

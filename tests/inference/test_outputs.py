@@ -13,6 +13,7 @@ import meshio
 import numpy as np
 import pytest
 
+from conftest import as_nobody
 from inference_fixtures import files, package_dir  # noqa: F401 (fixtures)
 from meshgnn.cli import main as meshgnn
 from meshgnn.errors import UserError
@@ -118,9 +119,7 @@ def shared_tmp():
 
 def test_a_folder_the_user_cannot_write_or_reach_is_refused(shared_tmp):
     """A real non-root user (nobody): a folder only root may write, and one it may not enter."""
-    setpriv = shutil.which("setpriv")
-    if setpriv is None or os.geteuid() != 0:
-        pytest.skip("needs root and setpriv to run as another user")
+    prefix = as_nobody()
     (shared_tmp / "locked").mkdir(mode=0o755)
     (shared_tmp / "private").mkdir(mode=0o700)
     code = ("import sys; from pathlib import Path; from meshgnn.inference.outputs import Inputs, "
@@ -129,8 +128,7 @@ def test_a_folder_the_user_cannot_write_or_reach_is_refused(shared_tmp):
             "    try: check(Path(out), Inputs([]), '--out')\n"
             "    except Exception as exc: print(type(exc).__name__, exc)")
     outs = [shared_tmp / "locked" / "out", shared_tmp / "private" / "out"]
-    proc = subprocess.run([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c",
-                           code, *map(str, outs)], capture_output=True, text=True, timeout=60,
+    proc = subprocess.run([*prefix, sys.executable, "-c", code, *map(str, outs)], capture_output=True, text=True, timeout=60,
                           env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert proc.returncode == 0, proc.stderr
     locked, private = proc.stdout.splitlines()  # one line each
