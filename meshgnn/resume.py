@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from meshgnn.errors import UserError
+from meshgnn.run_layout import staged_run_config
 
 # Overrides that may change on a resume although they sit under data/model: they change
 # neither the network's shape nor the samples.
@@ -74,11 +75,6 @@ def find_checkpoint(path: str, key: str, prefer: tuple[str, ...] = ("last.ckpt",
     if p.is_file():
         return p
     raise UserError(f"{key}={path}: no such run directory or checkpoint file")
-
-
-def staged_run_config(run_dir: Path) -> Path:
-    """Where a staged run keeps its first launch's config (it has no checkpoints/ of its own)."""
-    return Path(run_dir) / ".hydra" / "launches" / "01" / "config.yaml"
 
 
 def check_start_paths(resume: str | None, init_from: str | None) -> None:
