@@ -4,9 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: train test install benchmark clean
+.PHONY: train test install wheel benchmark clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[dev]"
@@ -20,9 +20,13 @@ train: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(ARGS)
 
+# dist/meshgnn-<version>-py3-none-any.whl, conf/ inside (pip install it anywhere: `meshgnn train ...`).
+wheel: $(STAMP)
+	$(BIN)/python -m pip wheel --no-deps --no-build-isolation . -w dist
+
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/foundation.py
 	$(BIN)/python benchmarks/checkpoints.py
 
 clean:
-	rm -rf $(VENV) data_cache .pytest_cache
+	rm -rf $(VENV) data_cache .pytest_cache build dist

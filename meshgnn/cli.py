@@ -1,5 +1,8 @@
-"""The `meshgnn` command: tools around training runs.
+"""The `meshgnn` command: training and the tools around training runs.
 
+  meshgnn train [GROUP=OPTION] [key=value ...] [-m ...]
+                                  train (or sweep with -m), exactly as `python train.py ...` in
+                                  a checkout; `meshgnn train --help` lists the config groups
   meshgnn ckpt inspect CKPT       verify a checkpoint and print what it holds
   meshgnn ckpt set-lr CKPT LR     write CKPT's <name>_lr_adjusted.ckpt with a new learning rate
   meshgnn sweep report SWEEP_DIR  rank a sweep's trials, write report.csv/.json and plots into
@@ -34,10 +37,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from meshgnn import conf_location
 from meshgnn.boundary import guarded
 from meshgnn.errors import UserError
 
-DEFAULT_CONF = Path(__file__).resolve().parents[1] / "conf"
+DEFAULT_CONF = conf_location.conf_dir()
 
 
 def _compose_current(choices: dict[str, str], conf_dir: Path):
@@ -240,6 +244,8 @@ def _inference_options(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meshgnn", description="Tools around meshgnn training runs.")
     commands = parser.add_subparsers(dest="command", required=True)
+    # Listed for --help only: main() hands `train ...` to Hydra before argparse sees its overrides.
+    commands.add_parser("train", help="train a model: Hydra overrides, -m to sweep (meshgnn train --help)")
 
     ckpt = commands.add_parser("ckpt", help="inspect or adjust checkpoints").add_subparsers(
         dest="ckpt_command", required=True)
@@ -342,6 +348,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     """Run one subcommand inside the error boundary (meshgnn.boundary): a user's mistake, also
     one a library reports, is one `error:` line and its exit code; a bug keeps its traceback."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["train"]:
+        from meshgnn.train import run
+
+        return run(argv[1:])
     args = build_parser().parse_args(argv)
     guarded(lambda: args.handler(args))
 
