@@ -212,6 +212,53 @@ class PathsConfig:
 
 
 @dataclass
+class TensorBoardLoggerConfig:
+    """logger=tensorboard: no settings (its files are <run dir>/tb)."""
+
+
+@dataclass
+class CsvLoggerConfig:
+    """logger=csv: no settings (its file is <run dir>/metrics.csv)."""
+
+
+@dataclass
+class MlflowLoggerConfig:
+    tracking_uri: str = key(Text(example="sqlite:///mlflow.db"))
+    experiment_name: str = key(Text(example="meshgnn"))
+
+
+@dataclass
+class WandbLoggerConfig:
+    project: str = key(Text(example="meshgnn"))
+    entity: Optional[str] = key(Text(required=False), default=None)
+    mode: str = key(OneOf(("online", "offline", "disabled")))
+
+
+def _chosen_loggers_checked(v: Mapping[str, Any], prefix: str) -> Optional[str]:
+    """Each chosen backend's settings against its schema (an unchosen one is None)."""
+    for name, schema in LOGGER_BACKENDS.items():
+        if v.get(name) is not None:
+            check_values(schema, v[name], f"{prefix}.{name}", strict=False)
+    return None
+
+
+@dataclass
+class LoggerConfig:
+    """The `logger` group: a backend's section is set when it is chosen (logger=csv,
+    'logger=[tensorboard,mlflow]', logger=many_loggers), None otherwise."""
+
+    tensorboard: Optional[TensorBoardLoggerConfig] = key(Nested(), default=None)
+    csv: Optional[CsvLoggerConfig] = key(Nested(), default=None)
+    mlflow: Optional[MlflowLoggerConfig] = key(Nested(), default=None)
+    wandb: Optional[WandbLoggerConfig] = key(Nested(), default=None)
+    relations: ClassVar[tuple[Relation, ...]] = (_chosen_loggers_checked,)
+
+
+LOGGER_BACKENDS: dict[str, type] = {"tensorboard": TensorBoardLoggerConfig, "csv": CsvLoggerConfig,
+                                    "mlflow": MlflowLoggerConfig, "wandb": WandbLoggerConfig}
+
+
+@dataclass
 class StageConfig:
     """One stage of staged training: its loss, and changes to optim/trainer for that stage
     (checked as part of the stage's merged config, see `stage_config`)."""
@@ -229,6 +276,7 @@ class Config:
     optim: OptimConfig = key(Nested(), default_factory=OptimConfig)
     trainer: TrainerConfig = key(Nested(), default_factory=TrainerConfig)
     paths: PathsConfig = key(Nested(), default_factory=PathsConfig)
+    logger: LoggerConfig = key(Nested(), default_factory=LoggerConfig)
     seed: int = key(SEED)
     objective: str = key(Text(example="val/loss/total"))
     objective_mode: str = key(OneOf(("min", "max")))

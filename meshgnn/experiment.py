@@ -14,6 +14,7 @@ import platform
 import subprocess
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable
 
@@ -41,7 +42,9 @@ from meshgnn.sweeps.pruning import PruningReporter
 from meshgnn.training.checkpoint import load_checkpoint
 from meshgnn.training.losses import TERMS, CompositeLoss
 from meshgnn.diagnostics.runs import diagnose_run, write_diagnosis
-from meshgnn.training.metrics_log import read_metrics, write_hparams
+from meshgnn.loggers.base import RunInfo, run_name
+from meshgnn.loggers.fanout import check_logger_packages, open_loggers
+from meshgnn.training.metrics_log import MetricsLog, read_metrics
 from meshgnn.training.rng import seed_everything
 from meshgnn.training.schedule import Schedule
 from meshgnn.training.trainer import Trainer, TrainerSettings, TrainingDiverged, TrainState
@@ -148,6 +151,7 @@ def _train(cfg: DictConfig, start: StartPoint, run_dir: Path) -> float:
     names = target_names(cfg.data)
     _check_target_weights(cfg, names)
     _check_objective(cfg, names)
+    check_logger_packages(cfg.logger)
     dist = Dist.current()
     device = _device(cfg.trainer.device, dist)
     _configure_torch(cfg)
@@ -220,31 +224,33 @@ def _train(cfg: DictConfig, start: StartPoint, run_dir: Path) -> float:
         log.info("data parallel: %d processes, data.batch_size=%d per process (%d graphs per step)",
                  dist.world_size, cfg.data.batch_size, cfg.data.batch_size * dist.world_size)
 
-    state = trainer.fit()
-    if state.stopped_by:
-        raise Interrupted(f"stopped by {state.stopped_by} during epoch {state.epoch + 1}; last.ckpt is "
-                          f"saved. Resume with:\n  {_resume_command(run_dir)}")
-    best = run_dir / "checkpoints" / "best.ckpt"
-    if best.is_file():  # a branch that never beat its parent's best keeps its last weights
-        trainer.restore(load_checkpoint(best), optimizer_too=False)
-    results = trainer.test(loaders["test"])
-    if dist.is_main:
-        _write_results(run_dir, cfg, state, results, targets, len(data.splits["test"]))
+    # The chosen loggers see the whole launch, test included, and its end status.
+    trainer.metrics_log = _metrics_log(cfg, run_dir, trainer.state.epoch + 1) if dist.is_main else None
+    with trainer.metrics_log or nullcontext():
+        state = trainer.fit()
+        if state.stopped_by:
+            raise Interrupted(f"stopped by {state.stopped_by} during epoch {state.epoch + 1}; last.ckpt is "
+                              f"saved. Resume with:\n  {_resume_command(run_dir)}")
+        best = run_dir / "checkpoints" / "best.ckpt"
+        if best.is_file():  # a branch that never beat its parent's best keeps its last weights
+            trainer.restore(load_checkpoint(best), optimizer_too=False)
+        results = trainer.test(loaders["test"])
+        if trainer.metrics_log is not None:
+            _write_results(run_dir, cfg, state, results, targets, len(data.splits["test"]), trainer.metrics_log)
     dist.barrier()  # the other ranks read metrics.jsonl, complete now, for their return value
     return objective_value(cfg, read_metrics(run_dir), results.get("model", {}))
 
 
 def _write_results(run_dir: Path, cfg: DictConfig, state: TrainState, results: dict[str, dict[str, float]],
-                   targets: list[tuple[str, int]], test_graphs: int) -> None:
-    """results.json, the HParams record and diagnosis.json of a finished launch."""
+                   targets: list[tuple[str, int]], test_graphs: int, metrics_log: MetricsLog) -> None:
+    """results.json, the final results to the loggers and diagnosis.json of a finished launch."""
     results_doc = {"best_epoch": state.best_epoch, "epochs_run": state.epoch,
                    "best/val/loss/total": state.best_value, **results}
     atomic_write_text(run_dir / "results.json", json.dumps(results_doc, indent=2))
     log.info("test results (physical units, %d graphs, best epoch %d):\n%s",
              test_graphs, state.best_epoch, format_results_table(results, targets))
-    final = {"hparam/best_val_loss_total": state.best_value}
-    final.update({f"hparam/test_{name}_rel_l2": results["model"][f"test/{name}/rel_l2"] for name, _ in targets})
-    write_hparams(run_dir, hparam_settings(cfg), final, state.epoch)
+    best = {k: v for k, v in results_doc.items() if k.startswith("best/")}
+    metrics_log.write_results({**best, **results["model"]}, state.epoch)
     if read_metrics(run_dir):
         diagnosis = diagnose_run(run_dir)
         write_diagnosis(run_dir, diagnosis)
@@ -261,6 +267,14 @@ def _in_turn(dist: Dist, load: Callable[[], Any]) -> Any:
         return load()
     finally:
         dist.barrier()
+
+
+def _metrics_log(cfg: DictConfig, run_dir: Path, first_new_epoch: int) -> MetricsLog:
+    """metrics.jsonl and the loggers of the `logger` group, started for this launch."""
+    config = OmegaConf.to_container(cfg, resolve=True)
+    run = RunInfo(run_dir, run_name(run_dir), first_new_epoch, tags=[str(t) for t in cfg.get("tags") or []],
+                  hparams=hparam_settings(cfg), config=config)
+    return MetricsLog(run_dir, first_new_epoch, open_loggers(config["logger"], run))
 
 
 def hparam_settings(cfg: DictConfig) -> dict[str, Any]:

@@ -15,7 +15,6 @@ import logging
 import math
 import sys
 import time
-from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -28,7 +27,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from meshgnn.atomic import remove_orphaned_temp_files, writing
 from meshgnn.distributed import Dist
-from meshgnn.errors import StorageError, UserError
+from meshgnn.errors import UserError
 from meshgnn.training.checkpoint import save_checkpoint
 from meshgnn.training.field_errors import ErrorAccumulator, field_errors
 from meshgnn.training.losses import CompositeLoss
@@ -156,7 +155,10 @@ class Trainer:
                 self.ckpt_dir.mkdir(parents=True, exist_ok=True)
                 for orphan in remove_orphaned_temp_files(self.ckpt_dir):
                     log.warning("removed %s, a half-written checkpoint of a killed launch", orphan.name)
-            metrics_log = MetricsLog(self.run_dir, first_new_epoch=self.state.epoch + 1)
+            # The caller's (the chosen loggers; it closes them after testing) or, for a trainer
+            # driven directly, metrics.jsonl and TensorBoard opened and closed here.
+            metrics_log = self.metrics_log or MetricsLog(self.run_dir, first_new_epoch=self.state.epoch + 1)
+        opened_here = metrics_log is not None and metrics_log is not self.metrics_log
         self.metrics_log = metrics_log
         self._deadline = (time.monotonic() + self.settings.max_time_s
                           if self.settings.max_time_s > 0 else math.inf)
@@ -173,13 +175,14 @@ class Trainer:
                         break
                     if self._end_epoch(metrics_log, time.perf_counter() - start):
                         break
-        except BaseException:
-            if metrics_log is not None:
-                with suppress(StorageError):  # the error in flight is the one to report
-                    metrics_log.close()
+        except BaseException as exc:
+            if opened_here:
+                metrics_log.close_after(exc)
+                self.metrics_log = None
             raise
-        if metrics_log is not None:
+        if opened_here:
             metrics_log.close()
+            self.metrics_log = None
         self.dist.barrier()  # rank 0's last checkpoint is on disk before any rank goes on
         return self.state
 
