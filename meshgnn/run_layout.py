@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 
 def staged_run_config(run_dir: Path) -> Path:
@@ -19,17 +20,26 @@ def staged_run_config(run_dir: Path) -> Path:
     return Path(run_dir) / ".hydra" / "launches" / "01" / "config.yaml"
 
 
+def stage_names(run_dir: Path) -> list[str]:
+    """A staged run's stages in training order; [] for a plain run (its first launch's config
+    is kept there too, with `stages: {}`) or a folder that is no run."""
+    config = staged_run_config(run_dir)
+    if not config.is_file():
+        return []
+    try:
+        stages = OmegaConf.load(config).get("stages") or {}
+    except (OSError, ValueError, OmegaConfBaseException):  # unreadable: not a layout to resolve
+        return []
+    return [str(name) for name in stages]
+
+
 def is_staged(run_dir: Path) -> bool:
-    return staged_run_config(run_dir).is_file()
+    return bool(stage_names(run_dir))
 
 
 def stage_dirs(run_dir: Path) -> list[Path]:
     """A staged run's stage directories that exist, in training order ([] for a plain run)."""
-    config = staged_run_config(run_dir)
-    if not config.is_file():
-        return []
-    stages = OmegaConf.load(config).get("stages") or {}
-    return [Path(run_dir) / name for name in stages if (Path(run_dir) / name).is_dir()]
+    return [Path(run_dir) / name for name in stage_names(run_dir) if (Path(run_dir) / name).is_dir()]
 
 
 def finished(run_dir: Path) -> bool:

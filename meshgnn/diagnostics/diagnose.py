@@ -7,7 +7,8 @@ reason: too few epochs, a tag an older run did not log, non-finite values). Ever
 number compared with a named threshold below; the comment of each threshold says why that value.
 
 Reading run and sweep directories (and `meshgnn diagnose PATH`) is in
-`meshgnn.diagnostics.runs`; this module holds the rules, the verdict and its formatting.
+`meshgnn.diagnostics.runs`; what a finding holds and how it is written, in
+`meshgnn.diagnostics.verdict`; this module holds the rules.
 
 
 Slopes are least-squares slopes over the epoch numbers divided by the mean absolute value of the
@@ -16,13 +17,14 @@ series: "fraction of its size per epoch", comparable between losses of different
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import statistics
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
+
+from meshgnn.diagnostics.history import (Context, Series, normalised_slope, number, relative_change,
+                                        sorted_records)
+from meshgnn.diagnostics.verdict import Finding, epoch_list, override_number
 
 
 SYMPTOMS = ("diverged", "not_decreasing", "oscillating", "target_imbalance", "overfitting", "under_trained",
@@ -33,12 +35,31 @@ VAL_LOSS = "val/loss/total"
 CONSISTENCY = "consistency/grad"
 OSCILLATION = "train/loss/oscillation"
 GRAD_NORM = "train/grad_norm"
+_TARGET_L1 = re.compile(r"^val/(?P<target>[^/]+)/l1$")
+_SPLIT_TARGET_L1 = re.compile(r"^(train|val)/(?P<target>[^/]+)/l1$")
+_TOTAL_L1 = {"train/loss/l1", "val/loss/l1"}  # the sum over targets, not one target's
 
 # --- diverged --------------------------------------------------------------------------------
 # A loss this many times its first epoch's value is a run blowing up, whatever else the curve
 # does: the default of trainer.divergence_factor, which stops such runs while they train. Also a
 # problem: any non-finite loss, and a launch that stopped as diverged (run.json records it).
 DIVERGED_FACTOR = 1000.0
+# ... also when a target's l1 (train/{t}/l1 or val/{t}/l1) exceeds 100 at any epoch. Targets are
+# normalised to zero mean and unit std on the training split, so predicting the mean scores ~0.8
+# (E|z| of a standard normal) and healthy runs start below 1 (0.15-0.45 per target at epoch 1 of
+# heat2d debug runs). 100 is a prediction a hundred standard deviations off: a rate that blew up
+# within epoch 1 (optim.lr=3 gave 1e4 there), which makes the first epoch a useless reference.
+DIVERGED_L1 = 100.0
+# Advice for a diverged run: clip gradients at this norm at most (conf's default is 1.0) ...
+DIVERGED_GRAD_CLIP = 1.0
+# ... and, when it blew up in its first epoch, ramp the rate up over at least one epoch (the
+# default warmup is 0.3 epochs), so Adam's moment estimates settle before full-size steps.
+DIVERGED_WARMUP_EPOCHS = 1.0
+# The symptoms that are not judged once a run diverged: a curve that blew up and recovered
+# "falls" and "still improves", and advice to train longer or regularise would mislead.
+# oscillating is still judged: its advice (a lower rate, clipping) points the same way.
+NOT_JUDGED_AFTER_DIVERGENCE = ("not_decreasing", "target_imbalance", "overfitting", "under_trained",
+                               "consistency_not_decreasing")
 
 # --- not_decreasing --------------------------------------------------------------------------
 # The training loss must fall by at least 5 % from the first to the last epoch. Epoch 1's value is
@@ -103,56 +124,6 @@ CONSISTENCY_MAX_CHANGE = -0.05
 DEFAULT_LR = 1e-3
 
 
-@dataclass
-class Finding:
-    symptom: str                 # stable id, one of SYMPTOMS
-    status: str                  # "problem" | "ok" | "skipped"
-    measured: dict[str, Any]     # the numbers computed
-    rule: str                    # the test and its threshold, in words
-    message: str                 # one sentence for users (for "skipped": the reason)
-    advice: list[str] = field(default_factory=list)  # overrides / commands to try
-
-
-@dataclass
-class Diagnosis:
-    run_dir: str
-    findings: list[Finding]
-    epochs: int = 0
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def problems(self) -> list[Finding]:
-        return [f for f in self.findings if f.status == "problem"]
-
-    def lines(self) -> list[str]:
-        problems = self.problems
-        verdict = (f"{len(problems)} problem(s): {', '.join(f.symptom for f in problems)}" if problems
-                   else "no problems found")
-        out = [f"diagnosis of {self.run_dir} ({self.epochs} epochs): {verdict}"]
-        out += [f"note: {note}" for note in self.notes]
-        for f in self.findings:
-            if f.status == "problem":
-                line = f"PROBLEM {f.symptom}: {f.message} (measured {_format_measured(f.measured)}; rule {f.rule})"
-                if f.advice:
-                    line += " -> try: " + "; ".join(f.advice)
-            elif f.status == "ok":
-                line = f"ok {f.symptom}: {f.message} (measured {_format_measured(f.measured)})"
-            else:
-                line = f"skipped {f.symptom}: {f.message}"
-            out.append(line)
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"run_dir": self.run_dir, "epochs": self.epochs,
-                "problems": [f.symptom for f in self.problems], "notes": list(self.notes),
-                "findings": [_json_safe(asdict(f)) for f in self.findings]}
-
-    def to_json(self) -> str:
-        """Strict JSON: non-finite numbers are written as the strings "nan"/"inf"/"-inf"
-        (as in metrics.jsonl)."""
-        return json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
-
-
 # ============================================================================= the checks
 
 
@@ -162,109 +133,95 @@ def diagnose_history(history: list[dict], config: dict | None, run_dir: str | No
     records, `config` the resolved config (None: advice uses generic values), `run_dir` goes
     into commands of the advice (a placeholder when None), `stopped` the last launch's stop
     record from run.json (a divergence the trainer refused to save)."""
-    records = _sorted_records(history)
-    ctx = _Context(records, config or {}, config is not None, run_dir or "<run dir>")
-    return [_diverged(records, stopped, ctx.get_number("optim.lr")), _not_decreasing(ctx), _oscillating(ctx), _target_imbalance(ctx), _overfitting(ctx),
-            _under_trained(ctx), _consistency(ctx)]
-
-
-@dataclass
-class _Series:
-    epochs: list[float]
-    values: list[float]
-    nonfinite: list[int]   # epochs whose value is nan/inf
-    missing: int           # records without the tag
-
-
-class _Context:
-    def __init__(self, records: list[dict], config: dict, has_config: bool, run_dir: str) -> None:
-        self.records, self.config, self.has_config, self.run_dir = records, config, has_config, run_dir
-        last = records[-1].get("epoch") if records else None
-        self.last_epoch = int(_number(last)) if _is_number(last) else len(records)
-
-    def series(self, key: str) -> _Series:
-        epochs, values, nonfinite, missing = [], [], [], 0
-        for i, record in enumerate(self.records):
-            value = _number(record.get(key))
-            epoch = _number(record.get("epoch"))
-            epoch = epoch if epoch is not None and math.isfinite(epoch) else float(i + 1)
-            if value is None:
-                missing += 1
-            elif not math.isfinite(value):
-                nonfinite.append(int(epoch))
-            else:
-                epochs.append(epoch)
-                values.append(value)
-        return _Series(epochs, values, nonfinite, missing)
-
-    def get(self, dotted: str) -> Any:
-        node: Any = self.config
-        for part in dotted.split("."):
-            if not isinstance(node, dict) or part not in node:
-                return None
-            node = node[part]
-        return node
-
-    def get_number(self, dotted: str) -> float | None:
-        value = _number(self.get(dotted))
-        return value if value is not None and math.isfinite(value) else None
+    ctx = Context(sorted_records(history), config or {}, config is not None, run_dir or "<run dir>")
+    diverged = _diverged(ctx, stopped)
+    findings = [diverged, _not_decreasing(ctx), _oscillating(ctx), _target_imbalance(ctx), _overfitting(ctx),
+                _under_trained(ctx), _consistency(ctx)]
+    if diverged.status != "problem":
+        return findings
+    return [_skip(f.symptom, "not judged: the run diverged (see diverged); fix that first", f.rule)
+            if f.symptom in NOT_JUDGED_AFTER_DIVERGENCE else f for f in findings]
 
 
 def _skip(symptom: str, reason: str, rule: str, **measured: Any) -> Finding:
     return Finding(symptom, "skipped", measured, rule, reason)
 
 
-def _usable(ctx: _Context, s: _Series, key: str, symptom: str, rule: str, need: int) -> Finding | None:
+def _usable(ctx: Context, s: Series, key: str, symptom: str, rule: str, need: int) -> Finding | None:
     """A skipped Finding when `key` cannot be judged: not logged, non-finite, too few epochs."""
     if s.missing == len(ctx.records) or not ctx.records:
         return _skip(symptom, f"{key} is not in metrics.jsonl (a run older than this check?)", rule)
     if s.nonfinite:
-        return _skip(symptom, f"{key} is not finite at epoch(s) {_epoch_list(s.nonfinite)} "
-                              f"(see oscillating: the run diverged)", rule)
+        return _skip(symptom, f"{key} is not finite at epoch(s) {epoch_list(s.nonfinite)} "
+                              f"(see diverged)", rule)
     if len(s.values) < need:
         return _skip(symptom, f"needs at least {need} epochs of {key}, the run has {len(s.values)}", rule,
                      epochs=len(s.values))
     return None
 
 
-def _diverged(records: list[dict], stopped: dict | None, lr: float | None) -> Finding:
-    """Problem when the trainer stopped the run as diverged, a loss is non-finite, or a loss
-    rose DIVERGED_FACTOR times above its first epoch; never skipped (a run with one epoch or
-    none can still have diverged). Advice: a tenth of the run's rate, and clipping."""
-    advice = [f"optim.lr={_fmt(lr / 10) if lr else '<a tenth of the current>'}", "trainer.grad_clip=1.0"]
-    rule = f"no non-finite loss, no loss above {DIVERGED_FACTOR:g} x its first epoch, no diverged stop"
+def _diverged(ctx: Context, stopped: dict | None) -> Finding:
+    """Problem when the trainer stopped the run as diverged, a loss is non-finite, a loss rose
+    DIVERGED_FACTOR times above its first epoch, or a target's l1 reached DIVERGED_L1; never
+    skipped (a run with one epoch or none can still have diverged)."""
+    rule = (f"no non-finite loss, no loss above {DIVERGED_FACTOR:g} x its first epoch, no {{split}}/{{t}}/l1 "
+            f"above {DIVERGED_L1:g} (normalised units), no diverged stop")
     if stopped and stopped.get("reason") == "diverged":
-        return Finding("diverged", "problem", {"metric": stopped.get("metric"), "epoch": stopped.get("epoch"),
-                                               "value": stopped.get("value")}, rule,
-                       f"training stopped as diverged: {stopped.get('message', '')}", advice)
+        measured = {"metric": stopped.get("metric"), "epoch": stopped.get("epoch"), "value": stopped.get("value")}
+        return Finding("diverged", "problem", measured, rule, f"training stopped as diverged: "
+                       f"{stopped.get('message', '')}", _divergence_advice(ctx, stopped.get("epoch")))
     for key in (TRAIN_LOSS, VAL_LOSS):
-        values = [(r["epoch"], _number(r.get(key))) for r in records if key in r]
-        bad = next(((epoch, v) for epoch, v in values if v is None or not math.isfinite(v)), None)
-        if bad is not None:
-            return Finding("diverged", "problem", {"metric": key, "epoch": bad[0]}, rule,
-                           f"{key} is not finite at epoch {bad[0]}", advice)
-        if values and values[0][1] > 0:
-            epoch, peak = max(values, key=lambda item: item[1])
-            if peak > DIVERGED_FACTOR * values[0][1]:
-                return Finding("diverged", "problem", {"metric": key, "epoch": epoch, "ratio": peak / values[0][1]},
-                               rule, f"{key} rose to {peak:.4g} at epoch {epoch}, over {DIVERGED_FACTOR:g} x its "
-                               f"first epoch's {values[0][1]:.4g}", advice)
+        s = ctx.series(key)
+        if s.nonfinite:
+            return Finding("diverged", "problem", {"metric": key, "epoch": s.nonfinite[0]}, rule,
+                           f"{key} is not finite at epoch(s) {epoch_list(s.nonfinite)}",
+                           _divergence_advice(ctx, s.nonfinite[0]))
+        if s.values and s.values[0] > 0:
+            peak = max(range(len(s.values)), key=lambda i: s.values[i])
+            ratio = s.values[peak] / s.values[0]
+            if ratio > DIVERGED_FACTOR:
+                return Finding("diverged", "problem", {"metric": key, "epoch": int(s.epochs[peak]), "ratio": ratio},
+                               rule, f"{key} rose to {s.values[peak]:.4g} at epoch {int(s.epochs[peak])}, over "
+                               f"{DIVERGED_FACTOR:g} x its first epoch's {s.values[0]:.4g}",
+                               _divergence_advice(ctx, int(s.epochs[peak])))
+    tags = sorted({key for record in ctx.records for key in record if _SPLIT_TARGET_L1.match(key)} - _TOTAL_L1)
+    peaks = [(max(s.values), key, s) for key in tags if (s := ctx.series(key)).values]
+    if peaks and max(peaks, key=lambda p: p[0])[0] > DIVERGED_L1:
+        value, key, s = max(peaks, key=lambda p: p[0])
+        epoch = int(s.epochs[s.values.index(value)])
+        return Finding("diverged", "problem", {"metric": key, "epoch": epoch, "value": value}, rule,
+                       f"{key} reached {value:.4g} at epoch {epoch}: predictions {value:.3g} standard deviations "
+                       f"off on average, where predicting the mean scores ~0.8; the run blew up",
+                       _divergence_advice(ctx, epoch))
     return Finding("diverged", "ok", {}, rule, "losses stayed finite and near their start")
 
 
-def _not_decreasing(ctx: _Context) -> Finding:
+def _divergence_advice(ctx: Context, epoch: Any) -> list[str]:
+    """A tenth of the rate; clipping at 1.0 unless it is already as tight; a warmup when the
+    run blew up in its first epoch with little or none."""
+    lr, clip = ctx.get_number("optim.lr"), ctx.get_number("trainer.grad_clip")
+    warmup = ctx.get_number("optim.warmup_epochs")
+    advice = [f"optim.lr={override_number(lr / 10) if lr else '<a tenth of the current>'}"]
+    if clip is None or clip <= 0 or clip > DIVERGED_GRAD_CLIP:
+        advice.append(f"trainer.grad_clip={DIVERGED_GRAD_CLIP:g}")
+    if epoch == 1 and (warmup is None or warmup < DIVERGED_WARMUP_EPOCHS):
+        advice.append(f"optim.warmup_epochs={DIVERGED_WARMUP_EPOCHS:g}")
+    return advice
+
+
+def _not_decreasing(ctx: Context) -> Finding:
     symptom = "not_decreasing"
     rule = (f"{TRAIN_LOSS} falls by less than {NOT_DECREASING_MIN_DROP:.0%} first->last, or its "
             f"normalised least-squares slope is > {NOT_DECREASING_MAX_SLOPE:g}/epoch")
     s = ctx.series(TRAIN_LOSS)
     if (skipped := _usable(ctx, s, TRAIN_LOSS, symptom, rule, need=2)) is not None:
         return skipped
-    change = _relative_change(s.values[0], s.values[-1])
-    slope = _normalised_slope(s.epochs, s.values)
+    change = relative_change(s.values[0], s.values[-1])
+    slope = normalised_slope(s.epochs, s.values)
     measured = {"first": s.values[0], "last": s.values[-1], "relative_change": change, "slope_per_epoch": slope}
     if change > -NOT_DECREASING_MIN_DROP or slope > NOT_DECREASING_MAX_SLOPE:
         lr = ctx.get_number("optim.lr")
-        advice = [f"optim.lr={_fmt(_raised_lr(lr))}"]
+        advice = [f"optim.lr={override_number(_raised_lr(lr))}"]
         data_path = ctx.get("data.path")
         if isinstance(data_path, str) and data_path:
             advice.append(f"meshgnn data check {data_path}")
@@ -275,7 +232,7 @@ def _not_decreasing(ctx: _Context) -> Finding:
     return Finding(symptom, "ok", measured, rule, f"the training loss fell {-change:.0%}")
 
 
-def _oscillating(ctx: _Context) -> Finding:
+def _oscillating(ctx: Context) -> Finding:
     symptom = "oscillating"
     rule = (f"any non-finite {TRAIN_LOSS} (diverged); or median {OSCILLATION} > {OSCILLATION_MAX:g}; or, "
             f"with >= 3 epochs, epoch-to-epoch differences of {TRAIN_LOSS} change sign in >= "
@@ -284,7 +241,7 @@ def _oscillating(ctx: _Context) -> Finding:
     if not ctx.records or s.missing == len(ctx.records):
         return _skip(symptom, f"{TRAIN_LOSS} is not in metrics.jsonl", rule)
     lr, clip = ctx.get_number("optim.lr"), ctx.get_number("trainer.grad_clip")
-    advice = [f"optim.lr={_fmt(lr / 5 if lr is not None else 2e-4)}"]
+    advice = [f"optim.lr={override_number(lr / 5 if lr is not None else 2e-4)}"]
     if clip is None or clip <= 0 or clip > 3.0:   # unknown, off, or loose: clip at 3
         advice.append("trainer.grad_clip=3.0")
     measured: dict[str, Any] = {}
@@ -297,7 +254,7 @@ def _oscillating(ctx: _Context) -> Finding:
         measured["nonfinite_epochs"] = s.nonfinite
         return Finding(symptom, "problem", measured, rule,
                        f"the training diverged: {TRAIN_LOSS} is not finite at epoch(s) "
-                       f"{_epoch_list(s.nonfinite)}; lower the learning rate and clip gradients", advice)
+                       f"{epoch_list(s.nonfinite)}; lower the learning rate and clip gradients", advice)
     osc = ctx.series(OSCILLATION)
     reasons = []
     if osc.values:
@@ -318,17 +275,16 @@ def _oscillating(ctx: _Context) -> Finding:
         return _skip(symptom, f"needs {OSCILLATION} (not logged by this run) or at least 3 epochs, "
                               f"the run has {len(s.values)}", rule, **measured)
     if reasons:
-        tail = "" if len(advice) > 1 else f" (gradients are already clipped at {_fmt(clip)})"
+        tail = "" if len(advice) > 1 else f" (gradients are already clipped at {override_number(clip)})"
         return Finding(symptom, "problem", measured, rule,
                        f"the training loss oscillates: {'; '.join(reasons)}; the learning rate is "
                        f"probably too high{tail}", advice)
     return Finding(symptom, "ok", measured, rule, "the training loss moves smoothly")
 
 
-_TARGET_L1 = re.compile(r"^val/(?P<target>[^/]+)/l1$")
 
 
-def _target_imbalance(ctx: _Context) -> Finding:
+def _target_imbalance(ctx: Context) -> Finding:
     symptom = "target_imbalance"
     rule = (f"at the last epoch, worst val/{{t}}/l1 / median of the other targets' > "
             f"{TARGET_IMBALANCE_MAX_RATIO:g}")
@@ -338,7 +294,7 @@ def _target_imbalance(ctx: _Context) -> Finding:
     targets = sorted(m["target"] for key in last if (m := _TARGET_L1.match(key)) and m["target"] != "loss")
     if len(targets) < 2:
         return _skip(symptom, f"needs at least 2 targets with val/{{t}}/l1, the run has {len(targets)}", rule)
-    values = {t: _number(last[f"val/{t}/l1"]) for t in targets}
+    values = {t: number(last[f"val/{t}/l1"]) for t in targets}
     bad = [t for t, v in values.items() if v is None or not math.isfinite(v)]
     if bad:
         return _skip(symptom, f"val/{{t}}/l1 is not finite at the last epoch for {', '.join(bad)}", rule)
@@ -351,10 +307,10 @@ def _target_imbalance(ctx: _Context) -> Finding:
         # sets, for a weight the run already had (set again on the command line or by a preset)
         weights = ctx.get("loss.target_weights")
         prefix = "+" if ctx.has_config and not (isinstance(weights, dict) and worst in weights) else "++"
-        weight = _number(weights.get(worst)) if isinstance(weights, dict) else None
+        weight = number(weights.get(worst)) if isinstance(weights, dict) else None
         fourier = ctx.get_number("data.fourier_features")
         hidden = ctx.get_number("model.hidden_dim")
-        advice = [f"{prefix}loss.target_weights.{worst}={_fmt(_raised(weight, 2.0, 2.0), decimal=True)}",
+        advice = [f"{prefix}loss.target_weights.{worst}={override_number(_raised(weight, 2.0, 2.0), decimal=True)}",
                   f"data.fourier_features={int(max(32, 2 * fourier) if fourier is not None else 32)}",
                   f"model.hidden_dim={int(2 * hidden) if hidden is not None else 512}"]
         return Finding(symptom, "problem", measured, rule,
@@ -364,7 +320,7 @@ def _target_imbalance(ctx: _Context) -> Finding:
                    f"the targets fit comparably (worst, {worst}, is {ratio:.1f}x the others)")
 
 
-def _overfitting(ctx: _Context) -> Finding:
+def _overfitting(ctx: Context) -> Finding:
     symptom = "overfitting"
     rule = (f"over the last third of the epochs (>= {OVERFIT_MIN_EPOCHS}): slope of {VAL_LOSS} > 0, "
             f"slope of {TRAIN_LOSS} < 0, and last val >= {OVERFIT_MIN_VAL_RISE:g} x best val")
@@ -373,9 +329,9 @@ def _overfitting(ctx: _Context) -> Finding:
         if (skipped := _usable(ctx, s, key, symptom, rule, need=OVERFIT_MIN_EPOCHS)) is not None:
             return skipped
     window = max(OVERFIT_MIN_EPOCHS, math.ceil(len(val.values) / 3))
-    val_slope = _normalised_slope(val.epochs[-window:], val.values[-window:])
+    val_slope = normalised_slope(val.epochs[-window:], val.values[-window:])
     train_window = max(OVERFIT_MIN_EPOCHS, math.ceil(len(train.values) / 3))
-    train_slope = _normalised_slope(train.epochs[-train_window:], train.values[-train_window:])
+    train_slope = normalised_slope(train.epochs[-train_window:], train.values[-train_window:])
     best = min(val.values)
     rise = val.values[-1] / best if best > 0 else math.inf
     measured = {"window_epochs": window, "val_slope_per_epoch": val_slope, "train_slope_per_epoch": train_slope,
@@ -384,9 +340,9 @@ def _overfitting(ctx: _Context) -> Finding:
         dropout = ctx.get_number("model.dropout")
         smooth = ctx.get_number("loss.smoothness_weight")
         decay = ctx.get_number("optim.weight_decay")
-        advice = [f"model.dropout={_fmt(min(0.5, _raised(dropout, 0.15, 2.0)), decimal=True)}",
-                  f"loss.smoothness_weight={_fmt(_raised(smooth, 0.15, 2.0), decimal=True)}",
-                  f"optim.weight_decay={_fmt(_raised(decay, 1e-4, 10.0))}"]
+        advice = [f"model.dropout={override_number(min(0.5, _raised(dropout, 0.15, 2.0)), decimal=True)}",
+                  f"loss.smoothness_weight={override_number(_raised(smooth, 0.15, 2.0), decimal=True)}",
+                  f"optim.weight_decay={override_number(_raised(decay, 1e-4, 10.0))}"]
         return Finding(symptom, "problem", measured, rule,
                        f"validation loss rose to {rise:.2f}x its best while the training loss kept "
                        f"falling: the model memorises the training meshes; regularise it, and use "
@@ -394,7 +350,7 @@ def _overfitting(ctx: _Context) -> Finding:
     return Finding(symptom, "ok", measured, rule, "validation loss follows the training loss")
 
 
-def _under_trained(ctx: _Context) -> Finding:
+def _under_trained(ctx: Context) -> Finding:
     symptom = "under_trained"
     rule = (f"best {VAL_LOSS} is at the last epoch and it improved by > {UNDER_TRAINED_MIN_IMPROVEMENT:.0%} "
             f"per epoch (normalised slope) over the last third of the epochs (>= {UNDER_TRAINED_MIN_EPOCHS})")
@@ -402,7 +358,7 @@ def _under_trained(ctx: _Context) -> Finding:
     if (skipped := _usable(ctx, val, VAL_LOSS, symptom, rule, need=UNDER_TRAINED_MIN_EPOCHS)) is not None:
         return skipped
     window = max(UNDER_TRAINED_MIN_EPOCHS, math.ceil(len(val.values) / 3))
-    improvement = -_normalised_slope(val.epochs[-window:], val.values[-window:])
+    improvement = -normalised_slope(val.epochs[-window:], val.values[-window:])
     best_index = min(range(len(val.values)), key=lambda i: val.values[i])
     best_is_last = best_index == len(val.values) - 1
     measured = {"window_epochs": window, "improvement_per_epoch": improvement,
@@ -425,17 +381,17 @@ def _under_trained(ctx: _Context) -> Finding:
     return Finding(symptom, "ok", measured, rule, reason)
 
 
-def _consistency(ctx: _Context) -> Finding:
+def _consistency(ctx: Context) -> Finding:
     symptom = "consistency_not_decreasing"
     rule = f"{CONSISTENCY} relative change first->last >= {CONSISTENCY_MAX_CHANGE:+.0%}"
     s = ctx.series(CONSISTENCY)
     if (skipped := _usable(ctx, s, CONSISTENCY, symptom, rule, need=2)) is not None:
         return skipped
-    change = _relative_change(s.values[0], s.values[-1])
+    change = relative_change(s.values[0], s.values[-1])
     measured = {"first": s.values[0], "last": s.values[-1], "relative_change": change}
     if change >= CONSISTENCY_MAX_CHANGE:
         weight = ctx.get_number("loss.gradient_consistency_weight")
-        advice = [f"loss.gradient_consistency_weight={_fmt(_raised(weight, 0.1, 2.0), decimal=True)}"]
+        advice = [f"loss.gradient_consistency_weight={override_number(_raised(weight, 0.1, 2.0), decimal=True)}"]
         if ctx.get("loss.name") != "stage2":
             # trainer.epochs is the total and init_from continues the epoch counter: it must grow
             advice.append(f"loss=stage2 init_from={ctx.run_dir} trainer.epochs={2 * ctx.last_epoch}")
@@ -446,59 +402,7 @@ def _consistency(ctx: _Context) -> Finding:
     return Finding(symptom, "ok", measured, rule, f"gradient consistency improved {-change:.0%}")
 
 
-# ============================================================================= helpers
 
-
-def _sorted_records(history: list[dict]) -> list[dict]:
-    """Records by epoch; a later record for the same epoch replaces an earlier one."""
-    by_epoch: dict[float, dict] = {}
-    unnumbered = []
-    for record in history:
-        epoch = _number(record.get("epoch"))
-        if epoch is None or not math.isfinite(epoch):
-            unnumbered.append(record)
-        else:
-            by_epoch[epoch] = record
-    return [by_epoch[e] for e in sorted(by_epoch)] + unnumbered
-
-
-def _number(value: Any) -> float | None:
-    """A metric value as float ("nan"/"inf"/"-inf" strings included); None if absent or not a number."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
-
-
-def _is_number(value: Any) -> bool:
-    number = _number(value)
-    return number is not None and math.isfinite(number)
-
-
-def _normalised_slope(xs: list[float], ys: list[float]) -> float:
-    """Least-squares slope of ys over xs, divided by the mean |y| (fraction of its size per epoch)."""
-    n = len(ys)
-    if n < 2:
-        return 0.0
-    mx, my = sum(xs) / n, sum(ys) / n
-    sxx = sum((x - mx) ** 2 for x in xs)
-    if sxx == 0:
-        return 0.0
-    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
-    scale = sum(abs(y) for y in ys) / n
-    return slope / scale if scale > 0 else 0.0
-
-
-def _relative_change(first: float, last: float) -> float:
-    if first == 0:
-        return 0.0 if last == 0 else math.copysign(math.inf, last)
-    return (last - first) / abs(first)
 
 
 def _raised(current: float | None, suggested: float, factor: float) -> float:
@@ -513,51 +417,3 @@ def _raised_lr(current: float | None) -> float:
     if current is None:
         return DEFAULT_LR
     return DEFAULT_LR if current * 3 < DEFAULT_LR else current * 3
-
-
-def _fmt(value: float, decimal: bool = False) -> str:
-    """A number as one would type it in an override: 2e-4, 1.5e-3, 0.15, 2.0 (decimal=True)."""
-    if value != 0 and (abs(value) < 1e-2 or abs(value) >= 1e5):
-        mantissa, exponent = f"{value:.2e}".split("e")
-        mantissa = mantissa.rstrip("0").rstrip(".")
-        return f"{mantissa}e{int(exponent)}"
-    text = f"{value:.3g}"
-    if decimal and "." not in text and "e" not in text:
-        text += ".0"
-    return text
-
-
-def _fmt_value(value: Any) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        return f"{value:.3g}" if math.isfinite(value) else str(value)
-    return str(value)
-
-
-def _format_measured(measured: dict[str, Any]) -> str:
-    parts = []
-    for key, value in measured.items():
-        if isinstance(value, dict):
-            value = "{" + ", ".join(f"{k}: {_fmt_value(v)}" for k, v in value.items()) + "}"
-        elif isinstance(value, list):
-            value = _epoch_list(value) if all(isinstance(v, int) for v in value) else str(value)
-        else:
-            value = _fmt_value(value)
-        parts.append(f"{key}={value}")
-    return ", ".join(parts)
-
-
-def _epoch_list(epochs: list[int], limit: int = 5) -> str:
-    shown = ", ".join(map(str, epochs[:limit]))
-    return shown + (f" and {len(epochs) - limit} more" if len(epochs) > limit else "")
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value

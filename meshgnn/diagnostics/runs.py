@@ -12,10 +12,15 @@ from pathlib import Path
 import yaml
 
 from meshgnn.atomic import atomic_write_text
-from meshgnn.diagnostics.diagnose import (SYMPTOMS, VAL_LOSS, Diagnosis, _fmt_value, _number, _sorted_records,
-                                         diagnose_history)
+from meshgnn.diagnostics.diagnose import SYMPTOMS, VAL_LOSS, diagnose_history
+from meshgnn.diagnostics.history import number, sorted_records
+from meshgnn.diagnostics.verdict import Diagnosis, StagedDiagnosis, format_value
 from meshgnn.errors import UserError
+from meshgnn.run_layout import final_stage_dir, is_staged, stage_dirs
 from meshgnn.training.metrics_log import read_metrics
+
+# The config groups a stage of a staged run sets for itself (stages.<stage>.<group>).
+STAGE_GROUPS = ("optim", "trainer", "loss")
 
 
 def diagnose_run(run_dir: Path | str) -> Diagnosis:
@@ -36,10 +41,44 @@ def diagnose_run(run_dir: Path | str) -> Diagnosis:
                         f"train at least one epoch (or resume it: python train.py resume={run_dir}) "
                         f"and diagnose again")
     config, notes = _load_config(run_dir)
+    stage = _stage_name(run_dir)
     # A stage of a staged run (<run dir>/stage2) is resumed through its run directory.
-    staged = not (run_dir / ".hydra").is_dir() and (run_dir.parent / ".hydra").is_dir()
-    findings = diagnose_history(history, config, str(run_dir.parent if staged else run_dir), stopped)
-    return Diagnosis(str(run_dir), findings, epochs=len(_sorted_records(history)), notes=notes)
+    findings = diagnose_history(history, config, str(run_dir.parent if stage else run_dir), stopped)
+    if stage:
+        for finding in findings:
+            finding.advice = [_stage_override(stage, advice) for advice in finding.advice]
+    return Diagnosis(str(run_dir), findings, epochs=len(sorted_records(history)), notes=notes)
+
+
+def diagnose_staged(run_dir: Path | str) -> StagedDiagnosis:
+    """Diagnose every stage of a staged run that has trained an epoch (or stopped as diverged),
+    in training order."""
+    run_dir = Path(run_dir)
+    stages = [(d.name, diagnose_run(d)) for d in stage_dirs(run_dir) if _diagnosable(d)]
+    if not stages:
+        raise UserError(f"staged run {run_dir} has no stage with a finished epoch yet; train at least one "
+                        f"epoch (or resume it: python train.py resume={run_dir}) and diagnose again")
+    return StagedDiagnosis(str(run_dir), stages)
+
+
+def diagnose_any(run_dir: Path) -> Diagnosis | StagedDiagnosis:
+    """A staged run's diagnosis of every stage, or a plain run's."""
+    return diagnose_staged(run_dir) if is_staged(run_dir) else diagnose_run(run_dir)
+
+
+def _stage_name(run_dir: Path) -> str | None:
+    """The stage name when `run_dir` is one stage of a staged run (<run dir>/<stage>)."""
+    return run_dir.name if is_staged(run_dir.parent) and run_dir in stage_dirs(run_dir.parent) else None
+
+
+def _stage_override(stage: str, advice: str) -> str:
+    """A stage trains with its own optim/trainer/loss entries (stages.<stage>.*), which win over
+    the top-level ones: advice for those groups names the stage's key; commands stay as they are."""
+    key = advice.split("=", 1)[0].lstrip("+")
+    if "=" in advice and " " not in key and key.split(".")[0] in STAGE_GROUPS:
+        prefix = advice[:len(advice) - len(advice.lstrip("+"))]
+        return f"{prefix}stages.{stage}.{advice.lstrip('+')}"
+    return advice
 
 
 def _last_stop(run_dir: Path) -> dict | None:
@@ -51,8 +90,12 @@ def _last_stop(run_dir: Path) -> dict | None:
     return launches[-1].get("stopped") if isinstance(launches[-1], dict) else None
 
 
-def write_diagnosis(run_dir: Path | str, diagnosis: Diagnosis) -> Path:
-    """Write `run_dir/diagnosis.json` atomically; returns its path."""
+def write_diagnosis(run_dir: Path | str, diagnosis: Diagnosis | StagedDiagnosis) -> Path:
+    """Write `run_dir/diagnosis.json` atomically (a staged run's holds every stage; each stage's
+    own diagnosis.json is refreshed too); returns its path."""
+    if isinstance(diagnosis, StagedDiagnosis):
+        for name, stage in diagnosis.stages:
+            write_diagnosis(Path(run_dir) / name, stage)
     path = Path(run_dir) / "diagnosis.json"
     atomic_write_text(path, diagnosis.to_json())
     return path
@@ -67,22 +110,23 @@ def diagnose_sweep(sweep_dir: Path | str) -> list[str]:
     trials = _trial_dirs(sweep_dir)
     if not trials:
         raise UserError(_neither_message(sweep_dir))
-    diagnosed: dict[int, Diagnosis] = {}
-    final: dict[int, float] = {}   # final val/loss/total, inf when absent or not finite
+    diagnosed: dict[int, Diagnosis | StagedDiagnosis] = {}
+    final: dict[int, float] = {}   # final val/loss/total (of the last stage), inf when absent or not finite
     failed: dict[int, str] = {}
-    for number, trial in trials:
-        if not _has_metrics(trial):
-            failed[number] = "no metrics.jsonl" if not (trial / "metrics.jsonl").exists() else "empty metrics.jsonl"
+    for trial_number, trial in trials:
+        if not is_staged(trial) and not _has_metrics(trial):
+            failed[trial_number] = ("no metrics.jsonl" if not (trial / "metrics.jsonl").exists()
+                                    else "empty metrics.jsonl")
             continue
         try:
-            diagnosed[number] = diagnose_run(trial)
+            diagnosed[trial_number] = diagnose_any(trial)
         except UserError as exc:
-            failed[number] = str(exc)
+            failed[trial_number] = str(exc)
             continue
-        write_diagnosis(trial, diagnosed[number])
-        records = _sorted_records(read_metrics(trial))
-        value = _number(records[-1].get(VAL_LOSS)) if records else None
-        final[number] = value if value is not None and math.isfinite(value) else math.inf
+        write_diagnosis(trial, diagnosed[trial_number])
+        records = sorted_records(read_metrics(final_stage_dir(trial)))
+        value = number(records[-1].get(VAL_LOSS)) if records else None
+        final[trial_number] = value if value is not None and math.isfinite(value) else math.inf
 
     lines = [f"sweep {sweep_dir}: {len(trials)} trial folders, {len(diagnosed)} diagnosed, "
              f"{len(failed)} failed or empty"]
@@ -96,11 +140,11 @@ def diagnose_sweep(sweep_dir: Path | str) -> list[str]:
     if not ranked:
         lines.append(f"  none: no problem found in {total} trial(s)")
     lines.append(f"trials by final {VAL_LOSS} (best first):")
-    for number in sorted(diagnosed, key=lambda n: (final[n], n)):
-        d = diagnosed[number]
+    for trial_number in sorted(diagnosed, key=lambda n: (final[n], n)):
+        d = diagnosed[trial_number]
         problems = ", ".join(f.symptom for f in d.problems) or "no problems"
         advice = "; ".join(a for f in d.problems for a in f.advice[:1])
-        lines.append(f"  trial {number}  {VAL_LOSS} {_fmt_value(final[number])}  {problems}"
+        lines.append(f"  trial {trial_number}  {VAL_LOSS} {format_value(final[trial_number])}  {problems}"
                      + (f"  -> try: {advice}" if advice else ""))
     if failed:
         lines.append("failed or empty trials (see their train.log):")
@@ -109,8 +153,8 @@ def diagnose_sweep(sweep_dir: Path | str) -> list[str]:
 
 
 def diagnose_path(path: Path | str) -> list[str]:
-    """`meshgnn diagnose PATH`: a run directory -> its report (diagnosis.json written into it);
-    a sweep directory -> the sweep ranking."""
+    """`meshgnn diagnose PATH`: a run directory -> its report (diagnosis.json written into it;
+    a staged run's covers every stage); a sweep directory -> the sweep ranking."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path} does not exist: pass a run directory (outputs/<date>/<time>) or a "
@@ -118,9 +162,9 @@ def diagnose_path(path: Path | str) -> list[str]:
     if not path.is_dir():
         raise UserError(f"{path} is a file: pass the run directory that holds metrics.jsonl "
                         f"(outputs/<date>/<time>) or a sweep directory (multirun/<date>/<time>)")
-    if ((path / "metrics.jsonl").exists() or (path / "run.json").is_file()
+    if (is_staged(path) or (path / "metrics.jsonl").exists() or (path / "run.json").is_file()
             or ((path / ".hydra").is_dir() and not _trial_dirs(path))):
-        diagnosis = diagnose_run(path)
+        diagnosis = diagnose_any(path)
         written = write_diagnosis(path, diagnosis)
         return diagnosis.lines() + [f"written to {written}"]
     if _trial_dirs(path):
@@ -166,6 +210,11 @@ def _load_config(run_dir: Path) -> tuple[dict | None, list[str]]:
 
 def _trial_dirs(folder: Path) -> list[tuple[int, Path]]:
     return sorted((int(p.name), p) for p in folder.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def _diagnosable(run_dir: Path) -> bool:
+    """An epoch logged, or a launch that stopped as diverged before logging one."""
+    return _has_metrics(run_dir) or _last_stop(run_dir) is not None
 
 
 def _has_metrics(run_dir: Path) -> bool:

@@ -4,7 +4,8 @@ import math
 import pytest
 import yaml
 
-from meshgnn.diagnostics.diagnose import SYMPTOMS, TARGET_IMBALANCE_MAX_RATIO, Diagnosis, diagnose_history
+from meshgnn.diagnostics.diagnose import SYMPTOMS, TARGET_IMBALANCE_MAX_RATIO, diagnose_history
+from meshgnn.diagnostics.verdict import Diagnosis
 from meshgnn.diagnostics.runs import diagnose_path, diagnose_run, diagnose_sweep, write_diagnosis
 from meshgnn.errors import UserError
 
@@ -112,7 +113,37 @@ def test_non_finite_train_loss_is_diverged():
     assert "diverged" in f.message
     assert f.advice == ["optim.lr=2e-4", "trainer.grad_clip=3.0"]    # clipping was off
     assert findings["not_decreasing"].status == "skipped"
-    assert "not finite" in findings["not_decreasing"].message
+    assert "diverged" in findings["not_decreasing"].message
+    assert findings["diverged"].status == "problem" and "not finite" in findings["diverged"].message
+
+
+def test_a_run_that_blew_up_in_its_first_epoch_and_came_down_is_diverged(tmp_path):
+    """As optim.lr=3 trainer.divergence_factor=0 trains (numbers of such a real run): epoch 1's
+    mean is already 1e4 times a sane loss, so the curve only falls after it; the diagnosis must
+    not call that decreasing nor advise training longer."""
+    train, val = [6.4e4, 3.5e4, 9.4e3, 119.0], [5.0e4, 2.8e4, 277.0, 68.0]
+    targets = {"temperature": [1.3e4, 6.5e3, 80.8, 11.5], "heat_flux": [3.5e3, 3.0e3, 11.5, 11.3]}
+    config = {**CONFIG, "optim": {"lr": 3.0, "warmup_epochs": 0.3}, "trainer": {"epochs": 4, "grad_clip": 1.0}}
+    run = write_run(tmp_path / "run", history(train=train, val=val, targets=targets, n=4), config)
+    findings = by_symptom(diagnose_run(run).findings)
+    diverged = findings["diverged"]
+    assert diverged.status == "problem" and diverged.measured["metric"].endswith("/temperature/l1")
+    assert diverged.advice == ["optim.lr=0.3", "optim.warmup_epochs=1"]  # clipping is already at 1.0
+    for symptom in ("not_decreasing", "under_trained", "overfitting", "consistency_not_decreasing"):
+        assert findings[symptom].status == "skipped" and "diverged" in findings[symptom].message, symptom
+    assert not any("trainer.epochs" in a for f in findings.values() for a in f.advice)
+
+
+def test_a_loss_rising_by_orders_of_magnitude_is_diverged_with_clipping_advice():
+    train = [1.0, 0.8, 50.0, 3e4, 1e15]
+    findings = by_symptom(diagnose_history(history(train=train, val=train, n=5),
+                                           {**CONFIG, "trainer": {"grad_clip": 0.0}}))
+    assert findings["diverged"].status == "problem" and findings["diverged"].measured["epoch"] == 5
+    assert findings["diverged"].advice == ["optim.lr=1e-4", "trainer.grad_clip=1"]  # it blew up late: no warmup
+
+
+def test_a_healthy_run_is_not_diverged():
+    assert by_symptom(diagnose_history(history(), CONFIG))["diverged"].status == "ok"
 
 
 def test_target_imbalance():
