@@ -258,6 +258,17 @@ LOGGER_BACKENDS: dict[str, type] = {"tensorboard": TensorBoardLoggerConfig, "csv
                                     "mlflow": MlflowLoggerConfig, "wandb": WandbLoggerConfig}
 
 
+def unchosen_logger_message(overrides: list[str]) -> Optional[str]:
+    """The fix for a setting of a backend that is not chosen (`logger.wandb.mode=offline` with
+    the default logger=tensorboard; OmegaConf fails on the unset section with an assertion)."""
+    for line in overrides:
+        parts = line.lstrip("+~").split("=", 1)[0].split(".")
+        if len(parts) > 2 and parts[0] == "logger" and parts[1] in LOGGER_BACKENDS:
+            return (f"{line} sets logger.{parts[1]}, which is not chosen: choose it too, e.g. "
+                    f"logger={parts[1]} or 'logger=[tensorboard,{parts[1]}]'")
+    return None
+
+
 @dataclass
 class StageConfig:
     """One stage of staged training: its loss, and changes to optim/trainer for that stage
@@ -282,7 +293,10 @@ class Config:
     objective_mode: str = key(OneOf(("min", "max")))
     resume: Optional[str] = key(Text(required=False), default=None)
     init_from: Optional[str] = key(Text(required=False), default=None)
+    task_name: str = key(Text(example="train"))
+    tags: List[str] = key(Each(Text()))
     stages: Dict[str, StageConfig] = key(Nested(), default_factory=dict)
+    max_epochs_per_stage: int = key(at_least(0, "0 = no limit"))
     relations: ClassVar[tuple[Relation, ...]] = (_one_start,)
 
 
@@ -359,6 +373,19 @@ def stage_config(cfg: DictConfig, name: str) -> DictConfig:
     except OmegaConfBaseException as exc:  # an unknown key or a wrong type
         raise UserError(f"stages.{name}: {str(exc).splitlines()[0]}; stage optim/trainer entries must be "
                         "keys of optim/trainer") from exc
+    out.trainer.epochs = stage_end_epochs(cfg)[name]
     out.stages = {}
     out.resume = out.init_from = None
+    out.max_epochs_per_stage = 0
     return out
+
+
+def stage_end_epochs(cfg: DictConfig) -> dict[str, int]:
+    """The epoch each stage ends at (stage epochs count from the start of the first stage),
+    with max_epochs_per_stage applied: a stage ends at most that many epochs after the one
+    before it, so debug=default shrinks any staged experiment, whatever its stage names."""
+    limit, previous, ends = int(cfg.max_epochs_per_stage), 0, {}
+    for name, stage in cfg.stages.items():
+        epochs = int(stage.trainer.get("epochs", cfg.trainer.epochs))
+        ends[name] = previous = min(epochs, previous + limit) if limit > 0 else epochs
+    return ends

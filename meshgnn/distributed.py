@@ -108,15 +108,21 @@ def launch(argv: list[str], config_dir: Path) -> list[str]:
     """The command line this process hands to Hydra, once the launch passed every check
     (meshgnn.prelaunch.check_launch: the config, each stage, the sweep, resume=/init_from=).
 
+    Old spellings (prelaunch.RENAMED_OVERRIDES: trainer=debug) are replaced first, with a note.
     In a single process a refused launch raises UserError (train.py prints its one line) and
-    `argv` is returned unchanged otherwise. Under torchrun rank 0 checks and decides the run
+    `argv` is returned otherwise. Under torchrun rank 0 checks and decides the run
     directory, every rank gets `hydra.run.dir=<agreed dir>`, and a refusal (or a sweep) ends
     every rank here, with rank 0 saying why in one line.
     """
     from hydra._internal.utils import get_args_parser
 
+    from meshgnn.prelaunch import renamed_overrides
+
     args = get_args_parser().parse_args(argv[1:])
-    if any(getattr(args, flag, None) for flag in PRINT_ONLY):
+    printing = any(getattr(args, flag, None) for flag in PRINT_ONLY)
+    argv = renamed_overrides(argv, printing)
+    args = get_args_parser().parse_args(argv[1:])
+    if printing:
         return argv
     job_name = Path(argv[0]).stem
     if torchrun_world_size() <= 1:

@@ -7,13 +7,21 @@ the run directory all ranks agree on). It checks
 - every value of the composed config and of every stage (meshgnn.config.validate);
 - for a sweep, every value each comma-list override and each hydra.sweeper.params entry can
   take (choices, and both bounds of an interval or range), and the sweeper's own keys;
-- the paths in resume= and init_from= (a run directory, or a meshgnn checkpoint file).
+- the paths in resume= and init_from= (a run directory, or a meshgnn checkpoint file);
+- that no `+key=`/`++key=` adds a key the schema lacks (a typo Hydra's own hint lets through).
 Hydra's composition errors (unknown key, wrong type, malformed override) become one line
-naming the override. Import-light: torch is loaded only to read a checkpoint file.
+naming the override, an unknown key with its close matches. Import-light: torch is loaded
+only to read a checkpoint file.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import os
+import re
+import sys
+import typing
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -25,11 +33,32 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from meshgnn.boundary import one_line
-from meshgnn.config import validate
+from meshgnn.config import Config, unchosen_logger_message, validate
 from meshgnn.constraints import check_values
 from meshgnn.errors import UserError
 from meshgnn.resume import check_start_paths
 from meshgnn.sweeps.config import SWEEPER_TARGET, MeshgnnSweeperConf
+
+
+# Old spellings of an override that now means something else, and what they are replaced by.
+RENAMED_OVERRIDES = {"trainer=debug": "debug=default"}
+
+
+def renamed_overrides(argv: list[str], printing: bool = False) -> list[str]:
+    """`argv` with old spellings replaced, each with a note (rank 0 only under torchrun): on
+    stdout, or on stderr when the command only prints (--cfg job > file stays YAML; an error
+    stays the one line on stderr of a launch). `trainer=debug` sat before experiment= in the
+    defaults list and could not shrink a mesh folder or a staged run; debug=default, applied
+    last, shrinks any choice."""
+    out = [argv[0]]
+    for arg in argv[1:]:
+        new = RENAMED_OVERRIDES.get(arg)
+        if new and os.environ.get("RANK", "0") == "0":
+            print(f"note: {arg} is now {new} (the debug switch, applied after every other choice: "
+                  f"tiny data, narrow model, 2 epochs, 2 per stage); running with {new}",
+                  file=sys.stderr if printing else sys.stdout, flush=True)
+        out.append(new or arg)
+    return out
 
 
 def config_directory(args: Any, config_dir: Path) -> Path:
@@ -51,6 +80,7 @@ def check_launch(args: Any, config_dir: Path, job_name: str) -> DictConfig:
     with initialize_config_dir(config_dir=str(config_directory(args, config_dir)), version_base="1.3",
                                job_name=job_name):
         cfg = compose_overrides(args, plain)
+        check_added_keys(parsed, cfg)
         if sweeps and not is_multirun(args, cfg):
             o = sweeps[0]
             raise UserError(f"override {o.input_line!r} lists several values for {o.key_or_group}: that is "
@@ -87,9 +117,82 @@ def compose_overrides(args: Any, overrides: list[str]) -> DictConfig:
             raise UserError(f"{group}={option}: no such option of {group}; choose one of "
                             f"{', '.join(exc.options)}") from exc
         raise UserError(one_line(exc)) from exc
+    except AssertionError as exc:  # OmegaConf's, for a key set under an unset (None) section
+        raise UserError(unchosen_logger_message(overrides) or one_line(exc)) from exc
     except (HydraException, OmegaConfBaseException) as exc:
+        unknown = _NOT_OVERRIDABLE.search(str(exc))
+        if unknown:  # Hydra's hint to add it with `+` would store the typo
+            line = next((o for o in overrides if o.split("=", 1)[0] == unknown.group(1)), unknown.group(1))
+            base = compose_overrides(args, [o for o in overrides if o != line])
+            raise UserError(unknown_key_message(line, unknown.group(1), base) or one_line(exc)) from exc
         raise UserError(f"{one_line(exc)}; check the spelling (`python train.py --cfg job` prints every "
                         "key, `--help` every group)") from exc
+
+
+# ------------------------------------------------------------------ keys the schema lacks
+_NOT_OVERRIDABLE = re.compile(r"Could not override '([^']+)'")
+
+
+def schema_gap(cfg: DictConfig, key: str) -> tuple[str, str, list[str]] | None:
+    """Where dotted `key` leaves the schema: (the typed section it falls in, the name it
+    lacks, that section's own names), or None when every part is a schema field or the key
+    runs into an open mapping (loss.target_weights, a stage's optim/trainer changes). The
+    names under a mapping of schemas (stages.<name>) are free, the fields below them are not."""
+    node: Any = cfg
+    schema: Any = Config  # the root, whatever composition typed it as
+    done: list[str] = []
+    parts = key.split(".")
+    while parts:
+        part = parts.pop(0)
+        if typing.get_origin(schema) is dict:  # Dict[str, X]: any name, then X's fields
+            schema = typing.get_args(schema)[1]
+        elif dataclasses.is_dataclass(schema):
+            hints = typing.get_type_hints(schema)
+            if part not in hints or part not in {f.name for f in dataclasses.fields(schema)}:
+                return ".".join(done), part, [f.name for f in dataclasses.fields(schema)]
+            schema = _unwrap_optional(hints[part])
+        else:
+            return None
+        done.append(part)
+        node = node.get(part) if isinstance(node, DictConfig) else None
+        if schema is Any and isinstance(node, DictConfig):  # data: typed by the chosen option's schema
+            schema = OmegaConf.get_type(node)
+    return None
+
+
+def _unwrap_optional(hint: Any) -> Any:
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if typing.get_origin(hint) is typing.Union and len(args) == 1 else hint
+
+
+def unknown_key_message(line: str, key: str, cfg: DictConfig) -> str | None:
+    """One line for an override naming a key no schema section has, with its close matches."""
+    gap = schema_gap(cfg, key)
+    if gap is None:
+        return None
+    section, name, names = gap
+    owner = f"{section} has no key {name!r}" if section else f"the config has no top-level key {name!r}"
+    close = [f"{section}.{c}" if section else c for c in difflib.get_close_matches(name, names, n=3, cutoff=0.6)]
+    value = line.split("=", 1)[1] if "=" in line else "..."
+    fix = f"did you mean {' or '.join(close)}? e.g. {close[0]}={value}" if close else f"its keys are {', '.join(names)}"
+    return (f"override {line!r}: {owner}, and `+` cannot add keys to a schema-backed section; {fix} "
+            "(`python train.py --cfg job` prints every key)")
+
+
+def check_added_keys(parsed: list[Override], cfg: DictConfig) -> None:
+    """Refuse `+key=`/`++key=` that adds a key the schema lacks (Hydra suggests `+` for a typo,
+    and the run then trains with the typo stored). Adding a group option (`+experiment=...`),
+    hydra.* keys and entries of open mappings (stages, loss.target_weights) stay allowed."""
+    groups = set(cfg.hydra.runtime.choices)
+    for override in parsed:
+        key = override.key_or_group
+        if not (override.is_add() or override.is_force_add()) or override.is_hydra_override():
+            continue
+        if override.package is not None or key in groups:  # a group option, not a key
+            continue
+        message = unknown_key_message(override.input_line, key, cfg)
+        if message:
+            raise UserError(message)
 
 
 # ------------------------------------------------------------------ sweeps

@@ -57,7 +57,37 @@ def test_loss_stage_weights_match_the_documented_values():
             s2.curvature_weight) == (1.5, 0.6, 0.10, 0.25, 0.08)
 
 
-def test_debug_trainer_shrinks_data_and_epochs():
+@pytest.mark.parametrize("data", options("data"))
+def test_debug_switch_shrinks_every_data_option(data):
+    """debug=default comes last in the defaults list: it composes with every data option (a
+    mesh folder has no num_samples/mesh_size) and shrinks every one that generates data."""
+    full = compose_config([f"data={data}", *REQUIRED.get(("data", data), [])])
+    cfg = compose_config([f"data={data}", *REQUIRED.get(("data", data), []), "debug=default"])
+    validate(cfg)
+    assert (cfg.trainer.epochs, cfg.model.hidden_dim, cfg.trainer.image_every) == (2, 16, 0)
+    if "num_samples" in full.data:  # generated: a debug/data/default/<data>.yaml shrinks it
+        assert cfg.data.num_samples <= 40 < full.data.num_samples and cfg.data.mesh_size > full.data.mesh_size
+
+
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_debug_switch_shrinks_every_experiment_and_stage(experiment):
+    """Applied after experiment=: its epochs, and each stage's, are the debug epochs."""
+    from meshgnn.config import stage_config
+
+    cfg = compose_config([f"experiment={experiment}", "debug=default"])
+    validate(cfg)
+    assert cfg.trainer.epochs == 2 and cfg.data.num_samples == 40
+    ends = [stage_config(cfg, name).trainer.epochs for name in cfg.stages]
+    assert ends == [2 * (i + 1) for i in range(len(ends))]  # each stage trains 2 epochs more
+    longer = compose_config([f"experiment={experiment}", "debug=default", "trainer.epochs=3"])
+    assert [stage_config(longer, name).trainer.epochs for name in longer.stages] == [3 * (i + 1) for i in range(len(ends))]
+    full = compose_config([f"experiment={experiment}"])
+    assert [stage_config(full, n).trainer.epochs for n in full.stages] == [s.trainer.epochs for s in full.stages.values()]
+
+
+def test_old_trainer_debug_composed_in_process_keeps_its_meaning():
+    """trainer=debug on the command line becomes debug=default (test_prelaunch); composed
+    in-process (old checkpoints' recorded choices, hydra.compose) it still shrinks heat2d."""
     cfg = compose_config(["trainer=debug"])
     assert cfg.trainer.epochs == 2 and cfg.data.num_samples < 100
     assert cfg.trainer.grad_clip == compose_config().trainer.grad_clip

@@ -10,7 +10,7 @@ from hydra._internal.utils import get_args_parser
 from conftest import CONF
 from meshgnn.config import register_configs
 from meshgnn.errors import UserError
-from meshgnn.prelaunch import check_launch
+from meshgnn.prelaunch import check_launch, renamed_overrides
 
 register_configs()
 
@@ -41,7 +41,8 @@ ALL_TERMS_ZERO = [f"loss.{t}_weight=0" for t in ("l1", "relative_l1", "smoothnes
     (["experiment=two_stage", "stages.stage2.optim.lr=-1"], "stages.stage2: optim.lr=-1.0 must be > 0"),
     (["experiment=two_stage", "+stages.stage2.trainer.log_every_steps=0"], "stages.stage2: trainer.log_every_steps=0"),
     (["model.hidden_dim=["], "override 'model.hidden_dim=[' (key model.hidden_dim) cannot be parsed"),
-    (["model.hiden_dim=3"], "Key 'hiden_dim' not in 'ModelConfig'"),
+    (["model.hiden_dim=3"], "model has no key 'hiden_dim', and `+` cannot add keys to a schema-backed section; "
+                            "did you mean model.hidden_dim? e.g. model.hidden_dim=3"),
     (["optim.lr=fast"], "optim.lr=fast"),
     (["model=median"], "model=median: no such option of model; choose one of edge_gnn, meshgraphnet"),
     (["model.hidden_dim=16,32"], "is a sweep; add -m"),
@@ -92,3 +93,41 @@ def test_resume_and_init_from_paths_are_checked_without_reading_them_twice(tmp_p
     check(f"resume={staged}")  # a staged run directory has no checkpoints/ of its own
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.ckpt", "notes", "staged"]
     assert not list(not_a_run.iterdir())
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["+model.hiden_dim=3"], "override '+model.hiden_dim=3': model has no key 'hiden_dim'"),
+    (["++model.hiden_dim=3"], "did you mean model.hidden_dim? e.g. model.hidden_dim=3"),
+    (["+data.num_sample=20"], "data has no key 'num_sample'"),
+    (["+data.split.trian=0.8"], "did you mean data.split.train?"),
+    (["+trainer.epoch=3"], "did you mean trainer.epochs?"),
+    (["+optim.lrr=0.1"], "did you mean optim.lr?"),
+    (["+loss.l1_weigth=2"], "did you mean loss.l1_weight?"),
+    (["+paths.data_cache=x"], "paths has no key 'data_cache'"),
+    (["+sed=1"], "the config has no top-level key 'sed'"),
+    (["++task=x"], "the config has no top-level key 'task'"),
+    (["data=mesh_folder", "data.path=r", "data.targets=[t]", "+data.num_samples=5"], "data has no key 'num_samples'"),
+    (["experiment=two_stage", "+stages.stage1.loss.l1_wieght=1"], "stages.stage1.loss has no key 'l1_wieght'"),
+    (["-m", "+model.hiden_dim=8,16"], "model has no key 'hiden_dim'"),
+])
+def test_plus_cannot_add_a_key_the_schema_lacks(argv, needle):
+    """Hydra's hint for a typo is `+key=`, which would train with the typo stored."""
+    with pytest.raises(UserError) as caught:
+        check(*argv)
+    message = str(caught.value)
+    assert needle in message and "\n" not in message, message
+
+
+@pytest.mark.parametrize("argv", [["++model.hidden_dim=8"], ["+loss.target_weights.temperature=2"],
+                                  ["experiment=two_stage", "+stages.stage2.trainer.log_every_steps=1"],
+                                  ["+hydra.job.env_set.OMP_NUM_THREADS=1"], ["debug=default", "data=mesh_folder",
+                                                                             "data.path=r", "data.targets=[t]"]])
+def test_plus_still_adds_to_open_mappings_hydra_keys_and_groups(argv):
+    check(*argv)
+
+
+def test_trainer_debug_on_the_command_line_is_the_debug_switch(capsys):
+    assert renamed_overrides(["train.py", "trainer=debug", "seed=1"]) == ["train.py", "debug=default", "seed=1"]
+    assert "note: trainer=debug is now debug=default" in capsys.readouterr().out
+    assert renamed_overrides(["train.py", "trainer=debug", "--cfg", "job"], printing=True)[1] == "debug=default"
+    assert capsys.readouterr().out == ""  # printed config stays YAML
