@@ -23,9 +23,14 @@
                                   comparing runs
   meshgnn export RUN_DIR|CKPT OUT_DIR [--precision bf16] [--prune 0.2] [--program]
                                   write a model package (safetensors weights, config, normaliser,
-                                  checksummed manifest; optionally a torch.export program)
-  meshgnn predict MODEL FILES_OR_FOLDERS... --out DIR [--precision bf16] [--prune 0.2]
-                                  predict on mesh files, write VTU with predicted (and error) fields
+                                  checksummed manifest; optionally a torch.export program) and
+                                  measure it on the run's test split
+  meshgnn predict MODEL FILES_OR_FOLDERS... --out DIR [--globals k=1.5] [--precision bf16]
+                                  predict on mesh files, write VTU with predicted (and error) fields,
+                                  predictions.csv and predictions.json
+  meshgnn evaluate MODEL DATA [KEY=VALUE ...] [--out FILE.json]
+                                  test metrics of a model on its data config's test split (with
+                                  overrides) or on mesh files, as training's test reports them
   meshgnn ensemble MEMBERS... | --sweep SWEEP_DIR --top-k 5 [--predict FILES... --out DIR]
                                   average models: test-split table per member and ensemble, and
                                   VTU with mean and std fields
@@ -176,17 +181,44 @@ def _device(name: str):
     return resolve_device(name, "--device ")
 
 
+def _loaded_from(source: Path, package) -> str:
+    """The package, or which checkpoint a run directory gave (a staged run: its last finished
+    stage's)."""
+    from meshgnn.run_layout import final_stage_dir, is_staged
+
+    ckpt = package.origin.get("checkpoint", package.name)
+    if package.manifest:
+        return f"{package.name} (package, exported from {ckpt})"
+    if source.is_dir() and is_staged(source):
+        return f"{ckpt} (stage {final_stage_dir(source).name} of the staged run {source})"
+    return str(ckpt)
+
+
+def _rel_l2(metrics: dict[str, float]) -> str:
+    return ", ".join(f"{k.split('/')[1]} {v:.4f}" for k, v in metrics.items() if k.endswith("/rel_l2"))
+
+
 def cmd_export(args: argparse.Namespace) -> None:
-    from meshgnn.inference.export import write_package
+    from meshgnn.inference.evaluate import package_test
+    from meshgnn.inference.export import check_package_location, store_weights_as, write_package
     from meshgnn.inference.package import load_model
 
     package = load_model(Path(args.source), args.prune)
-    out = write_package(package, args.out, weight_dtype=args.precision, program=args.program)
-    metrics = package.origin.get("test_metrics") or {}
-    shown = ", ".join(f"{k.split('/')[1]} {v:.4f}" for k, v in metrics.items() if k.endswith("/rel_l2"))
-    print(f"wrote package {out} from {package.origin.get('checkpoint', package.name)} (weights "
-          f"{args.precision}{f', pruned {args.prune:g}' if args.prune else ''}"
-          f"{', program.pt2' if args.program else ''})" + (f"; test rel L2: {shown}" if shown else ""))
+    check_package_location(package, args.out)  # before the test, which may take a while
+    store_weights_as(package, args.precision)
+    test = None if args.no_test else package_test(package, args.data_dir, _device(args.device))
+    out = write_package(package, args.out, weight_dtype=args.precision, program=args.program, test=test)
+    weights = f"{args.precision}{f', pruned {args.prune:g}' if args.prune else ''}"
+    print(f"wrote package {out} from {_loaded_from(Path(args.source), package)} (weights {weights}"
+          f"{', program.pt2' if args.program else ''})")
+    if test is None:
+        print("test not measured (--no-test)")
+    elif test["metrics"] is None:
+        print(f"test: {test['reason']}; no test numbers of the run either")
+    elif test["of"] == "package":
+        print(f"package test rel L2 ({weights} weights, {test['reason']}): {_rel_l2(test['metrics'])}")
+    else:
+        print(f"run test rel L2 ({test['reason']}): {_rel_l2(test['metrics'])}")
     print(f"predict with:  meshgnn predict {out} MESH_FILES --out predictions/")
 
 
@@ -200,12 +232,37 @@ def _print_file_errors(results) -> None:
 
 def cmd_predict(args: argparse.Namespace) -> None:
     from meshgnn.inference.package import load_model
+    from meshgnn.inference.mesh_input import parse_globals
     from meshgnn.inference.predict import predict_files
+    from meshgnn.inference.report import write_prediction_tables
 
     package = load_model(Path(args.model), args.prune)
-    results = predict_files([package], args.files, args.out, _device(args.device), args.precision)
-    print(f"wrote {len(results)} VTU file(s) with predicted_<target> fields to {args.out}")
+    given = parse_globals(args.globals, package)
+    print(f"model {_loaded_from(Path(args.model), package)}")
+    results = predict_files([package], args.files, args.out, _device(args.device), args.precision, given)
+    tables = write_prediction_tables(results, args.out, package.name)
+    print(f"wrote {len(results)} VTU file(s) with predicted_<target> fields to {args.out}, and "
+          f"{' and '.join(p.name for p in tables)}")
     _print_file_errors(results)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    import json
+
+    from meshgnn.atomic import atomic_write_text
+    from meshgnn.experiment import format_results_table
+    from meshgnn.inference.evaluate import evaluate_target
+    from meshgnn.inference.package import load_model
+
+    package = load_model(Path(args.model), args.prune)
+    print(f"model {_loaded_from(Path(args.model), package)}")
+    doc = evaluate_target(package, args.data, args.overrides, args.data_dir, _device(args.device),
+                          args.precision, args.globals)
+    print(f"test metrics on {doc['evaluated']['on']} ({doc['evaluated']['num_meshes']} meshes, physical units):")
+    print(format_results_table(doc, package.targets))
+    if args.out is not None:
+        atomic_write_text(args.out, json.dumps(doc, indent=2) + "\n")
+        print(f"wrote {args.out}")
 
 
 def cmd_ensemble(args: argparse.Namespace) -> None:
@@ -239,6 +296,12 @@ def _inference_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prune", type=float, default=0.0, metavar="FRACTION",
                         help="L1-prune this fraction of every Linear layer's weights first (e.g. 0.2)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
+
+
+def _globals_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--globals", nargs="+", default=[], metavar="NAME=VALUE",
+                        help="global parameters for every file, replacing the files' own (field_data or "
+                             "sidecar JSON); a list-valued one as NAME=1,2")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -313,7 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
     plot.set_defaults(handler=cmd_plot)
 
     package = commands.add_parser("export", help="write a model package from a run directory or checkpoint")
-    package.add_argument("source", help="run directory (its best.ckpt) or .ckpt file")
+    package.add_argument("source", help="run directory (its best.ckpt; a staged run's last finished stage) "
+                                        "or .ckpt file")
     package.add_argument("out", type=Path, help="new folder for the package")
     package.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
                          help="dtype the weights are stored in (default fp32)")
@@ -321,14 +385,33 @@ def build_parser() -> argparse.ArgumentParser:
                          help="L1-prune this fraction of every Linear layer's weights (e.g. 0.2)")
     package.add_argument("--program", action="store_true",
                          help="also write program.pt2, a torch.export program of the model")
+    package.add_argument("--no-test", action="store_true",
+                         help="skip measuring the package on the run's test split")
+    package.add_argument("--data-dir", type=Path, help="dataset cache for that test (default: the run's "
+                                                       "paths.data_dir)")
+    package.add_argument("--device", default="auto", help="device of that test: auto, cpu or cuda[:N]")
     package.set_defaults(handler=cmd_export)
 
     predict = commands.add_parser("predict", help="predict fields on mesh files, write them as VTU")
     predict.add_argument("model", help="package folder, run directory or .ckpt file")
     predict.add_argument("files", nargs="+", type=Path, help="mesh files or folders of them (any meshio format)")
-    predict.add_argument("--out", type=Path, required=True, help="folder for the VTU files")
+    predict.add_argument("--out", type=Path, required=True,
+                         help="folder for the VTU files, predictions.csv and predictions.json")
+    _globals_option(predict)
     _inference_options(predict)
     predict.set_defaults(handler=cmd_predict)
+
+    evaluate = commands.add_parser("evaluate", help="test metrics of a model on a data config or mesh files")
+    evaluate.add_argument("model", help="package folder, run directory or .ckpt file")
+    evaluate.add_argument("data", help="a data config (the model's own, e.g. heat2d: its test split) or a mesh "
+                                       "file or folder (every file, with its true fields)")
+    evaluate.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                          help="changes to the data config, e.g. data.mesh_size=0.05 data.num_samples=40")
+    evaluate.add_argument("--out", type=Path, metavar="FILE.json", help="also write the metrics as JSON")
+    evaluate.add_argument("--data-dir", type=Path, help="dataset cache (default: the run's paths.data_dir)")
+    _globals_option(evaluate)
+    _inference_options(evaluate)
+    evaluate.set_defaults(handler=cmd_evaluate)
 
     ensemble = commands.add_parser("ensemble", help="average several models: test table, predictions")
     ensemble.add_argument("members", nargs="*", help="package folders, run directories or .ckpt files")

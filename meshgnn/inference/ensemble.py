@@ -11,20 +11,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 
-from meshgnn.data.dataset import load_datasets, make_loader
 from meshgnn.errors import UserError
+from meshgnn.inference.evaluate import evaluate_split
 from meshgnn.inference.package import Package, load_model
-from meshgnn.inference.predict import check_compatible, combine, predict_graph
-from meshgnn.training.field_errors import ErrorAccumulator, field_errors
+from meshgnn.inference.predict import check_compatible
 
 ENSEMBLE = "ensemble"
 
 
 def sweep_members(sweep_dir: Path, top_k: int) -> list[Path]:
     """Run directories of the `top_k` best completed trials of a sweep."""
-    from meshgnn.sweeps.report import load_sweep
+    from meshgnn.sweeps.study import load_sweep
 
     if top_k < 1:
         raise UserError(f"--top-k must be >= 1, got {top_k}")
@@ -61,36 +59,10 @@ class TestTable:
         return rows
 
 
-@torch.no_grad()
 def evaluate_on_test(members: list[Package], data_dir: Path, device: torch.device, precision: str = "fp32",
                      batch_size: int = 8) -> TestTable:
-    """Every member's and the ensemble's errors on the test split of the members' data.
-
-    Each member's test graphs are built with its own features and normaliser; the members
-    must see the same meshes in the same order (checked batch by batch)."""
-    loaders = []
-    for member in members:
-        data = load_datasets(OmegaConf.create(member.data), data_dir, member.features.model_inputs,
-                             normalizer=member.normalizer)
-        loaders.append(make_loader(data.splits["test"], batch_size, False, 0, 0))
-    targets = members[0].targets
-    accumulators = {m.name: ErrorAccumulator() for m in members} | {ENSEMBLE: ErrorAccumulator()}
-    graphs = 0
-    for batches in zip(*loaders, strict=True):
-        first = batches[0]
-        if any(b.pos.shape != first.pos.shape or not torch.equal(b.pos, first.pos) for b in batches[1:]):
-            raise UserError("the members' test splits hold different meshes: they were trained on different "
-                            "data (data.* or split settings); ensemble models trained on the same data")
-        truth = members[0].normalizer.denormalize("y", first.y.double())
-        node_graph, num_graphs = first.batch, first.num_graphs  # on the CPU (`.to` moves in place)
-        predictions = [predict_graph(member, batch, device, precision)
-                       for member, batch in zip(members, batches)]
-        mean, _ = combine(predictions)
-        true = dict(zip([n for n, _ in targets], truth.split([d for _, d in targets], 1)))
-        for who, pred in [*zip((m.name for m in members), predictions), (ENSEMBLE, mean)]:
-            for name, _ in targets:
-                accumulators[who].add(f"test/{name}", field_errors(pred[name], true[name], node_graph,
-                                                                   num_graphs))
-        graphs += num_graphs
-    return TestTable([*(m.name for m in members), ENSEMBLE],
-                     {who: acc.result(graphs) for who, acc in accumulators.items()}, graphs)
+    """Every member's and the ensemble's errors on the test split of the members' data
+    (`evaluate.evaluate_split`)."""
+    result = evaluate_split(members, members[0].data, data_dir, device, precision, batch_size)
+    metrics = dict(zip((m.name for m in members), result.members)) | {ENSEMBLE: result.ensemble}
+    return TestTable([*(m.name for m in members), ENSEMBLE], metrics, result.num_meshes)

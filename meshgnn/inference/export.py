@@ -12,6 +12,7 @@ import json
 import platform
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -24,21 +25,39 @@ from meshgnn.inference.deploy import export_program
 from meshgnn.inference.outputs import Inputs, check_output_location
 from meshgnn.inference.package import (CONFIG, FORMAT, FORMAT_VERSION, MANIFEST, NORMALIZATION, PROGRAM,
                                        REQUIRED, WEIGHT_DTYPES, WEIGHTS, Package, sha256)
-from meshgnn.inference.predict import mesh_files, prepare_graph, read_mesh
+from meshgnn.inference.mesh_input import mesh_files, read_mesh
+from meshgnn.inference.predict import prepare_graph
 
 
-def write_package(package: Package, out_dir: Path, weight_dtype: str = "fp32",
-                  program: bool = False) -> Path:
-    """Write `package` as a new folder; weights stored as `weight_dtype`. A location that is a
-    file, under one, not writable, at or around what the package was loaded from, or a
-    non-empty folder is refused before anything is written; so is --program without an
-    example mesh."""
-    from safetensors.torch import save
+def store_weights_as(package: Package, weight_dtype: str) -> None:
+    """Round the model's floating-point weights to `weight_dtype` (kept in float32, as loading
+    the package gives them back), so what is measured before writing is what is stored."""
+    dtype = WEIGHT_DTYPES[weight_dtype]
+    with torch.no_grad():
+        for tensor in package.model.state_dict().values():
+            if tensor.is_floating_point():
+                tensor.copy_(tensor.to(dtype))
+    package.weight_dtype = weight_dtype
 
-    out_dir = Path(out_dir)
+
+def check_package_location(package: Package, out_dir: Path) -> None:
+    """Refuse, in one line, a package folder that is a file, under one, not writable, at or
+    around what the package was loaded from, or a non-empty folder."""
     check_output_location(out_dir, Inputs([package.path] if package.path is not None else []), "OUT_DIR")
     if out_dir.is_dir() and any(out_dir.iterdir()):
         raise UserError(f"{out_dir} already exists and is not empty; pass a new folder for the package")
+
+
+def write_package(package: Package, out_dir: Path, weight_dtype: str = "fp32",
+                  program: bool = False, test: dict[str, Any] | None = None) -> Path:
+    """Write `package` as a new folder; weights stored as `weight_dtype`; `test` (the
+    package's own test metrics, or why there are none) goes into the manifest. A location
+    `check_package_location` refuses is refused before anything is written; so is --program
+    without an example mesh."""
+    from safetensors.torch import save
+
+    out_dir = Path(out_dir)
+    check_package_location(package, out_dir)
     example = example_graph(package) if program else None
     with writing(out_dir):  # a full disk or lost permission: one StorageError line naming the folder
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -61,6 +80,7 @@ def write_package(package: Package, out_dir: Path, weight_dtype: str = "fp32",
                                  "torch_geometric": torch_geometric.__version__,
                                  "python": platform.python_version()},
                     "origin": package.origin, "weights": {"dtype": weight_dtype, "pruning": package.pruning},
+                    **({"test": test} if test is not None else {}),
                     "files": {name: sha256(out_dir / name) for name in files}}
         atomic_write_text(out_dir / MANIFEST, json.dumps(manifest, indent=1))  # last: a package from here on
     return out_dir

@@ -34,6 +34,7 @@ from meshgnn.errors import UserError
 from meshgnn.inference import package_fields as fields
 from meshgnn.inference.precision import prune_linear_weights
 from meshgnn.models import build_model
+from meshgnn.run_layout import final_stage_dir, is_staged, stage_dirs
 from meshgnn.weights import load_weights
 
 FORMAT = "meshgnn-package"
@@ -134,14 +135,18 @@ def mesh_reader(data_cfg: dict[str, Any], features: FeatureSpec) -> MeshReader:
 
 
 def checkpoint_of(path: Path) -> Path:
-    """A run directory's best.ckpt (last.ckpt if it has none), or the .ckpt file given."""
+    """A run directory's best.ckpt (last.ckpt if it has none), or the .ckpt file given. A
+    staged run (`experiment=two_stage`) is read at its last finished stage
+    (`run_layout.final_stage_dir`); a stage folder or a checkpoint picks another."""
     path = Path(path)
     if path.is_dir():
+        run_dir = final_stage_dir(path)
         for name in ("best.ckpt", "last.ckpt"):
-            candidate = path / "checkpoints" / name
+            candidate = run_dir / "checkpoints" / name
             if candidate.is_file():
                 return candidate
-        raise UserError(f"{path}: no checkpoints/best.ckpt or last.ckpt; pass a run directory of "
+        where = f"its stages ({', '.join(d.name for d in stage_dirs(path))}) have" if is_staged(path) else "has"
+        raise UserError(f"{path}: {where} no checkpoints/best.ckpt or last.ckpt; pass a run directory of "
                         "`python train.py`, a .ckpt file or a package folder")
     if not path.exists():
         raise UserError(f"{path}: no such run directory, checkpoint or package")
@@ -171,6 +176,7 @@ def package_from_checkpoint(path: Path) -> Package:
                  "checkpoint")
     run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
     origin = {"run_dir": str(run_dir.resolve()), "checkpoint": str(ckpt.resolve()),
+              "data_dir": str(cfg.paths.data_dir) if "paths" in cfg else None,
               "epoch": int(payload["epoch"]), "global_step": int(payload["global_step"]),
               "metrics": {k: float(v) for k, v in (payload.get("metrics") or {}).items()},
               "test_metrics": _test_metrics(run_dir, ckpt)}

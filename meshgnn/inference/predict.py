@@ -4,14 +4,16 @@ A file is read with the training data's field layout (`MeshReader`), turned into
 the same functions training uses (`sample_to_graph`, `add_features`, `normalize`), predicted
 by every member, and written back as VTU: the file's own mesh and fields plus, per target,
 `predicted_<t>` in physical units (the members' mean), `std_<t>` (the members' spread, for
-ensembles) and `error_<t>` = predicted - true when the file carries the true field.
+ensembles) and `error_<t>` = predicted - true when the file carries the true field. Every
+2-component vector of a 2D mesh is written with 3 components (z = 0), the file's own fields
+too, so ParaView and pyvista draw true and predicted vectors side by side.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import meshio
@@ -24,10 +26,10 @@ from meshgnn.data.features import add_features, normalize, single_graph_store
 from meshgnn.data.graph import sample_to_graph
 from meshgnn.data.hierarchy import MultiScaleData
 from meshgnn.data.mesh_files import mesh_extension
-from meshgnn.data.mesh_read import read_file
 from meshgnn.data.sample import MeshSample
 from meshgnn.data.sources import get_source
 from meshgnn.errors import UserError
+from meshgnn.inference.mesh_input import Globals, mesh_files, read_mesh
 from meshgnn.inference.outputs import Inputs, check_output_location
 from meshgnn.inference.package import Package
 from meshgnn.inference.precision import inference_precision
@@ -39,49 +41,20 @@ log = logging.getLogger(__name__)
 @dataclass
 class FilePrediction:
     """One file's prediction: per target the mean [N, dim] and std over members (physical
-    units), the true field when the file has it, and the errors of the mean against it."""
+    units), the true field when the file has it, and the errors of the mean (and of the
+    source's analytic baseline, for built-in sources) against it. `name` is the file's path
+    relative to the folder (or the file's own folder) it was given as, `output` that of its
+    VTU relative to the output folder."""
 
     path: Path
+    name: str
+    output: str
     num_nodes: int
     mean: dict[str, np.ndarray]
     std: dict[str, np.ndarray]
     true: dict[str, np.ndarray]
     errors: dict[str, dict[str, float]]
-
-
-def mesh_files(paths: list[Path]) -> list[tuple[Path, Path]]:
-    """(file, root) pairs: files as given, folders searched recursively for meshio-readable
-    files; `root` names outputs (the file's path relative to it). A mesh-named path in a
-    folder that is no readable file (a dangling symlink, a folder) is refused, not skipped."""
-    found: list[tuple[Path, Path]] = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            named = sorted(p for p in path.rglob("*") if p.suffix.lower() != ".json" and mesh_extension(p))
-            unfollowed = [p for p in named if not p.is_file()]
-            if unfollowed:
-                what = "a symlink to a missing file" if unfollowed[0].is_symlink() else "not a file"
-                more = f" (and {len(unfollowed) - 1} more such paths)" if len(unfollowed) > 1 else ""
-                raise UserError(f"{unfollowed[0]}: {what}{more}; repair or remove it, or pass the files to "
-                                "predict one by one")
-            if not named:
-                raise UserError(f"{path}: no mesh files in this folder (readable: VTU, VTK, MSH, XDMF, ...)")
-            found.extend((f, path) for f in named)
-        elif path.is_file():
-            found.append((path, path.parent))
-        else:
-            raise UserError(f"{path}: no such mesh file or folder")
-    return found
-
-
-def read_mesh(package: Package, path: Path, root: Path) -> tuple[MeshSample, meshio.Mesh]:
-    """A mesh file as the package's training data looked; a wrong spatial dimension is an error."""
-    reader = package.reader
-    sample, mesh = read_file(path, reader.folder_spec(root), reader.dims)
-    trained = package.features.source.spatial_dim
-    if sample.points.shape[1] != trained:
-        raise UserError(f"{path}: is a {sample.points.shape[1]}D mesh but {package.name} was trained on "
-                        f"{trained}D meshes; predict on {trained}D meshes")
-    return sample, mesh
+    baseline_errors: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def prepare_graph(package: Package, sample: MeshSample) -> MultiScaleData:
@@ -152,8 +125,7 @@ def plan_outputs(members: list[Package], paths: list[Path], out_dir: Path) -> li
     check_output_location(out_dir, inputs, "--out")
     plan, written_by = [], {}
     for path, root in files:
-        target = Path(out_dir) / path.relative_to(root)
-        target = target.with_name(_stem(target) + ".vtu")
+        target = Path(out_dir) / output_relative(path, root)
         resolved = target.resolve()
         problem = inputs.overlap(resolved, contains=False) or ("is a folder" if resolved.is_dir() else None)
         if problem:
@@ -168,32 +140,65 @@ def plan_outputs(members: list[Package], paths: list[Path], out_dir: Path) -> li
 
 
 def predict_files(members: list[Package], paths: list[Path], out_dir: Path, device: torch.device,
-                  precision: str = "fp32") -> list[FilePrediction]:
+                  precision: str = "fp32", given_globals: Globals | None = None) -> list[FilePrediction]:
     """Predict every mesh file (or folder of them) and write `<out_dir>/<relative path>.vtu`
     (`plan_outputs` checks every output location first)."""
     check_compatible(members)
     plan = plan_outputs(members, paths, out_dir)
     results = []
     for index, (path, root, target) in enumerate(plan, start=1):
-        sample, mesh = read_mesh(members[0], path, root)
-        mean, std = combine(predict_sample(members, sample, device, precision))
-        true = {n: sample.targets[n] for n, _ in members[0].targets if n in sample.targets}
-        result = FilePrediction(path, sample.num_nodes, {n: v.numpy() for n, v in mean.items()},
-                                {n: v.numpy() for n, v in std.items()}, true, errors_against(mean, true))
+        result, mesh = predict_file(members, path, root, device, precision, given_globals)
         write_vtu(mesh, result, target, ensemble=len(members) > 1)
-        log.info("predicted %s (%d/%d, %d nodes)", path, index, len(plan), sample.num_nodes)
+        log.info("predicted %s (%d/%d, %d nodes)", path, index, len(plan), result.num_nodes)
         results.append(result)
     return results
 
 
-def _stem(path: Path) -> str:
-    ext = mesh_extension(path) or path.suffix
-    return path.name[: len(path.name) - len(ext)] if ext else path.name
+def predict_file(members: list[Package], path: Path, root: Path, device: torch.device, precision: str = "fp32",
+                 given_globals: Globals | None = None) -> tuple[FilePrediction, meshio.Mesh]:
+    """One file's prediction (members' mean and spread, errors where it has true fields) and
+    its mesh as read."""
+    sample, mesh = read_mesh(members[0], path, root, given_globals)
+    mean, std = combine(predict_sample(members, sample, device, precision))
+    true = {n: sample.targets[n] for n, _ in members[0].targets if n in sample.targets}
+    result = FilePrediction(path, path.relative_to(root).as_posix(), output_relative(path, root).as_posix(),
+                            sample.num_nodes,
+                            {n: v.numpy() for n, v in mean.items()}, {n: v.numpy() for n, v in std.items()},
+                            true, errors_against(mean, true), baseline_errors(members[0], sample, true))
+    return result, mesh
+
+
+def baseline_errors(package: Package, sample: MeshSample,
+                    true: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    """The errors of the built-in source's analytic baseline on the true fields the file has
+    (what the model has to beat); {} for a mesh-folder model, which has no baseline."""
+    guess = analytic_baseline(package, sample) if true else None
+    if guess is None:
+        return {}
+    return errors_against({n: torch.from_numpy(np.asarray(guess[n], dtype=np.float64)) for n in true}, true)
+
+
+def analytic_baseline(package: Package, sample: MeshSample) -> dict[str, np.ndarray] | None:
+    """The built-in source's analytic guess of every target (physical units, from the mesh's
+    inputs alone), or None for a mesh-folder model."""
+    if package.source is None or not package.features.source.has_baseline:
+        return None
+    return sample.baseline or get_source(package.source).baseline(sample)
+
+
+def output_relative(path: Path, root: Path) -> Path:
+    """Where a mesh file's prediction goes, relative to the output folder: its path relative
+    to `root`, its mesh extension replaced by .vtu."""
+    relative = path.relative_to(root)
+    ext = mesh_extension(relative) or relative.suffix
+    return relative.with_name((relative.name[: len(relative.name) - len(ext)] if ext else relative.name) + ".vtu")
 
 
 def write_vtu(mesh: meshio.Mesh, result: FilePrediction, path: Path, ensemble: bool) -> None:
-    """The input mesh with the predicted (and std, error) fields added, written atomically."""
-    point_data = dict(mesh.point_data)
+    """The input mesh with the predicted (and std, error) fields added, written atomically;
+    vectors of a 2D mesh (its own fields too) with 3 components."""
+    flat = np.asarray(mesh.points).shape[1] == 2 or not np.any(np.asarray(mesh.points)[:, 2])
+    point_data = {k: _as_3d(np.asarray(v)) if flat else v for k, v in mesh.point_data.items()}
     for name, values in result.mean.items():
         fields = {f"predicted_{name}": values}
         if ensemble:
@@ -202,7 +207,7 @@ def write_vtu(mesh: meshio.Mesh, result: FilePrediction, path: Path, ensemble: b
             fields[f"error_{name}"] = values - np.asarray(result.true[name], dtype=np.float64)
         for key, field in fields.items():
             field = np.asarray(field, dtype=np.float64)
-            point_data[key] = field[:, 0] if field.shape[1] == 1 else _as_3d(field)
+            point_data[key] = field[:, 0] if field.shape[1] == 1 else (_as_3d(field) if flat else field)
     out = meshio.Mesh(mesh.points, mesh.cells, point_data=point_data, cell_data=mesh.cell_data,
                       field_data=mesh.field_data)
     tmp = path.with_name(f".{path.name}.tmp.vtu")
@@ -216,8 +221,9 @@ def write_vtu(mesh: meshio.Mesh, result: FilePrediction, path: Path, ensemble: b
 
 
 def _as_3d(field: np.ndarray) -> np.ndarray:
-    """2-component vectors padded with a zero z, so ParaView shows them as vectors (glyphs)."""
-    return np.pad(field, ((0, 0), (0, 1))) if field.shape[1] == 2 else field
+    """2-component vectors ([N, 2]) padded with a zero z, so ParaView and pyvista show them as
+    vectors (glyphs); anything else as it is."""
+    return np.pad(field, ((0, 0), (0, 1))) if field.ndim == 2 and field.shape[1] == 2 else field
 
 
 def check_compatible(members: list[Package]) -> None:
