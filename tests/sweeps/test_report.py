@@ -4,8 +4,10 @@ import csv
 import json
 import subprocess
 import sys
+from importlib.util import find_spec
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -143,11 +145,31 @@ def test_csv_and_json_hold_the_same_rows(minimize_sweep):
                                              "model.activation": "gelu"}
 
 
-def test_plots_are_pngs(minimize_sweep):
+def assert_drawn_png(path: Path) -> None:
+    """A PNG that decodes to a picture with something drawn on it, not a blank canvas."""
+    from matplotlib.image import imread
+
+    assert path.read_bytes().startswith(PNG_SIGNATURE), path
+    pixels = imread(path)
+    assert pixels.shape[0] > 100 and pixels.shape[1] > 100, (path, pixels.shape)
+    assert len(np.unique(pixels.reshape(-1, pixels.shape[-1]), axis=0)) > 20, path
+
+
+def test_plots_are_drawn_pngs(minimize_sweep):
     names = ["objective_per_trial.png", "objective_vs_model.hidden_dim.png", "objective_vs_optim.lr.png",
              "objective_vs_model.activation.png"]
     for name in names:
-        assert (minimize_sweep["sweep_dir"] / name).read_bytes().startswith(PNG_SIGNATURE), name
+        assert_drawn_png(minimize_sweep["sweep_dir"] / name)
+    assert "ExperimentalWarning" not in minimize_sweep["result"].stderr
+
+
+def test_importance_plot_or_one_line_saying_why(minimize_sweep):
+    stdout, path = minimize_sweep["result"].stdout, minimize_sweep["sweep_dir"] / "param_importances.png"
+    if find_spec("sklearn") is None:
+        assert "param_importances.png skipped: needs scikit-learn" in stdout and not path.exists()
+    else:
+        assert_drawn_png(path)
+        assert "param_importances.png" in next(line for line in stdout.splitlines() if line.startswith("wrote "))
 
 
 def test_winner_is_the_best_trials_own_command(minimize_sweep):
@@ -202,6 +224,7 @@ def test_no_completed_trial_still_reports(tmp_path, capsys, monkeypatch):
     assert "no completed trial yet" in stdout and "trial 0: dataset missing" in stdout
     assert json.loads((sweep_dir / "report.json").read_text())["best_trial"] is None
     assert (sweep_dir / "objective_per_trial.png").read_bytes().startswith(PNG_SIGNATURE)
+    assert stdout.splitlines()[-1] == "param_importances.png skipped: needs at least 2 completed trials, the study has 0"
 
 
 @pytest.mark.parametrize("make_dir, needle", [(False, "does not exist"), (True, "no sweep.json")])
