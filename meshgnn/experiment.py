@@ -185,7 +185,8 @@ def _train(cfg: DictConfig, start: StartPoint, run_dir: Path) -> float:
                                   weight_decay=cfg.optim.weight_decay, foreach=True)
     settings = TrainerSettings(cfg.trainer.epochs, cfg.trainer.grad_clip, cfg.trainer.save_every,
                                cfg.trainer.early_stop_patience, cfg.trainer.log_every_steps,
-                               cfg.trainer.max_time, cfg.trainer.precision, cfg.trainer.divergence_factor)
+                               cfg.trainer.max_time, cfg.trainer.precision, cfg.trainer.divergence_factor,
+                               monitor=cfg.objective, monitor_mode=cfg.objective_mode)
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
     lineage = _lineage(start)
     hydra_choices = dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}
@@ -200,14 +201,15 @@ def _train(cfg: DictConfig, start: StartPoint, run_dir: Path) -> float:
     if dist.enabled:  # after the start's weights are in: DDP checks every rank has the same
         trainer.forward, trainer.eval_forward = data_parallel_forward(model, device, cfg.trainer.compile)
     if cfg.trainer.image_every > 0 and dist.is_main:
-        from meshgnn.training.field_images import FieldImages  # matplotlib: only when drawing
+        from meshgnn.data.graph_cells import graph_cells  # mesh files, matplotlib: only when drawing
+        from meshgnn.training.field_images import FieldImages
 
         trainer.epoch_hooks.append(FieldImages(
-            model, data.splits["val"][0], targets, loss_fn.columns, loss_fn.physical,
+            model, data.splits["val"][0], lambda: graph_cells(cfg.data, data.splits["val"], 0), targets,
+            loss_fn.columns, loss_fn.physical,
             lambda tag, image, epoch: trainer.metrics_log.add_image(tag, image, epoch),
             cfg.trainer.image_every, device))
-    reporter = PruningReporter.for_this_job(cfg.objective if cfg.objective.startswith(("train/", "val/"))
-                                            else "val/loss/total", cfg.trainer.epochs)
+    reporter = PruningReporter.for_this_job(cfg.objective, cfg.trainer.epochs)
     if reporter is not None:
         trainer.epoch_hooks.append(reporter)
     trainer.schedule = _schedule(cfg, trainer.state.schedule_origin_epoch, len(loaders["train"]))
@@ -238,14 +240,14 @@ def _train(cfg: DictConfig, start: StartPoint, run_dir: Path) -> float:
         if trainer.metrics_log is not None:
             _write_results(run_dir, cfg, state, results, targets, len(data.splits["test"]), trainer.metrics_log)
     dist.barrier()  # the other ranks read metrics.jsonl, complete now, for their return value
-    return objective_value(cfg, read_metrics(run_dir), results.get("model", {}))
+    return objective_value(cfg, read_metrics(run_dir))
 
 
 def _write_results(run_dir: Path, cfg: DictConfig, state: TrainState, results: dict[str, dict[str, float]],
                    targets: list[tuple[str, int]], test_graphs: int, metrics_log: MetricsLog) -> None:
     """results.json, the final results to the loggers and diagnosis.json of a finished launch."""
     results_doc = {"best_epoch": state.best_epoch, "epochs_run": state.epoch,
-                   "best/val/loss/total": state.best_value, **results}
+                   f"best/{cfg.objective}": state.best_value, **results}
     atomic_write_text(run_dir / "results.json", json.dumps(results_doc, indent=2))
     log.info("test results (physical units, %d graphs, best epoch %d):\n%s",
              test_graphs, state.best_epoch, format_results_table(results, targets))
@@ -346,28 +348,33 @@ def _resume_command(run_dir: Path) -> str:
 
 
 def metric_tags(targets: list[str]) -> set[str]:
-    """Every tag a run logs (DESIGN.md "Names that users see"): what `objective` may name."""
+    """Every tag a run logs each epoch (DESIGN.md "Names that users see"): what `objective`, and
+    so best.ckpt and early stopping, may follow."""
     tags = {"consistency/grad", "lr", "epoch_time_s"}
     for split in ("train", "val"):
         tags |= {f"{split}/loss/{term}" for term in (*TERMS, "total")}
         tags |= {f"{split}/{name}/l1" for name in targets}
     tags |= {f"val/{name}/{m}" for name in targets for m in ("rel_l2", "rel_l2_median")}
-    tags |= {f"test/{name}/{m}" for name in targets
-             for m in ("rel_l2", "rel_l2_median", "mae", "max_abs")}
     return tags
 
 
 def _check_objective(cfg: DictConfig, targets: list[str]) -> None:
+    """Refuse an objective that is no epoch metric: a test/ tag is measured once, after
+    training, with the best.ckpt that the objective itself is meant to choose."""
+    if cfg.objective.startswith("test/"):
+        name = cfg.objective.split("/")[1]
+        example = f"val/{name}/rel_l2" if name in targets else "val/loss/total"
+        raise UserError(f"objective={cfg.objective} is measured only after training, so best.ckpt and early "
+                        "stopping cannot follow it (and choosing epochs by the test set would leak it); "
+                        f"choose a validation metric, e.g. objective={example}")
     if cfg.objective not in metric_tags(targets):
         raise UserError(f"objective={cfg.objective!r} is not a metric of data={cfg.data.name}; choose one "
                         f"of: {', '.join(sorted(metric_tags(targets)))}")
 
 
-def objective_value(cfg: DictConfig, history: list[dict[str, float]], test: dict[str, float]) -> float:
-    """Best value of `cfg.objective` over the epochs (or the final test value for test/* tags);
-    NaN when no epoch was trained (`trainer.epochs=0` only tests)."""
-    if cfg.objective.startswith("test/"):
-        return float(test[cfg.objective])
+def objective_value(cfg: DictConfig, history: list[dict[str, float]]) -> float:
+    """Best value of `cfg.objective` over the epochs (the epoch best.ckpt holds); NaN when no
+    epoch was trained (`trainer.epochs=0` only tests)."""
     values = [h[cfg.objective] for h in history]
     if not values:
         return math.nan
@@ -512,8 +519,7 @@ def run_stages(cfg: DictConfig, overrides: list[str], run_dir: Path) -> float:
         stage_dir = Path(stage_cfg.paths.output_dir)
         if (stage_dir / "results.json").is_file():
             log.info("stage %s already finished; skipping", name)
-            results = json.loads((stage_dir / "results.json").read_text())
-            objective = objective_value(stage_cfg, read_metrics(stage_dir), results.get("model", {}))
+            objective = objective_value(stage_cfg, read_metrics(stage_dir))
             continue
         if run_checkpoint(stage_dir).is_file():
             stage_cfg.resume = str(stage_dir)

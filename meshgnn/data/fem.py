@@ -9,6 +9,7 @@ too, so a baseline and the truth are always post-processed identically.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from types import ModuleType
 from typing import TYPE_CHECKING, NamedTuple
@@ -48,9 +49,16 @@ def nodal_gradient(points: np.ndarray, triangles: np.ndarray, values: np.ndarray
     return gradient.reshape(values.shape + (2,))
 
 
+@functools.cache
 def _skfem() -> ModuleType:
     """scikit-fem, imported on first use: only generating data solves anything, and the import
-    (~0.5 s) would otherwise be paid by every `train.py` and `meshgnn` process."""
+    (~0.5 s) would otherwise be paid by every `train.py` and `meshgnn` process.
+
+    Its INFO records (~8 a solve: basis set-up, assembly, the linear solve) would flood the
+    console and train.log of every dataset generation, in worker processes too (they inherit
+    the root logger's INFO level), so only its warnings and errors get through. Set here, in
+    whichever process solves, before any of its records."""
+    logging.getLogger("skfem").setLevel(logging.WARNING)
     import skfem
 
     return skfem

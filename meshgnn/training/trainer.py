@@ -15,12 +15,14 @@ import logging
 import math
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
+from torch.optim.lr_scheduler import LambdaLR
 from torch_geometric.loader import DataLoader
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
@@ -40,12 +42,11 @@ from meshgnn.weights import load_weights
 
 log = logging.getLogger(__name__)
 
-MONITOR = "val/loss/total"
-
-
 # Epoch metrics whose value must be finite and whose rise means divergence. train/grad_norm
 # is not among them: under fp16 an overflowing step (skipped by the scaler) makes it inf.
-DIVERGENCE_KEYS = ("train/loss/total", MONITOR)
+DIVERGENCE_KEYS = ("train/loss/total", "val/loss/total")
+# What checkpoints written before the monitor followed `objective` monitored.
+LEGACY_MONITOR = {"metric": "val/loss/total", "mode": "min"}
 
 
 class TrainingDiverged(UserError):
@@ -76,6 +77,10 @@ class TrainerSettings:
     max_time_s: float = 0.0  # wall-clock budget of this launch (0 = none)
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 with a gradient scaler)
     divergence_factor: float = 1000.0  # stop when a loss exceeds this x the first step's (0 = off)
+    # The epoch metric best.ckpt and early stopping follow, and whether lower or higher is better
+    # (the run's `objective` and `objective_mode`).
+    monitor: str = "val/loss/total"
+    monitor_mode: str = "min"  # min | max
 
 
 @dataclass
@@ -88,7 +93,7 @@ class TrainState:
     # start or by a resume that changes the rate).
     schedule_origin_epoch: int = 0
     schedule_origin_step: int = 0
-    best_value: float = math.inf
+    best_value: float = math.inf  # of the monitored metric; -inf to start with when it is maximised
     best_epoch: int = 0
     bad_epochs: int = 0
     # Progress inside the current epoch, so an interrupted epoch continues where it stopped.
@@ -131,7 +136,8 @@ class Trainer:
         self.epoch_hooks: list[Callable[[int, dict[str, float]], None]] = []
         self.metrics_log: MetricsLog | None = None
         self.ckpt_dir = self.run_dir / "checkpoints"
-        self.state = TrainState()
+        self.lr_scheduler: LambdaLR | None = None  # see _step_rate
+        self.state = TrainState(best_value=math.inf if settings.monitor_mode == "min" else -math.inf)
         self.scaler = grad_scaler(settings.precision, device)
         # The forward pass used for training and evaluation: the model, or a compiled
         # version of it (`torch.compile`) that shares its parameters. Under DDP training goes
@@ -149,6 +155,7 @@ class Trainer:
         """
         if self.schedule is None:
             raise ValueError("set Trainer.schedule before fit()")
+        self.lr_scheduler = None  # LambdaLR, made at this launch's first step and positioned there
         metrics_log = None
         if self.dist.is_main:
             with writing(self.ckpt_dir):
@@ -202,20 +209,22 @@ class Trainer:
                    "lr": self.optimizer.param_groups[0]["lr"], "epoch_time_s": train_time}
         self._check_epoch(metrics)  # before anything of this epoch is written
         self.state.history.append(metrics)
-        improved = self._update_early_stopping(metrics[MONITOR])
+        improved = self._update_early_stopping(metrics[self.settings.monitor])
         # Metrics first, then checkpoints: a kill in between re-runs this epoch on resume,
         # and resuming truncates metrics.jsonl and TensorBoard back to the checkpoint.
         if metrics_log is not None:
             metrics_log.write(self.state.epoch, metrics)
         self._save_checkpoints(metrics, improved)
-        log.info("epoch %d/%d  train %.4g  val %.4g%s  (%.1fs)", self.state.epoch,
-                 self.settings.epochs, metrics["train/loss/total"], metrics[MONITOR],
+        monitor = self.settings.monitor
+        shown = "" if monitor == "val/loss/total" else f"  {monitor} {metrics[monitor]:.4g}"
+        log.info("epoch %d/%d  train %.4g  val %.4g%s%s  (%.1fs)", self.state.epoch,
+                 self.settings.epochs, metrics["train/loss/total"], metrics["val/loss/total"], shown,
                  "  *best*" if improved else "", train_time)
         for hook in self.epoch_hooks:
             hook(self.state.epoch, metrics)
         if self._should_stop_early():
             log.info("early stop: %s has not improved for %d epochs (best %.4g at epoch %d)",
-                     MONITOR, self.state.bad_epochs, self.state.best_value, self.state.best_epoch)
+                     self.settings.monitor, self.state.bad_epochs, self.state.best_value, self.state.best_epoch)
             return True
         return False
 
@@ -257,11 +266,13 @@ class Trainer:
 
         On a terminal a progress bar shows loss, graphs/s and the epoch's ETA (log records
         are routed around it); elsewhere the same figures come as a log line every
-        `log_every_steps` steps, so train.log and cluster logs hold no control characters."""
+        `log_every_steps` steps, so train.log and cluster logs hold no control characters.
+        A resumed epoch counts from the batches it had done (the loader yields only the rest)."""
         self.model.train()
         loader = self.loaders["train"]
         loader.batch_sampler.set_epoch(self.state.epoch, skip_batches=self.state.batches_done)
-        bar = tqdm(total=len(loader), initial=self.state.batches_done, unit="batch", file=sys.stderr,
+        bar = tqdm(total=loader.batch_sampler.batches_per_epoch(), initial=self.state.batches_done,
+                   unit="batch", file=sys.stderr,
                    desc=f"epoch {self.state.epoch + 1}/{self.settings.epochs}",
                    disable=None if self.dist.is_main else True,
                    leave=False, dynamic_ncols=True)
@@ -272,9 +283,7 @@ class Trainer:
         started, start_step, start_graphs = time.perf_counter(), self.state.batches_done, self.state.epoch_graphs
         for batch in loader:
             batch = batch.to(self.device, non_blocking=True)
-            lr = self.schedule.lr_at(self.state.global_step - self.state.schedule_origin_step)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
+            lr = self._step_rate()
             loss, logged = self.loss_fn(self._predict(batch), batch)
             step_loss, agreed_stop = self._agree(float(logged["loss/total"]))
             self._check_step(step_loss)
@@ -293,7 +302,7 @@ class Trainer:
             bar.set_postfix(loss=f"{self.state.step_losses[-1]:.4g}", graphs_s=f"{rate:.1f}", refresh=False)
             bar.update()
             if bar.disable and self.state.global_step % self.settings.log_every_steps == 0:
-                left = (len(loader) - self.state.batches_done) * (time.perf_counter() - started) / max(
+                left = (bar.total - self.state.batches_done) * (time.perf_counter() - started) / max(
                     self.state.batches_done - start_step, 1)
                 log.info("step %d  loss %.4g  lr %.3g  %.1f graphs/s  epoch %d/%d ETA %s",
                          self.state.global_step, self.state.step_losses[-1], lr, rate, self.state.epoch + 1,
@@ -302,6 +311,23 @@ class Trainer:
             if self.state.stopped_by:
                 return False
         return True
+
+    def _step_rate(self) -> float:
+        """Set the learning rate of the step about to be taken (schedule step = global step minus
+        the schedule's origin) through LambdaLR, and return it. The optimiser's groups keep the
+        rate of the last step taken, which checkpoints record.
+
+        Under fp16 the scaler skips an overflowing step's update by design; the rate still
+        follows the step count, so LambdaLR's warning about a scheduler step without an
+        optimiser step is not a mistake here."""
+        if self.lr_scheduler is None:
+            step = self.state.global_step - self.state.schedule_origin_step
+            self.lr_scheduler = self.schedule.lr_scheduler(self.optimizer, step)
+        else:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
+                self.lr_scheduler.step()
+        return self.optimizer.param_groups[0]["lr"]
 
     def _stop_request(self) -> str | None:
         """This process's stop request: a signal, or the launch's time budget spent."""
@@ -406,7 +432,9 @@ class Trainer:
 
     # -------------------------------------------------- early stop, checkpoints
     def _update_early_stopping(self, value: float) -> bool:
-        if value < self.state.best_value:
+        """Whether `value` of the monitored metric is a new best (strictly, in its direction)."""
+        best = self.state.best_value
+        if value < best if self.settings.monitor_mode == "min" else value > best:
             self.state.best_value, self.state.best_epoch, self.state.bad_epochs = value, self.state.epoch, 0
             return True
         self.state.bad_epochs += 1
@@ -448,6 +476,8 @@ class Trainer:
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
             "rng": rng,
             "early_stopping": self.state.as_dict(),
+            "monitor": {"metric": self.settings.monitor, "mode": self.settings.monitor_mode,
+                        "best": self.state.best_value},
             "schedule_origin": [self.state.schedule_origin_epoch, self.state.schedule_origin_step],
             "epoch_progress": progress,
             "metrics": metrics,
@@ -464,9 +494,7 @@ class Trainer:
             return
         self.optimizer.load_state_dict(payload["optimizer"])
         self.state.epoch, self.state.global_step = payload["epoch"], payload["global_step"]
-        stop = payload["early_stopping"]
-        self.state.best_value, self.state.best_epoch = stop["best_value"], stop["best_epoch"]
-        self.state.bad_epochs = stop["bad_epochs"]
+        self._restore_monitor(payload)
         self.state.schedule_origin_epoch, self.state.schedule_origin_step = payload["schedule_origin"]
         progress = payload["epoch_progress"]
         self.state.batches_done, self.state.epoch_graphs = progress["batches_done"], progress["graphs"]
@@ -481,6 +509,22 @@ class Trainer:
         rngs = payload.get("rng_per_rank")
         same_world = rngs is not None and len(rngs) == self.dist.world_size
         set_rng_state(rngs[self.dist.rank] if same_world else payload["rng"])
+
+
+    def _restore_monitor(self, payload: dict[str, Any]) -> None:
+        """Carry the best value and patience on when the checkpoint monitored the same metric in
+        the same direction; otherwise (a resume that changes `objective`) start them afresh, so
+        best.ckpt is the best epoch by the new objective from here on."""
+        saved = payload.get("monitor", LEGACY_MONITOR)
+        now = {"metric": self.settings.monitor, "mode": self.settings.monitor_mode}
+        if {"metric": saved["metric"], "mode": saved["mode"]} == now:
+            stop = payload["early_stopping"]
+            self.state.best_value, self.state.best_epoch = stop["best_value"], stop["best_epoch"]
+            self.state.bad_epochs = stop["bad_epochs"]
+            return
+        log.warning("the checkpoint's best.ckpt followed %s (%s); this run follows %s (%s): best.ckpt "
+                    "and early stopping restart from the next epoch", saved["metric"], saved["mode"],
+                    now["metric"], now["mode"])
 
 
 def oscillation(losses: list[float]) -> float:
