@@ -126,6 +126,13 @@ class GeneratedDataConfig(DataConfig):
 
 
 @dataclass
+class Heat2dDataConfig(GeneratedDataConfig):
+    """heat2d's own key: its Shepard baseline's neighbourhood (meshgnn.data.sources.heat2d)."""
+
+    shepard_neighbours: int = key(at_least(1, "Dirichlet nodes each node's baseline averages over"))
+
+
+@dataclass
 class SplitGlobs:
     train: Optional[str] = key(Text(required=False))
     val: Optional[str] = key(Text(required=False))
@@ -301,15 +308,19 @@ class Config:
 
 
 def register_configs() -> None:
-    """Register the schema and the resolver hydra.run.dir uses to resume runs in place."""
+    """Register the schema and the resolvers hydra.run.dir uses (resume in place, readable names)."""
     from meshgnn.run_dir import run_dir_resolver
+    from meshgnn.run_names import run_name
 
     store = ConfigStore.instance()
     store.store(name="config_schema", node=Config)
     # Outside the data group, so `--help` does not list them as data options.
     store.store(group="schema/data", name="generated", node=GeneratedDataConfig)
+    store.store(group="schema/data", name="heat2d", node=Heat2dDataConfig)
     store.store(group="schema/data", name="mesh_folder", node=MeshFolderDataConfig)
     OmegaConf.register_new_resolver("meshgnn_run_dir", run_dir_resolver, replace=True)
+    OmegaConf.register_new_resolver("meshgnn_run_name", lambda task_name, overrides: run_name(task_name, overrides),
+                                    replace=True)
     OmegaConf.register_new_resolver("meshgnn_direction", lambda mode: {"min": "minimize", "max": "maximize"}[mode],
                                     replace=True)
 
@@ -319,8 +330,9 @@ GROUPS: dict[str, type] = {"model": ModelConfig, "loss": LossConfig, "optim": Op
 
 
 def data_schema(values: Mapping[str, Any]) -> type:
-    """The schema of a data section: a mesh folder's, or the built-in generators'."""
-    return MeshFolderDataConfig if values.get("name") == "mesh_folder" else GeneratedDataConfig
+    """The schema of a data section: a mesh folder's, heat2d's, or the other built-in generators'."""
+    return {"mesh_folder": MeshFolderDataConfig, "heat2d": Heat2dDataConfig}.get(values.get("name"),
+                                                                                GeneratedDataConfig)
 
 
 def check_group(group: str, values: Mapping[str, Any], where: str) -> None:
