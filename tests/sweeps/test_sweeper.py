@@ -28,6 +28,8 @@ def test_optuna_sweep_records_trials_in_sqlite(tmp_path, data_cache, capsys, mon
     proc = run_train(["-m", "hparams_search=optuna", *TINY, f"paths.data_dir={data_cache}",
                       "hydra.sweeper.n_trials=3"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    console = proc.stdout + proc.stderr  # the storage's setup is quiet, the sweep's own progress is not
+    assert "alembic" not in console and "sweep progress: 3/3 trials done" in console, console[:2000]
     trials = study(tmp_path).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
     assert {t.params["model.hidden_dim"] for t in trials} <= {8, 16}
