@@ -24,16 +24,14 @@ atomically (temp name in out_dir, then rename).
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from meshgnn.diagnostics.curves import Run, load_runs
 from meshgnn.errors import UserError
 
 if TYPE_CHECKING:
@@ -49,25 +47,6 @@ _OPTIMISATION_TAGS = (("lr", "learning rate"), ("train/grad_norm", "gradient nor
 _TARGET_TAG = re.compile(r"^(train|val)/([^/]+)/(l1|rel_l2)$")
 _TERM_TAG = re.compile(r"^(train|val)/loss/([^/]+)$")
 _TRAIN, _VAL = "--", "-"
-_FIX = "train it first or pass a run directory of `python train.py` (the folder holding metrics.jsonl)"
-
-
-@dataclass
-class Run:
-    """One run's metrics, epoch by epoch, ready to plot."""
-
-    path: Path
-    label: str
-    colour: Any
-    epochs: np.ndarray
-    records: list[dict]
-
-    def has(self, tag: str) -> bool:
-        return any(tag in record for record in self.records)
-
-    def series(self, tag: str) -> np.ndarray:
-        """The tag's value per epoch; missing and non-finite values are NaN (a gap in the line)."""
-        return np.array([_number(record.get(tag)) for record in self.records], dtype=float)
 
 
 def plot_runs(run_dirs: list[Path], out_dir: Path) -> list[Path]:
@@ -95,58 +74,6 @@ def plot_runs(run_dirs: list[Path], out_dir: Path) -> list[Path]:
     return paths
 
 
-def load_runs(run_dirs: list[Path]) -> list[Run]:
-    """Read and check every run directory, and give each a short unique label and a colour."""
-    from meshgnn.training.metrics_log import read_metrics
-
-    run_dirs = [Path(d) for d in run_dirs]
-    if not run_dirs:
-        raise UserError("no run directory to plot; pass one or more run directories of `python train.py`")
-    all_records = []
-    for run_dir in run_dirs:
-        if not run_dir.exists():
-            raise UserError(f"run directory {run_dir} does not exist; check the path, or pass a run "
-                            f"directory of `python train.py` (the folder holding metrics.jsonl)")
-        if not run_dir.is_dir():
-            raise UserError(f"{run_dir} is a file, not a run directory; pass the folder holding metrics.jsonl")
-        jsonl = run_dir / "metrics.jsonl"
-        if not jsonl.is_file():
-            raise UserError(f"{run_dir} has no metrics.jsonl: {_FIX}")
-        try:
-            records = read_metrics(run_dir)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise UserError(f"{jsonl} is not one JSON object per line ({exc}); "
-                            f"delete the broken line and plot again") from None
-        records = [r for r in records if isinstance(r, dict)]
-        if not records:
-            raise UserError(f"{jsonl} has no epochs yet: let the run finish its first epoch, or pass "
-                            f"another run directory of `python train.py`")
-        all_records.append(records)
-    colours = _colours(len(run_dirs))
-    return [Run(path=run_dir, label=label, colour=colour, records=records, epochs=_epochs(records))
-            for run_dir, label, colour, records in zip(run_dirs, run_labels(run_dirs), colours, all_records)]
-
-
-def _epochs(records: list[dict]) -> np.ndarray:
-    """The 1-based "epoch" of each record, or its line number where that is missing."""
-    epochs = [_number(record.get("epoch")) for record in records]
-    return np.array([e if math.isfinite(e) else i + 1 for i, e in enumerate(epochs)], dtype=float)
-
-
-def run_labels(run_dirs: list[Path]) -> list[str]:
-    """Each run's path relative to the runs' common parent; repeats get " (2)", " (3)", ..."""
-    resolved = [Path(d).resolve() for d in run_dirs]
-    base = Path(os.path.commonpath(resolved)) if len(resolved) > 1 else resolved[0].parent
-    if base in resolved:  # one run inside another, or the same run twice: go one level up
-        base = base.parent
-    labels, seen = [], {}
-    for path in resolved:
-        label = path.relative_to(base).as_posix() if path != base else (path.name or str(path))
-        seen[label] = seen.get(label, 0) + 1
-        labels.append(label if seen[label] == 1 else f"{label} ({seen[label]})")
-    return labels
-
-
 def figures(runs: list[Run]) -> dict[str, Figure]:
     """The figures plot_runs writes, by file name (FILES, in that order)."""
     return {"loss_total.png": _loss_total(runs), "loss_terms.png": _loss_terms(runs),
@@ -169,7 +96,7 @@ def _loss_total(runs: list[Run]) -> Figure:
             ax.plot([run.epochs[i]], [val[i]], marker="*", markersize=11, color=run.colour,
                     markeredgecolor="black", markeredgewidth=0.5, linestyle="none")
             best = True
-    _finish(ax, values, "total loss", "loss")
+    _finish(ax, runs, values, "total loss", "loss")
     extra = [Line2D([], [], color="black", marker="*", markersize=9, linestyle="none", label="best val")] if best else []
     ax.legend(handles=_run_handles(runs) + _split_handles() + extra, fontsize="small")
     return figure
@@ -184,7 +111,7 @@ def _loss_terms(runs: list[Run]) -> Figure:
     for ax, term in zip(axes, terms):
         values = [_line(ax, run, f"{split}/loss/{term}", style)
                   for run in runs for split, style in (("train", _TRAIN), ("val", _VAL))]
-        _finish(ax, values, term, "loss term")
+        _finish(ax, runs, values, term, "loss term")
     figure.suptitle("loss terms (unweighted)")
     figure.legend(handles=_run_handles(runs) + _split_handles(), loc="outside right upper", fontsize="small")
     return figure
@@ -200,10 +127,10 @@ def _targets(runs: list[Run]) -> Figure:
         ax = axes[j]
         values = [_line(ax, run, f"{split}/{target}/l1", style)
                   for run in runs for split, style in (("train", _TRAIN), ("val", _VAL))]
-        _finish(ax, values, f"{target}: l1", "mean absolute error")
+        _finish(ax, runs, values, f"{target}: l1", "mean absolute error")
         ax = axes[len(targets) + j]
         values = [_line(ax, run, f"val/{target}/rel_l2", _VAL) for run in runs]
-        _finish(ax, values, f"{target}: val relative L2", "relative L2 error")
+        _finish(ax, runs, values, f"{target}: val relative L2", "relative L2 error")
     figure.suptitle("per-target errors")
     figure.legend(handles=_run_handles(runs) + _split_handles(), loc="outside right upper", fontsize="small")
     return figure
@@ -215,7 +142,7 @@ def _optimisation(runs: list[Run]) -> Figure:
     if not panels:
         _empty(axes[0], "no lr, train/grad_norm or train/param_norm in these runs")
     for ax, (tag, title) in zip(axes, panels):
-        _finish(ax, [_line(ax, run, tag, "-") for run in runs], title, tag)
+        _finish(ax, runs, [_line(ax, run, tag, "-") for run in runs], title, tag)
     figure.suptitle("optimisation")
     figure.legend(handles=_run_handles(runs), loc="outside right upper", fontsize="small")
     return figure
@@ -238,15 +165,16 @@ def _line(ax: Axes, run: Run, tag: str, style: str) -> np.ndarray:
     return y[finite]
 
 
-def _finish(ax: Axes, values: list[np.ndarray], title: str, ylabel: str) -> None:
-    from matplotlib.ticker import LogFormatter, MaxNLocator
+def _finish(ax: Axes, runs: list[Run], values: list[np.ndarray], title: str, ylabel: str) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    from meshgnn.diagnostics.log_ticks import DistinctLogLabels
 
     finite = np.concatenate(values) if values else np.empty(0)
     if finite.size and (finite > 0).all():
         ax.set_yscale("log")
-        # "6e-02" rather than mathtext "6x10^-2": plain text, no mathtext layout per tick label.
-        ax.yaxis.set_major_formatter(LogFormatter())
-        ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False))
+        ax.yaxis.set_major_formatter(DistinctLogLabels(minor=False))
+        ax.yaxis.set_minor_formatter(DistinctLogLabels(minor=True))
     elif finite.size and (finite == 0).all():
         title += " (all zero)"
     elif not finite.size:
@@ -256,6 +184,16 @@ def _finish(ax: Axes, values: list[np.ndarray], title: str, ylabel: str) -> None
     ax.set_ylabel(ylabel)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(True, which="major", alpha=0.3)
+    _mark_stages(ax, runs)
+
+
+def _mark_stages(ax: Axes, runs: list[Run]) -> None:
+    """A dotted line in the run's colour where each later stage of a staged run begins, named."""
+    for run in runs:
+        for name, first_epoch in run.stages[1:]:
+            ax.axvline(first_epoch - 0.5, color=run.colour, linestyle=":", linewidth=1.2)
+            ax.text(first_epoch - 0.5, 0.98, f" {name}", transform=ax.get_xaxis_transform(), color=run.colour,
+                    fontsize="x-small", ha="left", va="top")
 
 
 def _grid(panels: int, ncols: int, nrows: int) -> tuple[Figure, list[Axes]]:
@@ -286,28 +224,7 @@ def _split_handles() -> list:
             Line2D([], [], color="grey", linestyle=_VAL, label="val")]
 
 
-def _colours(n: int) -> list:
-    from matplotlib import colormaps
-
-    if n <= 10:
-        return [colormaps["tab10"](i) for i in range(n)]
-    if n <= 20:
-        return [colormaps["tab20"](i) for i in range(n)]
-    return [colormaps["turbo"](x) for x in np.linspace(0.05, 0.95, n)]
-
-
 def _ordered(known: tuple[str, ...], found: list[str]) -> list[str]:
     """Unique names in `found`: those in `known` first, in its order, then the rest as first seen."""
     unique = list(dict.fromkeys(found))
     return [name for name in known if name in unique] + [name for name in unique if name not in known]
-
-
-def _number(value: Any) -> float:
-    """A metric value as a float: "nan"/"inf" strings, None and anything unreadable become NaN."""
-    if isinstance(value, bool) or value is None:
-        return math.nan
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return math.nan
-    return number if math.isfinite(number) else math.nan

@@ -73,9 +73,10 @@ def _stage_name(run_dir: Path) -> str | None:
 
 def _stage_override(stage: str, advice: str) -> str:
     """A stage trains with its own optim/trainer/loss entries (stages.<stage>.*), which win over
-    the top-level ones: advice for those groups names the stage's key; commands stay as they are."""
+    the top-level ones: advice for those groups names the stage's key; commands and suggestions of
+    several overrides stay as they are."""
     key = advice.split("=", 1)[0].lstrip("+")
-    if "=" in advice and " " not in key and key.split(".")[0] in STAGE_GROUPS:
+    if "=" in advice and " " not in advice and key.split(".")[0] in STAGE_GROUPS:
         prefix = advice[:len(advice) - len(advice.lstrip("+"))]
         return f"{prefix}stages.{stage}.{advice.lstrip('+')}"
     return advice

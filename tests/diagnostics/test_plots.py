@@ -4,9 +4,11 @@ import math
 import matplotlib
 import numpy as np
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.image import imread
 
-from meshgnn.diagnostics.plots import FILES, figures, load_runs, plot_runs, run_labels
+from meshgnn.diagnostics.curves import load_runs, run_labels
+from meshgnn.diagnostics.plots import FILES, figures, plot_runs
 from meshgnn.errors import UserError
 
 TERMS = ("l1", "relative_l1", "smoothness", "gradient_consistency", "curvature")
@@ -112,3 +114,33 @@ def test_other_unusable_run_dirs_are_one_line(tmp_path, case):
     with pytest.raises(UserError) as exc:
         plot_runs([run], tmp_path / "out")
     assert "\n" not in str(exc.value) and str(run) in str(exc.value)
+
+
+def visible_tick_labels(ax, minor):
+    lo, hi = sorted(ax.get_ylim())
+    return [t.get_text() for t in ax.yaxis.get_ticklabels(minor=minor)
+            if t.get_text() and lo <= t.get_position()[1] <= hi]
+
+
+def test_log_axis_labels_never_repeat(tmp_path):
+    """Narrow ranges (a rel L2 within 0.205-0.225, a parameter norm within 31.6088-31.6102, as
+    short real runs log) once printed every minor tick as "2e-01" or "3.161e1"."""
+    run = write_run(tmp_path / "run", epochs=9, targets=["temperature"], norms=True)
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    for i, record in enumerate(records):
+        record["val/temperature/rel_l2"] = 0.225 - 0.0025 * i
+        record["train/param_norm"] = 31.6088 + 0.000175 * i
+        record["train/grad_norm"] = 10.0 ** (i * 6 / 8 - 3)  # 1e-3 ... 1e3
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    figs = figures(load_runs([run]))
+    for name, figure in figs.items():
+        FigureCanvasAgg(figure).draw()
+        for ax in figure.axes:
+            if ax.get_visible() and ax.get_yscale() == "log":
+                labels = visible_tick_labels(ax, minor=False) + visible_tick_labels(ax, minor=True)
+                assert labels and len(labels) == len(set(labels)), (name, ax.get_title(), labels)
+    narrow = next(ax for ax in figs["targets.png"].axes if ax.get_title() == "temperature: val relative L2")
+    assert {"0.205", "0.21", "0.225"} <= set(visible_tick_labels(narrow, minor=True))
+    wide = next(ax for ax in figs["optimisation.png"].axes if ax.get_title() == "gradient norm (train)")
+    assert visible_tick_labels(wide, minor=False) == ["0.001", "0.01", "0.1", "1", "10", "100", "1000"]
+    assert visible_tick_labels(wide, minor=True) == []  # minor ticks of a wide axis stay unlabelled
