@@ -123,7 +123,7 @@ def _schemas():
     from meshgnn import config
     from meshgnn.sweeps.config import MeshgnnSweeperConf, PrunerConf
 
-    seen, todo = [], [config.Config, config.GeneratedDataConfig, config.MeshFolderDataConfig, PrunerConf,
+    seen, todo = [], [config.Config, config.GeneratedDataConfig, config.Heat2dDataConfig, config.MeshFolderDataConfig, PrunerConf,
                       MeshgnnSweeperConf]
     while todo:
         schema = todo.pop()

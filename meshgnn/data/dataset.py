@@ -31,10 +31,12 @@ log = logging.getLogger(__name__)
 
 
 def generating_keys(cfg: DictConfig) -> dict:
-    """The data keys that change generated samples (and so the cache key)."""
+    """The data keys that change generated samples (and so the cache key), the source's own
+    knobs (e.g. heat2d's shepard_neighbours) included."""
     source = get_source(cfg.name)
     return {"name": cfg.name, "version": source.version, "num_samples": cfg.num_samples,
-            "mesh_size": cfg.mesh_size, "max_holes": cfg.max_holes, "seed": cfg.seed}
+            "mesh_size": cfg.mesh_size, "max_holes": cfg.max_holes, "seed": cfg.seed,
+            **source.knob_values(cfg)}
 
 
 def _generate(cfg: DictConfig) -> dict:
@@ -43,7 +45,7 @@ def _generate(cfg: DictConfig) -> dict:
     with interruptible(f"generating the {cfg.name} dataset",
                        lambda stop: "nothing was cached. Run the same command again to generate it"):
         samples = generate_samples(source, cfg.num_samples, cfg.seed, cfg.mesh_size, cfg.max_holes,
-                                   cfg.generate_workers)
+                                   cfg.generate_workers, data=cfg)
         graphs = [sample_to_graph(s, source.spec) for s in samples]
         store, slices = InMemoryDataset.collate(graphs)
     return {"store": store.to_dict(), "slices": slices}

@@ -92,7 +92,7 @@ def example_graph(package: Package) -> MultiScaleData:
     data = package.data
     if package.source is not None:
         sample = get_source(package.source).generate(0, int(data["seed"]), float(data["mesh_size"]),
-                                                     int(data["max_holes"]))
+                                                     int(data["max_holes"]), data)
         return prepare_graph(package, sample)
     folder = Path(data["path"])
     files = mesh_files([folder]) if folder.is_dir() else []

@@ -63,7 +63,7 @@ def prepare_graph(package: Package, sample: MeshSample) -> MultiScaleData:
     features = package.features
     spec = features.source
     if spec.has_baseline and (features.residual or features.baseline_input) and not sample.baseline:
-        sample = replace(sample, baseline=get_source(package.data["name"]).baseline(sample))
+        sample = replace(sample, baseline=get_source(package.data["name"]).baseline(sample, package.data))
     targets = {f.name: sample.targets.get(f.name, np.zeros((sample.num_nodes, f.dim))) for f in spec.targets}
     graph = sample_to_graph(replace(sample, targets=targets), spec)
     store, slices = single_graph_store(graph)
@@ -183,7 +183,7 @@ def analytic_baseline(package: Package, sample: MeshSample) -> dict[str, np.ndar
     inputs alone), or None for a mesh-folder model."""
     if package.source is None or not package.features.source.has_baseline:
         return None
-    return sample.baseline or get_source(package.source).baseline(sample)
+    return sample.baseline or get_source(package.source).baseline(sample, package.data)
 
 
 def output_relative(path: Path, root: Path) -> Path:

@@ -184,3 +184,68 @@ def test_worker_count_does_not_change_the_data(source, caplog, monkeypatch):
         assert_same(a, b)
     # Without a terminal, progress comes as log lines instead of a bar.
     assert any("5/5" in record.getMessage() for record in caplog.records)
+
+
+def _global_shepard(points: np.ndarray, known: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Data version 2's baseline, the reference: every known node weighted by 1/d^2."""
+    others = np.setdiff1d(np.arange(len(points)), known)
+    weights = 1.0 / ((points[others, None, :] - points[known][None, :, :]) ** 2).sum(-1)
+    result = np.empty(len(points))
+    result[known], result[others] = values, weights @ values / weights.sum(1)
+    return result
+
+
+@pytest.fixture(scope="module")
+def heat_sample() -> MeshSample:
+    return SOURCES["heat2d"].generate(2, 0, MESH_SIZE, MAX_HOLES)
+
+
+def _dirichlet(sample: MeshSample) -> tuple[np.ndarray, np.ndarray]:
+    known = np.flatnonzero(sample.node_type == heat2d.SPEC.node_types.index("dirichlet"))
+    return known, sample.inputs["boundary_temperature"][known, 0]
+
+
+def test_heat_baseline_averages_the_nearest_dirichlet_nodes(heat_sample):
+    """shepard_neighbours=k: each node's value is the 1/d^2 mean of its k nearest Dirichlet
+    nodes; the others, however many, do not count."""
+    source, (known, values) = SOURCES["heat2d"], _dirichlet(heat_sample)
+    guess = source.baseline(heat_sample, {"shepard_neighbours": 3})["temperature"][:, 0]
+    interior = np.setdiff1d(np.arange(heat_sample.num_nodes), known)
+    for node in interior[:: max(1, len(interior) // 20)]:
+        d2 = ((heat_sample.points[known] - heat_sample.points[node]) ** 2).sum(1)
+        nearest = np.argsort(d2)[:3]
+        expected = (values[nearest] / d2[nearest]).sum() / (1 / d2[nearest]).sum()
+        assert guess[node] == pytest.approx(expected, rel=1e-12)
+    np.testing.assert_array_equal(guess[known], values)
+    # so far-away boundary values no longer pull on a node
+    assert not np.allclose(guess, source.baseline(heat_sample, {"shepard_neighbours": 8})["temperature"][:, 0])
+
+
+def test_heat_baseline_over_every_dirichlet_node_is_the_old_global_shepard(heat_sample):
+    known, values = _dirichlet(heat_sample)
+    everything = SOURCES["heat2d"].baseline(heat_sample, {"shepard_neighbours": len(known) + 5})
+    np.testing.assert_allclose(everything["temperature"][:, 0],
+                               _global_shepard(heat_sample.points, known, values), rtol=1e-10)
+
+
+def test_shepard_neighbours_is_a_checked_knob_of_the_cache_key():
+    from conftest import compose_config
+
+    from meshgnn.config import validate
+    from meshgnn.data.dataset import generating_keys
+
+    assert heat2d.VERSION == 3
+    default, wider = (compose_config(["data.num_samples=20"] + extra).data
+                      for extra in ([], ["data.shepard_neighbours=16"]))
+    assert default.shepard_neighbours == 8  # conf/data/heat2d.yaml's, also what knob_values() falls back to
+    assert SOURCES["heat2d"].knob_values() == {"shepard_neighbours": 8}
+    assert generating_keys(default)["shepard_neighbours"] == 8
+    assert generating_keys(default) != generating_keys(wider)
+    with pytest.raises(UserError, match="shepard_neighbours"):
+        validate(compose_config(["data.shepard_neighbours=0"]))
+
+
+def test_a_heat2d_data_section_without_the_knob_is_one_clear_line(heat_sample):
+    with pytest.raises(UserError, match="no shepard_neighbours.*retrain") as info:
+        SOURCES["heat2d"].baseline(heat_sample, {"name": "heat2d", "mesh_size": 0.1})
+    assert "\n" not in str(info.value)

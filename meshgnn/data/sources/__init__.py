@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from meshgnn.conf_location import conf_dir
 from meshgnn.data.sample import MeshSample, SourceSpec
 from meshgnn.data.sources import elasticity2d, elasticity3d, heat2d
 from meshgnn.errors import UserError
+
+
+@functools.cache
+def _conf_defaults(name: str) -> dict[str, Any]:
+    """conf/data/<name>.yaml's own keys: the values a source's knobs take when no config is given."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.load(conf_dir() / "data" / f"{name}.yaml"))
 
 
 @dataclass(frozen=True)
@@ -17,37 +28,53 @@ class GeneratedSource:
     """A generator of solved meshes.
 
     `version` goes into the dataset cache key: bump it in the generator module whenever the
-    same (seed, index, mesh_size, max_holes) would produce different data, so stale caches
-    are never reused.
-    `generate(index, seed, mesh_size, max_holes)` must depend only on its arguments, so a
+    same (seed, index, mesh_size, max_holes, knobs) would produce different data, so stale
+    caches are never reused.
+    `make(index, seed, mesh_size, max_holes, **knobs)` must depend only on its arguments, so a
     dataset is reproducible and can be generated in any order, by any number of workers.
-    `baseline(sample)` recomputes the analytic `sample.baseline` that `generate` attaches, from
-    the points, cells, node types, inputs and globals alone (never the targets), so a model
+    `analytic(sample, **knobs)` recomputes the analytic `sample.baseline` that `make` attaches,
+    from the points, cells, node types, inputs and globals alone (never the targets), so a model
     that needs the baseline (`model.residual`, `data.baseline_input`) gets it for a new mesh
-    file too; `generate` itself calls it, so both always agree exactly.
+    file too; `make` itself calls it, so both always agree exactly.
+    `knobs` names the source's own data config keys that both take (e.g. heat2d's
+    shepard_neighbours); they are part of the dataset cache key.
     """
 
     name: str
     spec: SourceSpec
     version: int
-    generate: Callable[[int, int, float, int], MeshSample]
-    baseline: Callable[[MeshSample], dict[str, np.ndarray]]
+    make: Callable[..., MeshSample]
+    analytic: Callable[..., dict[str, np.ndarray]]
+    knobs: tuple[str, ...] = ()
+
+    def knob_values(self, data: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The knobs' values in `data` (a data config, or a model package's data section), or
+        without one the defaults of conf/data/<name>.yaml (tests, benchmarks, examples)."""
+        if data is None:
+            data = _conf_defaults(self.name)
+        missing = [knob for knob in self.knobs if knob not in data]
+        if missing:
+            raise UserError(f"the {self.name} data config has no {', '.join(missing)}: it predates data version "
+                            f"{self.version} of {self.name}; retrain the model (or add the key) to use it")
+        return {knob: data[knob] for knob in self.knobs}
+
+    def generate(self, index: int, seed: int, mesh_size: float, max_holes: int,
+                 data: Mapping[str, Any] | None = None) -> MeshSample:
+        return self.make(index, seed, mesh_size, max_holes, **self.knob_values(data))
+
+    def baseline(self, sample: MeshSample, data: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
+        return self.analytic(sample, **self.knob_values(data))
 
 
 SOURCES: dict[str, GeneratedSource] = {
     source.name: source
     for source in (
-        GeneratedSource(
-            "heat2d", heat2d.SPEC, heat2d.VERSION, heat2d.generate, heat2d.baseline
-        ),
-        GeneratedSource(
-            "elasticity2d", elasticity2d.SPEC, elasticity2d.VERSION, elasticity2d.generate,
-            elasticity2d.baseline,
-        ),
-        GeneratedSource(
-            "elasticity3d", elasticity3d.SPEC, elasticity3d.VERSION, elasticity3d.generate,
-            elasticity3d.baseline,
-        ),
+        GeneratedSource("heat2d", heat2d.SPEC, heat2d.VERSION, heat2d.generate, heat2d.baseline,
+                        knobs=("shepard_neighbours",)),
+        GeneratedSource("elasticity2d", elasticity2d.SPEC, elasticity2d.VERSION, elasticity2d.generate,
+                        elasticity2d.baseline),
+        GeneratedSource("elasticity3d", elasticity3d.SPEC, elasticity3d.VERSION, elasticity3d.generate,
+                        elasticity3d.baseline),
     )
 }
 
