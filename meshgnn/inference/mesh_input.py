@@ -132,7 +132,7 @@ def _explain_unreadable(package: Package, path: Path, from_file: tuple[str, ...]
         return  # the reader reports the malformed sidecar
     absent = [g for g in from_file if g not in mesh.field_data and not (isinstance(side, dict) and g in side)]
     if absent:
-        example = (" ".join(f"{g}=VALUE" for g in absent) if option.startswith("--")
+        example = (" " + " ".join(f"{g}=VALUE" for g in absent) if option.startswith("--")
                    else "{" + ", ".join(f"{g!r}: VALUE" for g in absent) + "}")
         raise UserError(f"{path}: no value for global(s) {', '.join(absent)} (not in its field_data nor in a "
                         f"sidecar {sidecar.name}); add them to {sidecar.name} beside the file, or give "

@@ -114,3 +114,36 @@ def test_lower_precision_stays_close_to_fp32(model, files, precision):
     for name in exact:
         rel = (approx[name] - exact[name]).norm() / exact[name].norm()
         assert 0 < rel < 0.02, (name, float(rel))
+
+
+def test_predictions_table_as_data_keeps_same_named_files_of_subfolders_apart(package_dir, files, tmp_path,
+                                                                              capsys):
+    """predictions.csv/.json name files by path relative to the input folder, carry the
+    analytic baseline's errors, and the console shows the same relative paths."""
+    import csv
+    import json
+    import shutil
+
+    meshes = tmp_path / "meshes"
+    for sub, index in (("a", 0), ("b", 1)):
+        (meshes / sub).mkdir(parents=True)
+        for ext in ("vtu", "json"):
+            shutil.copy(files / f"sample_{index:05d}.{ext}", meshes / sub / f"wing.{ext}")
+    out = tmp_path / "pred"
+    meshgnn(["predict", str(package_dir), str(meshes), "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert "a/wing.vtu" in printed and "b/wing.vtu" in printed and "baseline rel_l2" in printed
+    rows = list(csv.DictReader((out / "predictions.csv").open()))
+    assert [(r["file"], r["target"]) for r in rows] == [
+        ("a/wing.vtu", "temperature"), ("a/wing.vtu", "heat_flux"), ("b/wing.vtu", "temperature"),
+        ("b/wing.vtu", "heat_flux")]
+    assert rows[0]["rel_l2"] != rows[2]["rel_l2"] and float(rows[0]["baseline_rel_l2"]) > 0
+    doc = json.loads((out / "predictions.json").read_text())
+    assert [f["file"] for f in doc["files"]] == ["a/wing.vtu", "b/wing.vtu"]
+    assert doc["files"][1]["output"] == "b/wing.vtu" and (out / "b" / "wing.vtu").is_file()
+    assert set(doc["files"][0]["baseline_errors"]["heat_flux"]) == {"rel_l2", "mae", "max_abs"}
+    assert doc["mean"]["temperature"]["files"] == 2
+
+    written = meshio.read(out / "a" / "wing.vtu")  # the true vector as wide as the predicted one
+    assert written.point_data["heat_flux"].shape == written.point_data["predicted_heat_flux"].shape
+    assert written.point_data["heat_flux"].shape[1] == 3 and not written.point_data["heat_flux"][:, 2].any()
