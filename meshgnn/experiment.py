@@ -16,6 +16,7 @@ from meshgnn.boundary import BUG_LINE, EXIT_BUG, user_caused
 from meshgnn.config import validate
 from meshgnn.distributed import Dist
 from meshgnn.errors import Interrupted, UserError
+from meshgnn.failed_start import NewRunDir
 from meshgnn.model_run import train
 from meshgnn.resume import start_point
 from meshgnn.run_records import format_results_table  # noqa: F401  (meshgnn.cli imports it from here)
@@ -32,10 +33,13 @@ def main_task(cfg: DictConfig) -> float:
     says it is one. In a sweep the trial fails with that line and the sweep goes on.
 
     Under torchrun a user mistake is reported by every rank that meets it (ranks other than 0
-    name themselves), a stop request by rank 0 alone."""
+    name themselves), a stop request by rank 0 alone. A single run refused before it wrote
+    anything leaves no run directory (meshgnn.failed_start); a sweep keeps its failed trials'
+    folders, whose train.log the sweep report points to."""
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     in_sweep = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     dist = Dist.current()
+    new_dir = NewRunDir.at_start(Path(cfg.paths.output_dir)) if dist.is_main and not in_sweep else None
     try:
         return run(cfg, overrides)
     except Interrupted as exc:
@@ -61,6 +65,9 @@ def main_task(cfg: DictConfig) -> float:
         if dist.is_main:  # the other ranks have no log file
             log.error("%s", message)
         print(f"error{'' if dist.is_main else f' (rank {dist.rank})'}: {message}", file=sys.stderr, flush=True)
+        if new_dir is not None:
+            new_dir.remove_if_unused(keep=Path(HydraConfig.get().runtime.cwd) if HydraConfig.initialized()
+                                     else Path.cwd())
         sys.exit(code)
 
 

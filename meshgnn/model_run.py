@@ -29,7 +29,7 @@ from meshgnn.loggers.fanout import check_logger_packages, open_loggers
 from meshgnn.models import build_model
 from meshgnn.models.build import compiled_forward, data_parallel_forward
 from meshgnn.objectives import check_objective, check_target_weights, objective_value, target_names
-from meshgnn.resume import StartPoint, run_checkpoint
+from meshgnn.resume import StartPoint, recorded_choices, run_checkpoint
 from meshgnn.run_records import (describe_start, hparam_settings, lineage_of, record_divergence, write_results,
                                  write_run_json)
 from meshgnn.sweeps.pruning import PruningReporter
@@ -48,7 +48,12 @@ def train(cfg: DictConfig, start: StartPoint, run_dir: Path) -> float:
     """Train one model in `run_dir` from `start`, test it, and return the objective.
 
     A failed write (StorageError) gets the way to continue once the cause is removed; a
-    diverged run is recorded in run.json and diagnosed (diagnosis.json) before it stops."""
+    diverged run is recorded in run.json and diagnosed (diagnosis.json) before it stops. A
+    resume of a finished run (resume=auto on a requeued job) says so, and how to train on."""
+    if start.kind == "resume" and start.epoch >= cfg.trainer.epochs > 0:
+        log.info("run %s is finished: it has trained all trainer.epochs=%d epochs, so nothing is trained and "
+                 "its best weights are tested again; to train further, raise the total: %s trainer.epochs=%d",
+                 run_dir, cfg.trainer.epochs, resume_command(run_dir), 2 * cfg.trainer.epochs)
     try:
         return _train(cfg, start, run_dir)
     except StorageError as exc:
@@ -107,7 +112,7 @@ def _train(cfg: DictConfig, start: StartPoint, run_dir: Path) -> float:
                                monitor=cfg.objective, monitor_mode=cfg.objective_mode)
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
     lineage = lineage_of(start)
-    hydra_choices = dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}
+    hydra_choices = recorded_choices(start)
     trainer = Trainer(model, loss_fn, optimizer, None, loaders, settings, run_dir, device,
                       lambda: {"normalizer": data.normalizer.state_dict(), "config_yaml": config_yaml,
                                "dataset_fingerprint": data.fingerprint, "lineage": lineage,

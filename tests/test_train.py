@@ -1,6 +1,7 @@
 """End to end: `python train.py` through Hydra in a subprocess, as a user runs it."""
 
 import json
+import shutil
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -89,7 +90,7 @@ def test_bad_config_fails_before_data_work_naming_the_key(tmp_path, override, ne
 def test_unwritable_output_dir_is_one_clear_line(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
-    proc = run_train(["trainer=debug", f"hydra.run.dir={blocker / 'run'}", f"paths.data_dir={tmp_path / 'c'}"],
+    proc = run_train(["debug=default", f"hydra.run.dir={blocker / 'run'}", f"paths.data_dir={tmp_path / 'c'}"],
                      cwd=tmp_path, timeout=60)
     assert proc.returncode == 2
     assert "hydra.run.dir" in proc.stderr and str(blocker) in proc.stderr
@@ -193,3 +194,32 @@ def test_resume_at_a_directory_that_is_not_a_run_leaves_it_unchanged(tmp_path):
                                    "pass a run directory that has trained at least one epoch, or a .ckpt file")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes"]
     assert [p.name for p in notes.iterdir()] == ["todo.txt"]  # no .hydra/ written into it
+
+
+def test_a_launch_refused_inside_the_task_leaves_no_run_directory(tmp_path):
+    """A data folder without mesh files is found after Hydra made outputs/<date>/<time>_...:
+    the launch removes that directory (and the outputs/ it made), so `meshgnn plot
+    outputs/<date>/*` never meets an empty run."""
+    empty = tmp_path / "meshes"
+    empty.mkdir()
+    proc = run_train(["data=mesh_folder", f"data.path={empty}", "data.targets=[temperature]", "debug=default",
+                      f"paths.data_dir={tmp_path / 'cache'}"], cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2 and "no mesh files" in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["meshes"]
+
+
+def test_resume_auto_of_a_finished_run_says_so_and_a_refused_resume_keeps_the_run(tmp_path, debug_run, data_cache):
+    run_dir = tmp_path / "run"
+    shutil.copytree(debug_run[0], run_dir)
+    proc = run_train(["resume=auto", f"hydra.run.dir={run_dir}", f"paths.data_dir={data_cache}"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    said = proc.stdout + proc.stderr
+    assert (f"run {run_dir} is finished: it has trained all trainer.epochs=2 epochs, so nothing is trained" in said
+            and f"python train.py resume={run_dir} trainer.epochs=4" in said), said[-3000:]
+    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 2  # nothing trained
+
+    before = sorted(p.relative_to(run_dir) for p in run_dir.rglob("*"))
+    proc = run_train([f"resume={run_dir}", "model.hidden_dim=8", f"paths.data_dir={data_cache}"], cwd=tmp_path)
+    assert proc.returncode == 2 and "cannot change model.hidden_dim when resuming" in proc.stderr, proc.stderr
+    assert set(before) <= {p.relative_to(run_dir) for p in run_dir.rglob("*")}  # the refusal removed nothing
