@@ -175,6 +175,12 @@ def cmd_plot(args: argparse.Namespace) -> None:
         print(f"wrote {path}")
 
 
+def cmd_tensorboard(args: argparse.Namespace) -> None:
+    from meshgnn.loggers.tensorboard_command import start_tensorboard
+
+    sys.exit(start_tensorboard(args.folders, ["--port", str(args.port), "--host", args.host]))
+
+
 def _device(name: str):
     from meshgnn.devices import resolve_device
 
@@ -374,6 +380,13 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("runs", nargs="+", help="run directories (folders holding metrics.jsonl)")
     plot.add_argument("--out", type=Path, default=Path("plots"), help="folder for the PNGs (default ./plots)")
     plot.set_defaults(handler=cmd_plot)
+
+    board = commands.add_parser("tensorboard", help="TensorBoard over outputs/ and multirun/ together "
+                                "(single runs and sweeps)")
+    board.add_argument("folders", nargs="*", help="run folders (default: outputs and multirun, where present)")
+    board.add_argument("--port", type=int, default=6006, help="TensorBoard's port (default 6006)")
+    board.add_argument("--host", default="localhost", help="address to serve on (0.0.0.0: every interface)")
+    board.set_defaults(handler=cmd_tensorboard)
 
     package = commands.add_parser("export", help="write a model package from a run directory or checkpoint")
     package.add_argument("source", help="run directory (its best.ckpt; a staged run's last finished stage) "

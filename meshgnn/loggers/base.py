@@ -19,23 +19,30 @@ RUN_ROOTS = ("outputs", "multirun")
 
 
 class Status(Enum):
-    """How a launch ended, in each backend's own terms (TensorBoard, MLflow, W&B exit code)."""
+    """How a launch ended: a word for people, and each backend's own terms (TensorBoard's
+    session status, MLflow's run status, a W&B exit code). TensorBoard's Status has no
+    "aborted": a stopped run (resumable, neither finished nor failed) is STATUS_UNKNOWN there,
+    and its `status` hparam says "stopped"."""
 
-    SUCCESS = ("STATUS_SUCCESS", "FINISHED", 0)
-    FAILED = ("STATUS_FAILURE", "FAILED", 1)
-    KILLED = ("STATUS_ABORTED", "KILLED", 3)  # 3: train.py's exit code for a stop request
+    SUCCESS = ("finished", "STATUS_SUCCESS", "FINISHED", 0)
+    FAILED = ("failed", "STATUS_FAILURE", "FAILED", 1)
+    KILLED = ("stopped", "STATUS_UNKNOWN", "KILLED", 3)  # 3: train.py's exit code for a stop request
 
     @property
-    def tensorboard(self) -> str:
+    def word(self) -> str:
         return self.value[0]
 
     @property
-    def mlflow(self) -> str:
+    def tensorboard(self) -> str:
         return self.value[1]
 
     @property
-    def exit_code(self) -> int:
+    def mlflow(self) -> str:
         return self.value[2]
+
+    @property
+    def exit_code(self) -> int:
+        return self.value[3]
 
 
 def status_of(exc: BaseException | None) -> Status:

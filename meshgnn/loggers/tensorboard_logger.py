@@ -8,8 +8,9 @@ metrics, every scalar tag logged in the session runs: each problem's keys and me
 their columns, whatever run was read first.
 
 The session is written in a file of its own (`SESSION_FILE`), rewritten whole: at launch
-start with the session start, at the end with the end status too (SUCCESS, FAILURE,
-ABORTED), so a crashed or interrupted run is listed with its status. TensorBoard keeps the
+start with the session start (hparam `status`: "running"), at the end with the end status
+too (STATUS_SUCCESS / STATUS_FAILURE / STATUS_UNKNOWN, and `status` "finished", "failed" or
+"stopped"), so a crashed or interrupted run is listed, with its status. TensorBoard keeps the
 first summary it reads for a tag; one file rewritten, not one per launch, lets a resumed
 run's last launch speak for it. (A TensorBoard already open reads the rewrite on restart.)
 """
@@ -40,8 +41,8 @@ class TensorBoardLogger:
     def __init__(self, run: RunInfo) -> None:
         self.log_dir = Path(run.run_dir) / "tb"
         self.events = EventFile(self.log_dir, purge_step=run.first_new_epoch if run.resumed else None)
-        self.start = session_start(run.name, run.hparams)
-        self._write_session([self.start])
+        self.name, self.hparams, self.started = run.name, run.hparams, time.time()
+        self._write_session([session_start(self.name, {**self.hparams, "status": "running"}, self.started)])
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         for tag, value in metrics.items():
@@ -61,7 +62,8 @@ class TensorBoardLogger:
         try:
             self.events.close()
         finally:
-            self._write_session([self.start, session_end(status)])
+            self._write_session([session_start(self.name, {**self.hparams, "status": status.word}, self.started),
+                                 session_end(status)])
 
     def _write_session(self, summaries: list[Summary]) -> None:
         buffer = io.BytesIO()
@@ -73,10 +75,10 @@ class TensorBoardLogger:
         atomic_write_bytes(self.log_dir / SESSION_FILE, buffer.getvalue())
 
 
-def session_start(group_name: str, hparams: Mapping[str, Any]) -> Summary:
+def session_start(group_name: str, hparams: Mapping[str, Any], start_time: float) -> Summary:
     """The HParams session start: booleans as booleans (not 1.0), numbers as numbers, the
     rest as text; `group_name` is the row's trial name."""
-    info = plugin_data_pb2.SessionStartInfo(group_name=group_name, start_time_secs=time.time())
+    info = plugin_data_pb2.SessionStartInfo(group_name=group_name, start_time_secs=start_time)
     for name, value in hparams.items():
         if isinstance(value, bool):  # before int: bool is an int subclass
             info.hparams[name].bool_value = value

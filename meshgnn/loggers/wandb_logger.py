@@ -10,6 +10,7 @@ stay as they are."""
 
 from __future__ import annotations
 
+import secrets
 from typing import Mapping, Optional
 
 import numpy as np
@@ -22,7 +23,7 @@ class WandbLogger:
         import wandb
 
         self.wandb = wandb
-        run_id = remembered_id(run.run_dir, "wandb", wandb.util.generate_id)
+        run_id = remembered_id(run.run_dir, "wandb", lambda: secrets.token_hex(4))  # W&B ids: [a-z0-9]
         self.run = wandb.init(project=project, entity=entity, mode=mode, dir=str(run.run_dir), id=run_id,
                               resume="allow", name=run.name, tags=list(run.tags),
                               config={"hparams": run.hparams, **run.config},
