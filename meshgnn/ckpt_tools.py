@@ -7,7 +7,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from meshgnn.resume import LAUNCH_KEYS, flatten
+from meshgnn.resume import LAUNCH_KEYS, flatten, lr_adjusted, run_checkpoint
+from meshgnn.run_layout import finished, stage_names
 from meshgnn.training.checkpoint import load_checkpoint, save_checkpoint
 
 
@@ -53,7 +54,8 @@ def config_differences(saved_yaml: str, current: Any) -> list[str]:
 
 
 def set_lr(path: Path, lr: float) -> Path:
-    """Write `<name>_lr_adjusted.ckpt`: same state, learning rate `lr` from its next step on.
+    """Write `<name>_lr_adjusted.ckpt` (resume.lr_adjusted; set-lr on that copy rewrites it):
+    same state, learning rate `lr` from its next step on.
 
     The optimiser's parameter groups, the saved config and the schedule all get the new rate,
     and the schedule restarts at the checkpoint without warmup, so a resume from the new file
@@ -71,6 +73,32 @@ def set_lr(path: Path, lr: float) -> Path:
     payload["schedule_origin"] = [payload["epoch"], payload["global_step"]]
     payload.setdefault("lineage", {})["lr_adjusted"] = {"from_checkpoint": str(path), "lr": lr}
     payload = {k: v for k, v in payload.items() if k not in ("checksum", "format", "format_version")}
-    out = path.with_name(f"{path.stem}_lr_adjusted.ckpt")
+    out = lr_adjusted(path)
     save_checkpoint(payload, out)
     return out
+
+
+def continue_command(written: Path, source: Path) -> str:
+    """How to train on from `written` (set_lr's copy of `source`), as one sentence with the
+    command. The run's last.ckpt: `resume=<run dir>` continues in place (a stage's: the staged
+    run's directory), since resume takes last_lr_adjusted.ckpt while it is at last.ckpt's step;
+    with `trainer.epochs` raised when the run already trained all its epochs. Any other
+    checkpoint: `resume=<that file>`, which starts a branch (a new run directory)."""
+    payload = load_checkpoint(written)
+    epoch = int(payload["epoch"])
+    epochs = int(OmegaConf.create(payload["config_yaml"]).trainer.epochs)
+    run_dir = source.parent.parent
+    if source.parent.name != "checkpoints" or run_checkpoint(run_dir) != written:
+        return (f"branch off at epoch {epoch} into a new run directory (its parent stays as it is) with: "
+                f"python train.py resume={written}" + ("" if epoch < epochs else f" trainer.epochs={2 * epochs}"))
+    staged_run = run_dir.parent if run_dir.name in stage_names(run_dir.parent) else None
+    if staged_run is not None:
+        if finished(run_dir):
+            return (f"stage {run_dir.name} of {staged_run} has finished, and a staged run does not train a "
+                    f"finished stage again; branch off at epoch {epoch} into a new run directory with: "
+                    f"python train.py resume={written} trainer.epochs={2 * epochs}")
+        return f"continue the run in place from epoch {epoch + 1} with: python train.py resume={staged_run}"
+    if epoch >= epochs:
+        return (f"the run has trained all its trainer.epochs={epochs}; continue it in place with more epochs: "
+                f"python train.py resume={run_dir} trainer.epochs={2 * epochs}")
+    return f"continue the run in place from epoch {epoch + 1} with: python train.py resume={run_dir}"

@@ -2,6 +2,8 @@
 
 - `resume=<run dir>` (or its `checkpoints/last.ckpt`) continues that run in the same
   directory with the run's own config; command-line overrides apply on top.
+- `meshgnn ckpt set-lr <run dir>/checkpoints/last.ckpt LR` writes last_lr_adjusted.ckpt, which
+  `resume=<run dir>` then continues from (in place, at the new rate) until the run saves again.
 - `resume=<run dir>/checkpoints/epoch_0150.ckpt` (any checkpoint other than last.ckpt)
   starts a *branch*: a new run directory that records its parent in run.json, so checkpoints
   of the abandoned continuation are never mixed with the new ones.
@@ -32,6 +34,8 @@ ZIP_MAGIC = b"PK\x03\x04"
 LAUNCH_KEYS = ("paths", "resume", "init_from")
 # Config groups whose options write anywhere in the config (# @package _global_).
 GLOBAL_GROUPS = ("experiment", "hparams_search")
+# `meshgnn ckpt set-lr` writes <checkpoint stem> + this + .ckpt beside the checkpoint.
+LR_ADJUSTED_SUFFIX = "_lr_adjusted"
 
 
 @dataclass
@@ -59,17 +63,36 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return load(path)
 
 
+def lr_adjusted(checkpoint: Path) -> Path:
+    """Where `meshgnn ckpt set-lr` writes a checkpoint's copy with a new learning rate."""
+    checkpoint = Path(checkpoint)
+    stem = checkpoint.stem.removesuffix(LR_ADJUSTED_SUFFIX)
+    return checkpoint.with_name(f"{stem}{LR_ADJUSTED_SUFFIX}.ckpt")
+
+
 def run_checkpoint(run_dir: Path) -> Path:
-    return Path(run_dir) / "checkpoints" / "last.ckpt"
+    """The checkpoint a run continues from: checkpoints/last.ckpt, or its set-lr copy
+    (last_lr_adjusted.ckpt) while that is at the same step, so `resume=<run dir>` continues the
+    run in place at the new rate. Once the run saves a later step, last.ckpt is newer again."""
+    last = Path(run_dir) / "checkpoints" / "last.ckpt"
+    adjusted = lr_adjusted(last)
+    if adjusted.is_file() and last.is_file() and _progress(load_checkpoint(adjusted)) == _progress(load_checkpoint(last)):
+        return adjusted
+    return last
+
+
+def _progress(payload: dict[str, Any]) -> tuple[int, int]:
+    return int(payload["epoch"]), int(payload["global_step"])
 
 
 def find_checkpoint(path: str, key: str, prefer: tuple[str, ...] = ("last.ckpt",)) -> Path:
-    """A checkpoint file from a run directory or a checkpoint path, or one clear error."""
+    """A checkpoint file from a run directory (the run's own, run_checkpoint, for last.ckpt) or a
+    checkpoint path, or one clear error."""
     p = Path(path).expanduser()
     if p.is_dir():
         for name in prefer:
             if (p / "checkpoints" / name).is_file():
-                return p / "checkpoints" / name
+                return run_checkpoint(p) if name == "last.ckpt" else p / "checkpoints" / name
         raise UserError(f"{key}={path}: not a meshgnn run directory (no checkpoints/{' or '.join(prefer)}); "
                         f"pass a run directory that has trained at least one epoch, or a .ckpt file")
     if p.is_file():
@@ -151,6 +174,26 @@ def merge_resumed_config(saved_yaml: str, composed: DictConfig, overrides: list[
     for key in LAUNCH_KEYS:
         saved[key] = composed[key]
     return saved, changed
+
+
+def recorded_choices(start: StartPoint) -> dict[str, Any]:
+    """The config-group choices a checkpoint records (what `meshgnn ckpt inspect` composes to
+    diff against): this launch's for a fresh run or a warm start; on a resume or a branch the
+    resumed checkpoint's own, with the groups this launch's command line chose on top. A resume
+    composes only the defaults plus its overrides, so its own choices would say trainer=default
+    (or debug=null) of a run that trained with trainer=debug."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return {}
+    launch = dict(HydraConfig.get().runtime.choices)
+    if start.kind not in ("resume", "branch") or not start.payload:
+        return launch
+    chosen = dict(start.payload.get("hydra_choices") or launch)
+    for override in OverridesParser.create().parse_overrides(list(HydraConfig.get().overrides.task)):
+        if override.key_or_group in launch:
+            chosen[override.key_or_group] = launch[override.key_or_group]
+    return chosen
 
 
 def start_point(cfg: DictConfig, overrides: list[str], run_dir: Path) -> tuple[DictConfig, StartPoint]:
