@@ -81,12 +81,12 @@ def cmd_ckpt_inspect(args: argparse.Namespace) -> None:
 
 
 def cmd_ckpt_set_lr(args: argparse.Namespace) -> None:
-    from meshgnn.ckpt_tools import set_lr
+    from meshgnn.ckpt_tools import continue_command, set_lr
 
     if not args.lr > 0:
         raise UserError(f"learning rate {args.lr} must be positive")
     out = set_lr(Path(args.checkpoint), args.lr)
-    print(f"wrote {out} (learning rate {args.lr:g}); continue with: python train.py resume={out}")
+    print(f"wrote {out} (learning rate {args.lr:g}); {continue_command(out, Path(args.checkpoint))}")
 
 
 def cmd_sweep_report(args: argparse.Namespace) -> None:
