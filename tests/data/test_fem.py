@@ -1,6 +1,10 @@
-"""The P1 solvers against exact solutions: heat on an annulus, uniform tension of a plate."""
+"""The P1 solvers against exact solutions: heat on an annulus, uniform tension of a plate; and
+the solver library keeps quiet below warnings."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -89,3 +93,21 @@ def test_nodal_gradient_is_exact_for_linear_fields(shape):
     gradient = nodal_gradient(mesh.points, mesh.triangles, values.reshape((-1,) + shape))
     assert gradient.shape == (len(mesh.points),) + shape + (2,)
     np.testing.assert_allclose(gradient, np.broadcast_to(slopes, gradient.shape), atol=1e-12)
+
+
+GENERATE_TWICE = """
+import logging, sys
+logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="[%(name)s][%(levelname)s] %(message)s")
+from meshgnn.data.generate import generate_samples
+from meshgnn.data.sources import get_source
+for workers in (1, 2):  # in this process, then in two worker processes (which inherit INFO logging)
+    generate_samples(get_source("heat2d"), 2, 0, 0.2, 1, workers)
+"""
+
+
+@pytest.mark.slow
+def test_generation_logs_no_solver_info_lines_in_the_main_process_or_in_workers():
+    proc = subprocess.run([sys.executable, "-c", GENERATE_TWICE], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "[skfem" not in proc.stderr, proc.stderr[:500]
+    assert proc.stderr.count("[meshgnn.data][INFO] generating heat2d: 2/2") == 2  # our own INFO lines stay
