@@ -47,7 +47,7 @@ def test_debug_run_leaves_a_complete_run_directory(debug_run):
     assert [(e.step, e.width > e.height) for e in events.Images("fields/heat_flux")] == [(1, True), (2, True)]
     hparams = events.PluginTagToContent("hparams")
     assert "_hparams_/session_start_info" in hparams and b"model.hidden_dim" in hparams["_hparams_/session_start_info"]
-    assert events.Scalars("hparam/test_temperature_rel_l2")[0].value == pytest.approx(
+    assert events.Scalars("test/temperature/rel_l2")[0].value == pytest.approx(
         results["model"]["test/temperature/rel_l2"])
 
     log = (run_dir / "train.log").read_text()
