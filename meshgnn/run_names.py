@@ -1,8 +1,10 @@
 """Readable run directory names: outputs/<date>/<time>_<task_name>_<short overrides>.
 
 `hydra.run.dir` (conf/hydra/default.yaml) names a run by its time, the user's `task_name` and
-a short tag of the command-line overrides, e.g. `13-05-22_train_hidden_dim=64,lr=1e-3`, so
-`ls outputs/2026-12-02` and TensorBoard's run list tell runs apart. Sweeps are
+a short tag of the command-line overrides, e.g. `13-05-22_train_hidden_dim-64_lr-1e-3`, so
+`ls outputs/2026-12-02` and TensorBoard's run list tell runs apart. The name uses only
+characters that are safe in file names and in an unquoted Hydra value (no `=` or `,`), so the
+`python train.py resume=<run dir>` that meshgnn prints, or a shell completes, parses as one path. Sweeps are
 multirun/<date>/<time>_<task_name>/<trial number> (the trial folders keep their numbers: the
 sweeper, the report and diagnose find trials by them).
 
@@ -21,17 +23,17 @@ MAX_ITEM_CHARS = 40  # one long override (a list of fields) is cut to this
 # Overrides that say where or how a run starts rather than what it trains, and the name
 # keys themselves: not part of the tag.
 UNTAGGED = ("hydra", "paths", "resume", "init_from", "task_name", "tags")
-_UNSAFE = re.compile(r"[^A-Za-z0-9._=+,-]+")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
 
 
 def safe_name(text: str) -> str:
-    """`text` as one filesystem-safe path component (letters, digits and . _ = + , -)."""
+    """`text` as one path component safe for file systems and Hydra (letters, digits, . _ + -)."""
     return _UNSAFE.sub("-", str(text)).strip("-.") or "run"
 
 
 def _item(override: str) -> str | None:
-    """One override as `name=value`: the key's last part, a path's last part, unsafe
-    characters replaced; None for an untagged key."""
+    """One override as `name-value`: the key's last part, a path's last part, a list's items
+    joined by +, unsafe characters replaced; None for an untagged key."""
     key, _, value = override.partition("=")
     key = key.lstrip("+~")
     if key.split(".")[0].split("/")[0] in UNTAGGED:
@@ -43,20 +45,20 @@ def _item(override: str) -> str | None:
     elif "/" in value:  # a path or glob: its last part
         value = value.rstrip("/").rsplit("/", 1)[-1]
     value = _UNSAFE.sub("-", value).strip("-")
-    return safe_name(f"{name}={value}" if value else name)
+    return safe_name(f"{name}-{value}" if value else name)
 
 
 def override_tag(overrides: Iterable[str]) -> str:
-    """The short tag of some overrides, e.g. `hidden_dim=64,lr=1e-3`; when they do not fit
-    in MAX_TAG_CHARS, the first ones that do and `+N` for the N left out."""
+    """The short tag of some overrides, e.g. `hidden_dim-64_lr-1e-3`; when they do not fit
+    in MAX_TAG_CHARS, the first ones that do and `+Nmore` for the N left out."""
     items = [item[:MAX_ITEM_CHARS] for item in map(_item, overrides) if item]
     kept: list[str] = []
     for index, item in enumerate(items):
         rest = len(items) - index - 1
-        if len(",".join([*kept, item])) + (len(f",+{rest}") if rest else 0) > MAX_TAG_CHARS:
-            return ",".join([*kept, f"+{len(items) - index}"])
+        if len("_".join([*kept, item])) + (len(f"_+{rest}more") if rest else 0) > MAX_TAG_CHARS:
+            return "_".join([*kept, f"+{len(items) - index}more"])
         kept.append(item)
-    return ",".join(kept)
+    return "_".join(kept)
 
 
 def run_name(task_name: str, overrides: Iterable[str]) -> str:
