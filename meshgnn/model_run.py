@@ -180,8 +180,9 @@ def _in_turn(dist: Dist, load: Callable[[], Any]) -> Any:
 def _metrics_log(cfg: DictConfig, run_dir: Path, first_new_epoch: int) -> MetricsLog:
     """metrics.jsonl and the loggers of the `logger` group, started for this launch."""
     config = OmegaConf.to_container(cfg, resolve=True)
-    run = RunInfo(run_dir, run_name(run_dir), first_new_epoch, tags=[str(t) for t in cfg.get("tags") or []],
-                  hparams=hparam_settings(cfg), config=config)
+    tags = [str(t) for t in cfg.get("tags") or []]
+    hparams = {"task_name": cfg.get("task_name"), "tags": ",".join(tags), **hparam_settings(cfg)}
+    run = RunInfo(run_dir, run_name(run_dir), first_new_epoch, tags=tags, hparams=hparams, config=config)
     return MetricsLog(run_dir, first_new_epoch, open_loggers(config["logger"], run))
 
 

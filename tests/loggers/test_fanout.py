@@ -122,6 +122,7 @@ def test_every_backend_gets_the_hyperparameters_the_images_and_the_results(finis
     start, end = hparams_session(tensorboard(finished))
     assert start.hparams["trainer.compile"].WhichOneof("kind") == "bool_value"  # not 1.0000
     assert start.hparams["model.hidden_dim"].number_value == 8
+    assert start.hparams["tags"].string_value == "smoke,tiny" and start.hparams["task_name"].string_value == "train"
     assert start.hparams["status"].string_value == "finished" and end == api_pb2.STATUS_SUCCESS
     events = tensorboard(finished)
     assert events.Tags()["images"] and "test/temperature/rel_l2" in events.Tags()["scalars"]
