@@ -34,7 +34,7 @@ from meshgnn.errors import UserError
 from meshgnn.inference import package_fields as fields
 from meshgnn.inference.precision import prune_linear_weights
 from meshgnn.models import build_model
-from meshgnn.run_layout import final_stage_dir, is_staged, stage_dirs
+from meshgnn.run_layout import final_stage_dir
 from meshgnn.weights import load_weights
 
 FORMAT = "meshgnn-package"
@@ -145,7 +145,7 @@ def checkpoint_of(path: Path) -> Path:
             candidate = run_dir / "checkpoints" / name
             if candidate.is_file():
                 return candidate
-        where = f"its stages ({', '.join(d.name for d in stage_dirs(path))}) have" if is_staged(path) else "has"
+        where = f"its stage {run_dir.name} (the one it is read at) has" if run_dir != path else "has"
         raise UserError(f"{path}: {where} no checkpoints/best.ckpt or last.ckpt; pass a run directory of "
                         "`python train.py`, a .ckpt file or a package folder")
     if not path.exists():
