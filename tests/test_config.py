@@ -175,3 +175,31 @@ def test_check_group_names_the_bad_value_unknown_and_missing_keys():
     check_group("data", data, "pkg/config.json")
     with pytest.raises(UserError, match=r"data\.split\.val=1\.5"):
         check_group("data", {**data, "split": {"train": 0.8, "val": 1.5, "test": 0.1}}, "pkg/config.json")
+
+
+# ------------------------------------------------------------------ recipes that work in zsh
+def _unquoted_pattern_overrides(lines):
+    """Overrides (key=value) with brackets, braces, parentheses or globs left unquoted: zsh
+    expands or rejects them ("no matches found"), bash chokes on the parentheses."""
+    import re
+    import shlex
+
+    bad = []
+    for line in lines:
+        for token in shlex.split(line.split(" #", 1)[0], posix=False):
+            if token[0] not in "'\"" and "=" in token and "$(" not in token and re.search(r"[][*?{}()]", token):
+                bad.append(token)
+    return bad
+
+
+def test_readme_recipes_and_help_examples_quote_list_and_glob_overrides():
+    import re
+
+    readme = (CONF.parent / "README.md").read_text()
+    lines = [line for block in re.findall(r"```bash\n(.*?)```", readme, re.S)
+             for line in block.replace("\\\n", " ").splitlines()]
+    footer = OmegaConf.load(CONF / "hydra" / "default.yaml").help.footer
+    examples = [re.split(r"\s{2,}", line.strip())[0] for line in footer.splitlines() if "train.py" in line]
+    assert lines and examples and any("debug=default" in line for line in examples)
+    assert not _unquoted_pattern_overrides(lines + examples)
+    assert _unquoted_pattern_overrides(["python train.py data.targets=[t] 'tags=[a]'"]) == ["data.targets=[t]"]
