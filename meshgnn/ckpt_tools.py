@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from meshgnn.resume import LAUNCH_KEYS, flatten, lr_adjusted, run_checkpoint
 from meshgnn.run_layout import finished, stage_names
@@ -51,6 +51,31 @@ def config_differences(saved_yaml: str, current: Any) -> list[str]:
             continue
         rows.append(f"  {key}: {saved.get(key, '<absent>')} (conf/: {now.get(key, '<absent>')})")
     return rows
+
+
+def composed_like(payload: dict[str, Any], conf_dir: Path) -> tuple[DictConfig, list[str], list[str]]:
+    """`conf_dir` composed with the config-group choices the checkpoint recorded (its
+    hydra_choices: trainer, debug, experiment, ...), as one stage when the checkpoint is a stage's
+    of a staged run; also the choices used and those skipped because `conf_dir` no longer has
+    that option (each as "group=choice"). Nested choices (`debug/data@data`) follow from their
+    parent's and are not passed; neither are Hydra's own."""
+    from hydra import compose, initialize_config_dir
+
+    from meshgnn.config import register_configs, stage_config
+
+    used, skipped = [], []
+    for group, choice in (payload.get("hydra_choices") or {}).items():
+        if choice is None or group.startswith("hydra") or "@" in group or "/" in group:
+            continue
+        exists = str(choice).startswith("[") or (conf_dir / group / f"{choice}.yaml").is_file()
+        (used if exists else skipped).append(f"{group}={choice}")
+    register_configs()
+    with initialize_config_dir(config_dir=str(conf_dir.resolve()), version_base="1.3"):
+        composed = compose(config_name="config", overrides=used)
+    stage = Path(str(OmegaConf.create(payload["config_yaml"]).paths.output_dir)).name
+    if composed.stages and stage in composed.stages:
+        composed = stage_config(composed, stage)
+    return composed, used, skipped
 
 
 def set_lr(path: Path, lr: float) -> Path:

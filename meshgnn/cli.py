@@ -49,21 +49,9 @@ from meshgnn.errors import UserError
 DEFAULT_CONF = conf_location.conf_dir()
 
 
-def _compose_current(choices: dict[str, str], conf_dir: Path):
-    from hydra import compose, initialize_config_dir
-
-    from meshgnn.config import register_configs
-
-    register_configs()
-    overrides = [f"{group}={choice}" for group, choice in choices.items()
-                 if choice is not None and not group.startswith("hydra") and "@" not in group]
-    with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
-
-
 def cmd_ckpt_inspect(args: argparse.Namespace) -> None:
     from meshgnn.training.checkpoint import load_checkpoint
-    from meshgnn.ckpt_tools import config_differences, describe
+    from meshgnn.ckpt_tools import composed_like, config_differences, describe
 
     path = Path(args.checkpoint)
     payload = load_checkpoint(path)
@@ -71,11 +59,12 @@ def cmd_ckpt_inspect(args: argparse.Namespace) -> None:
     if not args.conf.is_dir():
         print(f"config diff    skipped: no config folder at {args.conf} (pass --conf)")
         return
-    choices = dict(payload.get("hydra_choices") or {})
-    rows = config_differences(payload["config_yaml"], _compose_current(choices, args.conf))
-    label = ", ".join(f"{g}={c}" for g, c in choices.items() if c and not g.startswith("hydra")) or "defaults"
-    print(f"config diff    against {args.conf} ({label}): "
+    composed, used, skipped = composed_like(payload, args.conf)
+    rows = config_differences(payload["config_yaml"], composed)
+    print(f"config diff    against {args.conf} ({', '.join(used) or 'defaults'}): "
           + ("identical" if not rows else f"{len(rows)} difference(s)"))
+    if skipped:
+        print(f"               not in {args.conf}, composed without: {', '.join(skipped)}")
     if rows:
         print("\n".join(rows))
 
