@@ -7,6 +7,9 @@ Under DDP (`dist` with several ranks) every rank runs this same loop on its own 
 takes the same decisions: the step loss and stop requests are summed over ranks every step,
 epoch sums and validation/test metrics are pooled over ranks, and only rank 0 writes
 (checkpoints, metrics.jsonl, TensorBoard).
+
+What the trainer is told and carries through restarts is in `train_state`, the divergence
+checks it runs every step and epoch in `divergence`.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ import math
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,8 +31,8 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from meshgnn.atomic import remove_orphaned_temp_files, writing
 from meshgnn.distributed import Dist
-from meshgnn.errors import UserError
 from meshgnn.training.checkpoint import save_checkpoint
+from meshgnn.training.divergence import TrainingDiverged, check_epoch, check_step
 from meshgnn.training.field_errors import ErrorAccumulator, field_errors
 from meshgnn.training.losses import CompositeLoss
 from meshgnn.training.metrics_log import MetricsLog
@@ -38,87 +40,13 @@ from meshgnn.training.precision import autocast, grad_scaler
 from meshgnn.training.rng import rng_state, set_rng_state
 from meshgnn.training.schedule import Schedule
 from meshgnn.training.stop import StopRequests
+from meshgnn.training.train_state import TrainerSettings, TrainState
 from meshgnn.weights import load_weights
 
 log = logging.getLogger(__name__)
 
-# Epoch metrics whose value must be finite and whose rise means divergence. train/grad_norm
-# is not among them: under fp16 an overflowing step (skipped by the scaler) makes it inf.
-DIVERGENCE_KEYS = ("train/loss/total", "val/loss/total")
 # What checkpoints written before the monitor followed `objective` monitored.
 LEGACY_MONITOR = {"metric": "val/loss/total", "mode": "min"}
-
-
-class TrainingDiverged(UserError):
-    """A loss or metric became NaN or infinite, or rose `divergence_factor` times above the
-    lineage's first training step's loss: that epoch is not saved, the last good checkpoints
-    are kept.
-    `record` says which metric, epoch and value (for run.json and the diagnosis)."""
-
-    ADVICE = "Try a lower optim.lr or trainer.grad_clip=1.0"
-
-    def __init__(self, message: str, metric: str, epoch: int, value: float) -> None:
-        super().__init__(f"{message}; checkpoints keep the last good weights. {self.ADVICE}")
-        self._args = (message, metric, epoch, value)
-        self.record = {"reason": "diverged", "metric": metric, "epoch": epoch, "value": value,
-                       "message": str(self)}
-
-    def __reduce__(self) -> tuple:  # picklable (sweep workers send exceptions between processes)
-        return type(self), self._args
-
-
-@dataclass
-class TrainerSettings:
-    epochs: int
-    grad_clip: float
-    save_every: int
-    early_stop_patience: int
-    log_every_steps: int
-    max_time_s: float = 0.0  # wall-clock budget of this launch (0 = none)
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 with a gradient scaler)
-    divergence_factor: float = 1000.0  # stop when a loss exceeds this x the first step's (0 = off)
-    # The epoch metric best.ckpt and early stopping follow, and whether lower or higher is better
-    # (the run's `objective` and `objective_mode`).
-    monitor: str = "val/loss/total"
-    monitor_mode: str = "min"  # min | max
-
-
-@dataclass
-class TrainState:
-    """Progress that must survive a restart (everything else is rebuilt from config)."""
-
-    epoch: int = 0  # completed epochs
-    global_step: int = 0
-    # Epoch and step at which the current learning-rate schedule began (moved by a warm
-    # start or by a resume that changes the rate).
-    schedule_origin_epoch: int = 0
-    schedule_origin_step: int = 0
-    best_value: float = math.inf  # of the monitored metric; -inf to start with when it is maximised
-    best_epoch: int = 0
-    bad_epochs: int = 0
-    # Progress inside the current epoch, so an interrupted epoch continues where it stopped.
-    batches_done: int = 0
-    epoch_sums: dict[str, float] = field(default_factory=dict)
-    epoch_graphs: int = 0
-    epoch_seconds: float = 0.0  # training time already spent in the interrupted epoch
-    step_losses: list[float] = field(default_factory=list)  # this epoch's, for its oscillation
-    history: list[dict[str, float]] = field(default_factory=list)
-    stopped_by: str | None = None  # "SIGTERM", "SIGINT", "max_time" when a launch stops early
-    # The training loss of the lineage's first step (kept through resumes): a run's starting
-    # value. Not its first epoch's mean: a learning rate that blows up does so within epoch 1.
-    divergence_reference: float | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"best_value": self.best_value, "best_epoch": self.best_epoch,
-                "bad_epochs": self.bad_epochs}
-
-    def restart_schedule(self) -> None:
-        self.schedule_origin_epoch, self.schedule_origin_step = self.epoch, self.global_step
-
-    def progress_dict(self) -> dict[str, Any]:
-        return {"batches_done": self.batches_done, "sums": dict(self.epoch_sums),
-                "graphs": self.epoch_graphs, "seconds": self.epoch_seconds,
-                "step_losses": list(self.step_losses)}
 
 
 class Trainer:
@@ -207,7 +135,8 @@ class Trainer:
         metrics = {**train_metrics, **val_metrics,
                    "consistency/grad": val_metrics["val/loss/gradient_consistency"],
                    "lr": self.optimizer.param_groups[0]["lr"], "epoch_time_s": train_time}
-        self._check_epoch(metrics)  # before anything of this epoch is written
+        check_epoch(metrics, self.state.epoch, self.settings.divergence_factor,
+                    self.state.divergence_reference)  # before anything of this epoch is written
         self.state.history.append(metrics)
         improved = self._update_early_stopping(metrics[self.settings.monitor])
         # Metrics first, then checkpoints: a kill in between re-runs this epoch on resume,
@@ -227,39 +156,6 @@ class Trainer:
                      self.settings.monitor, self.state.bad_epochs, self.state.best_value, self.state.best_epoch)
             return True
         return False
-
-    def _check_epoch(self, metrics: dict[str, float]) -> None:
-        """Refuse an epoch with a non-finite loss or validation metric, or a loss that rose
-        `divergence_factor` times above the lineage's first training step (the reference,
-        set by `_check_step` and carried in checkpoints)."""
-        epoch = self.state.epoch
-        checked = [k for k in metrics if k.startswith(("train/loss/", "val/"))]
-        for key in checked:
-            if not math.isfinite(metrics[key]):
-                raise TrainingDiverged(f"{key} became {metrics[key]} at epoch {epoch}, which is not "
-                                       "saved", key, epoch, metrics[key])
-        for key in DIVERGENCE_KEYS:
-            self._check_rise(key, metrics[key], epoch, f"epoch {epoch}")
-
-    def _check_step(self, step_loss: float) -> None:
-        """A non-finite step loss, or one `divergence_factor` times above the first step's,
-        ends the run before this step's update (a diverging epoch is not trained to its end)."""
-        epoch = self.state.epoch + 1
-        where = f"epoch {epoch}, step {self.state.global_step}"
-        if not math.isfinite(step_loss):
-            raise TrainingDiverged(f"training loss became {step_loss} at {where}", "train/loss/total",
-                                   epoch, step_loss)
-        if self.state.divergence_reference is None:
-            self.state.divergence_reference = step_loss
-        self._check_rise("train/loss/total", step_loss, epoch, where)
-
-    def _check_rise(self, key: str, value: float, epoch: int, where: str) -> None:
-        factor, reference = self.settings.divergence_factor, self.state.divergence_reference
-        if factor > 0 and reference is not None and value > factor * reference:
-            raise TrainingDiverged(
-                f"{key} rose to {value:.4g} at {where}, over trainer.divergence_factor={factor:g} times "
-                f"the run's first training loss {reference:.4g}: the run diverged (epoch {epoch} is not "
-                "saved; set trainer.divergence_factor=0 to train on regardless)", key, epoch, value)
 
     def _train_epoch(self) -> bool:
         """Train the rest of the current epoch; False if a stop was requested part-way.
@@ -286,7 +182,10 @@ class Trainer:
             lr = self._step_rate()
             loss, logged = self.loss_fn(self._predict(batch), batch)
             step_loss, agreed_stop = self._agree(float(logged["loss/total"]))
-            self._check_step(step_loss)
+            reference = step_loss if self.state.divergence_reference is None else self.state.divergence_reference
+            check_step(step_loss, self.state.epoch + 1, self.state.global_step, self.settings.divergence_factor,
+                       reference)
+            self.state.divergence_reference = reference  # the lineage's first step's, once set
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.optimizer)  # clip and log true gradients (fp16 scales them)

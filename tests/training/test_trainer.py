@@ -18,7 +18,7 @@ from meshgnn.errors import Interrupted, UserError
 from meshgnn.experiment import run
 from meshgnn.training.checkpoint import load_checkpoint
 from meshgnn.training.metrics_log import read_metrics
-from meshgnn.training.trainer import TrainingDiverged
+from meshgnn.training.divergence import TrainingDiverged
 
 TINY = ["trainer=debug", "data.num_samples=20", "model.hidden_dim=16", f"paths.root_dir={ROOT}"]
 
