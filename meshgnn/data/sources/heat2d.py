@@ -11,9 +11,10 @@ resolves it.
 Baseline: the Dirichlet values interpolated to every node by Shepard's inverse-distance
 weighting (power 2) over the `shepard_neighbours` nearest Dirichlet nodes (data config; a
 scipy cKDTree finds them), which is exact on the boundary and knows nothing about the source or
-the holes; its flux is -k times its gradient, recovered exactly like the solver's flux. A local
-interpolant: version 2 weighted every Dirichlet node, which costs N x boundary and lets the far
-side of the plate pull on every node.
+the holes; its flux is -k times its gradient, recovered exactly like the solver's flux. Data
+version 3 made it local: version 2 weighted every Dirichlet node, which costs N x boundary
+(about a third of predict's graph preparation on large meshes) and is more accurate than a
+small neighbourhood (README, "heat2d baseline"); k >= the Dirichlet node count is version 2.
 """
 
 from __future__ import annotations
