@@ -262,6 +262,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 def cmd_ensemble(args: argparse.Namespace) -> None:
     from meshgnn.inference.ensemble import evaluate_on_test, load_members, sweep_members
+    from meshgnn.inference.mesh_input import parse_globals
     from meshgnn.inference.predict import plan_outputs, predict_files
 
     paths = [Path(p) for p in args.members]
@@ -270,6 +271,7 @@ def cmd_ensemble(args: argparse.Namespace) -> None:
     if bool(args.predict) != bool(args.out):
         raise UserError("--predict FILES and --out DIR go together: pass both to write predictions")
     members = load_members(paths, args.prune)
+    given = parse_globals(args.globals, members[0])
     if args.predict:  # refused now rather than after the test table
         plan_outputs(members, args.predict, args.out)
     device = _device(args.device)
@@ -279,9 +281,12 @@ def cmd_ensemble(args: argparse.Namespace) -> None:
         print(f"test split ({table.num_graphs} meshes, physical units):")
         print("\n".join(table.lines([n for n, _ in members[0].targets])))
     if args.predict:
-        results = predict_files(members, args.predict, args.out, device, args.precision)
-        print(f"wrote {len(results)} VTU file(s) with predicted_<target> (mean) and std_<target> fields "
-              f"to {args.out}")
+        from meshgnn.inference.report import write_prediction_tables
+
+        results = predict_files(members, args.predict, args.out, device, args.precision, given)
+        write_prediction_tables(results, args.out, f"ensemble of {', '.join(m.name for m in members)}")
+        print(f"wrote {len(results)} VTU file(s) with predicted_<target> (mean) and std_<target> fields, "
+              f"predictions.csv and predictions.json to {args.out}")
         _print_file_errors(results)
 
 
@@ -423,6 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="mesh files or folders to predict on (with --out)")
     ensemble.add_argument("--out", type=Path, help="folder for the predicted VTU files")
     ensemble.add_argument("--no-test", action="store_true", help="skip the test-split table")
+    _globals_option(ensemble)
     ensemble.add_argument("--data-dir", type=Path, default=Path("data_cache"),
                           help="dataset cache of the members' data (default ./data_cache, as train.py)")
     _inference_options(ensemble)

@@ -147,3 +147,13 @@ def test_predictions_table_as_data_keeps_same_named_files_of_subfolders_apart(pa
     written = meshio.read(out / "a" / "wing.vtu")  # the true vector as wide as the predicted one
     assert written.point_data["heat_flux"].shape == written.point_data["predicted_heat_flux"].shape
     assert written.point_data["heat_flux"].shape[1] == 3 and not written.point_data["heat_flux"][:, 2].any()
+
+
+def test_ensemble_predictions_are_written_as_data_too(package_dir, files, tmp_path):
+    import json
+
+    out = tmp_path / "ens"
+    meshgnn(["ensemble", str(package_dir), str(package_dir), "--no-test", "--predict", str(files), "--out", str(out)])
+    doc = json.loads((out / "predictions.json").read_text())
+    assert doc["model"].startswith("ensemble of ") and len(doc["files"]) == 3
+    assert (out / "predictions.csv").read_text().count("\n") == 1 + 3 * 2  # header, 3 files x 2 targets
