@@ -80,11 +80,28 @@ def _start(name: str, settings: dict[str, Any], run: RunInfo) -> Logger:
 
         return CsvLogger(run)
     if name == "mlflow":
+        from mlflow.exceptions import MlflowException
+
         from meshgnn.loggers.mlflow_logger import MlflowLogger
 
-        return MlflowLogger(run, **settings)
+        try:
+            return MlflowLogger(run, **settings)
+        except MlflowException as exc:
+            raise UserError(f"logger=mlflow could not start a run at logger.mlflow.tracking_uri="
+                            f"{settings['tracking_uri']}: {_first_line(exc)}; check the URI and that its server "
+                            "is up (the default sqlite:///mlflow.db needs none)") from exc
     if name == "wandb":
+        from wandb.errors import Error as WandbError
+
         from meshgnn.loggers.wandb_logger import WandbLogger
 
-        return WandbLogger(run, **settings)
+        try:
+            return WandbLogger(run, **settings)
+        except WandbError as exc:
+            raise UserError(f"logger=wandb could not start a run: {_first_line(exc)}; run `wandb login` (or set "
+                            "WANDB_API_KEY), or log to files only with logger.wandb.mode=offline") from exc
     raise ValueError(f"no logger backend {name!r}")  # the schema admits only the names above
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -18,7 +18,8 @@ from wandb.proto import wandb_internal_pb2
 from conftest import ROOT, compose_config
 from meshgnn.errors import Interrupted, UserError
 from meshgnn.experiment import run
-from meshgnn.loggers.fanout import check_logger_packages
+from meshgnn.loggers.base import RunInfo
+from meshgnn.loggers.fanout import check_logger_packages, open_loggers
 from meshgnn.training.metrics_log import read_metrics
 from meshgnn.training.trainer import TrainingDiverged
 
@@ -180,3 +181,14 @@ def test_a_logger_whose_package_is_missing_is_one_line_with_the_pip_command(tmp_
     with pytest.raises(UserError, match="logger=wandb needs the wandb package"):
         launch(tmp_path / "run", data_cache, "logger=wandb")
     assert not (tmp_path / "run" / "tb").exists()  # refused before any training
+
+
+def test_wandb_online_without_a_login_is_one_line_saying_how(tmp_path, monkeypatch):
+    for name in ("WANDB_API_KEY", "WANDB_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc login
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
+    with pytest.raises(UserError) as info:
+        open_loggers({"wandb": {"project": "meshgnn", "entity": None, "mode": "online"}}, RunInfo(tmp_path, "run"))
+    assert "wandb login" in str(info.value) and "logger.wandb.mode=offline" in str(info.value)
+    assert "\n" not in str(info.value)
