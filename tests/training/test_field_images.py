@@ -1,14 +1,19 @@
 """Field images: drawn from the mesh's own cells (2D triangles and quads, a plane cut of a 3D
-mesh that is never empty), and a drawing failure never ends a run."""
+mesh that is never empty; a mesh folder's cells read from its file), and a drawing failure
+never ends a run."""
 
 import logging
 
+import meshio
 import numpy as np
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import ROOT, compose_config
+from meshgnn.data.dataset import load_datasets
+from meshgnn.data.features import ModelInputs
+from meshgnn.data.graph_cells import graph_cells
 from meshgnn.data.sources import get_source
 from meshgnn.experiment import run
 from meshgnn.training import field_images
@@ -117,3 +122,21 @@ def test_oscillation_measures_scatter_around_the_trend_not_the_trend():
     noisy = (torch.linspace(2.0, 1.0, 50) + 0.3 * torch.tensor([(-1.0) ** i for i in range(50)])).tolist()
     assert 0.15 < oscillation(noisy) < 0.25  # 0.3 scatter over a mean loss of 1.5
     assert oscillation([1.0, 2.0]) == 0.0
+
+
+def test_a_mesh_folder_graph_is_drawn_from_its_file_s_quads(tmp_path):
+    x, y = np.meshgrid(np.linspace(0.0, 1.0, 5), np.linspace(0.0, 0.5, 4), indexing="ij")
+    points = np.column_stack([x.ravel(), y.ravel(), np.zeros(x.size)])
+    node = np.arange(x.size).reshape(x.shape)
+    quads = np.array([[node[i, j], node[i + 1, j], node[i + 1, j + 1], node[i, j + 1]]
+                      for i in range(4) for j in range(3)])
+    for k in range(10):
+        field = {"temperature": np.sin(3 * points[:, 0]) + k * points[:, 1]}
+        meshio.write(tmp_path / f"mesh{k}.vtu", meshio.Mesh(points, [("quad", quads)], point_data=field))
+    cfg = compose_config(["data=mesh_folder", f"data.path={tmp_path}", "data.targets=[temperature]",
+                          "model.residual=false", "data.process_workers=1"])
+    data = load_datasets(cfg.data, tmp_path / "cache", ModelInputs.of_model(cfg.model))
+    cells = graph_cells(cfg.data, data.splits["val"], 0)
+    section = mesh_section(data.splits["val"][0].pos.double().numpy(), cells)
+    assert len(section.triangles) == 2 * len(quads)
+    assert triangle_area(section.points, section.triangles) == pytest.approx(0.5)
