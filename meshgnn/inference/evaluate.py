@@ -11,6 +11,7 @@ stored weight dtype and pruning, with the arithmetic precision asked for.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -156,7 +157,8 @@ def package_test(package: Package, data_dir: Path | None, device: torch.device) 
 
 
 def evaluate_target(package: Package, data: str, overrides: list[str], data_dir: Path | None,
-                    device: torch.device, precision: str = "fp32", globals_: list[str] = ()) -> dict[str, Any]:
+                    device: torch.device, precision: str = "fp32",
+                    globals_: Sequence[str] = ()) -> dict[str, Any]:
     """`meshgnn evaluate MODEL DATA [KEY=VALUE ...]`: DATA is a mesh file or folder (every file),
     or the name of the model's data config: its training data config (so the default is its
     own test split) with `[data.]KEY=VALUE` overrides, checked like training's. Returns
