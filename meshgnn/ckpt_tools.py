@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from meshgnn.resume import LAUNCH_KEYS, flatten, lr_adjusted, run_checkpoint
 from meshgnn.run_layout import finished, stage_names
@@ -42,12 +43,21 @@ def describe(path: Path, payload: dict[str, Any]) -> list[str]:
 
 
 def config_differences(saved_yaml: str, current: Any) -> list[str]:
-    """`key: saved (conf/: current)` for every leaf that differs, paths and launch keys aside."""
+    """`key: saved (conf/: current)` for every leaf that differs, paths and launch keys aside.
+    A checkpoint holds its config resolved, so conf/'s interpolations (`${trainer.epochs}`) are
+    compared by their values; one that cannot resolve outside a run is compared as written."""
     saved = flatten(OmegaConf.to_container(OmegaConf.create(saved_yaml), resolve=False))
     now = flatten(OmegaConf.to_container(current, resolve=False))
     rows = []
     for key in sorted(set(saved) | set(now)):
-        if key.split(".")[0] in LAUNCH_KEYS or saved.get(key) == now.get(key):
+        if key.split(".")[0] in LAUNCH_KEYS:
+            continue
+        if isinstance(now.get(key), str) and "${" in now[key]:
+            try:
+                now[key] = OmegaConf.select(current, key, throw_on_resolution_failure=True)
+            except OmegaConfBaseException:
+                pass
+        if saved.get(key) == now.get(key):
             continue
         rows.append(f"  {key}: {saved.get(key, '<absent>')} (conf/: {now.get(key, '<absent>')})")
     return rows

@@ -84,6 +84,7 @@ def test_inspect_of_a_resumed_debug_run_diffs_against_its_own_choices(adjusted_r
     diff = out[out.index("config diff"):]
     # what debug sets (a narrow model, tiny data) is no difference: only this run's own overrides
     assert "model.hidden_dim" not in diff and "data.mesh_size" not in diff and "trainer.log_every_steps" not in diff
+    assert "${" not in diff  # conf/'s interpolations (debug's max_epochs_per_stage) compared by value
     assert "optim.lr: 0.0002" in diff and "optim.schedule: constant" in diff and "trainer.epochs: 4" in diff
 
 

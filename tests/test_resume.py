@@ -160,15 +160,25 @@ def test_bad_resume_and_init_paths_are_one_line(tmp_path, stage1_run):
             start_point(compose_config(DEBUG + args), args, tmp_path / "x")
 
 
-def test_two_stage_pipeline_and_resume_in_the_middle_of_stage2(tmp_path, data_cache):
+def test_two_stage_pipeline_set_lr_and_resume_in_the_middle_of_stage2(tmp_path, data_cache):
+    """Stage 2 interrupted, its rate changed by `meshgnn ckpt set-lr`, then the command set-lr
+    printed: the staged run continues stage 2 in place at the new rate."""
     run_dir = tmp_path / "two"
     args = DEBUG + ["experiment=two_stage", "stages.stage1.trainer.epochs=2", "stages.stage2.trainer.epochs=6",
+                    "max_epochs_per_stage=0", "optim.schedule=constant",  # debug's cap off; exact rates
                     f"hydra.run.dir={run_dir}", f"paths.data_dir={data_cache}"]
     code, _, err = interrupt_after(args, tmp_path, run_dir / "stage2", epochs=1)
     assert code == 3, err[-2000:]
     assert f"python train.py resume={run_dir}" in err
     assert (run_dir / "stage1" / "results.json").is_file()
     assert not (run_dir / "stage2" / "results.json").exists()
+
+    adjusted = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-m", "meshgnn.cli", "ckpt", "set-lr",
+                               str(run_dir / "stage2" / "checkpoints" / "last.ckpt"), "3e-4"],
+                              capture_output=True, text=True)
+    assert adjusted.returncode == 0, adjusted.stderr
+    assert adjusted.stdout.strip().endswith(f"with: python train.py resume={run_dir}")  # the staged run's dir
+    done = load_checkpoint(run_dir / "stage2" / "checkpoints" / "last.ckpt")["epoch"]  # a part-done epoch logs its last step's rate
 
     proc = run_train([f"resume={run_dir}", f"paths.data_dir={data_cache}"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -177,8 +187,12 @@ def test_two_stage_pipeline_and_resume_in_the_middle_of_stage2(tmp_path, data_ca
     assert "gradient_consistency_weight: 0.0\n" in s1["config_yaml"]
     assert "gradient_consistency_weight: 0.25" in s2["config_yaml"]
     assert s1["epoch"] == 2 and s2["epoch"] == 6
-    assert [json.loads(l)["epoch"] for l in (run_dir / "stage2" / "metrics.jsonl").read_text().splitlines()] == [3, 4, 5, 6]
+    rows = [json.loads(l) for l in (run_dir / "stage2" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [3, 4, 5, 6]
+    # stage 2's own rate (1e-4) until the interruption, set-lr's from the resumed epoch on
+    assert [r["lr"] for r in rows] == pytest.approx([1e-4] * (done - 2) + [3e-4] * (6 - done))
     assert (run_dir / "stage2" / "results.json").is_file()
+    assert s2["lineage"]["checkpoint"].endswith("last_lr_adjusted.ckpt") and s2["lineage"]["kind"] == "resume"
 
 
 def test_resume_auto_starts_fresh_then_resumes(tmp_path, data_cache):
