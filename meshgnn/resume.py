@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from meshgnn.errors import UserError
-from meshgnn.run_layout import staged_run_config
+from meshgnn.run_layout import is_staged
 
 # Overrides that may change on a resume although they sit under data/model: they change
 # neither the network's shape nor the samples.
@@ -109,7 +109,7 @@ def check_start_paths(resume: str | None, init_from: str | None) -> None:
         if not path or (key == "resume" and path == "auto"):
             continue
         p = Path(path).expanduser()
-        if key == "resume" and p.is_dir() and staged_run_config(p).is_file():
+        if key == "resume" and p.is_dir() and is_staged(p):
             continue
         ckpt = find_checkpoint(path, key, prefer)
         if not p.is_dir():

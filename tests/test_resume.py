@@ -12,7 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from conftest import ROOT, compose_config, epochs_logged, run_train, start_train
 from meshgnn.errors import UserError
-from meshgnn.resume import start_point
+from meshgnn.resume import check_start_paths, start_point
 from meshgnn.training.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -158,6 +158,16 @@ def test_bad_resume_and_init_paths_are_one_line(tmp_path, stage1_run):
                         ([f"init_from={stage1_run}", "trainer.epochs=3"], "nothing left to train"):
         with pytest.raises(UserError, match=needle):
             start_point(compose_config(DEBUG + args), args, tmp_path / "x")
+
+
+def test_resume_of_a_plain_run_without_a_checkpoint_is_refused_before_launch(tmp_path):
+    """Every run keeps its first launch's snapshot (.hydra/launches/01): only a staged run's
+    config (with stages) makes a directory without checkpoints/ resumable."""
+    run = tmp_path / "crashed_before_epoch_1"
+    (run / ".hydra" / "launches" / "01").mkdir(parents=True)
+    (run / ".hydra" / "launches" / "01" / "config.yaml").write_text("stages: {}\n")
+    with pytest.raises(UserError, match="no checkpoints/last.ckpt"):
+        check_start_paths(str(run), None)
 
 
 def test_two_stage_pipeline_set_lr_and_resume_in_the_middle_of_stage2(tmp_path, data_cache):
