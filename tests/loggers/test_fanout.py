@@ -26,23 +26,28 @@ from meshgnn.training.trainer import TrainingDiverged
 TINY = ["debug=default", "data.num_samples=12", "model.hidden_dim=8", f"paths.root_dir={ROOT}"]
 
 
-def launch(run_dir: Path, data_cache: Path, logger: str, *args: str) -> float:
-    """In-process train.py with `logger` (e.g. "logger=many_loggers"): MLflow's store beside
-    the run, W&B offline."""
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> str:
+    """One MLflow store for the module's runs (creating its tables takes seconds)."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+def launch(run_dir: Path, data_cache: Path, store: str, logger: str, *args: str) -> float:
+    """In-process train.py with `logger` (e.g. "logger=many_loggers"), MLflow on `store`, W&B offline."""
     chosen = {"mlflow", "wandb"} if logger == "logger=many_loggers" else set(logger.removeprefix("logger=").strip("[]").split(","))
     overrides = [*TINY, f"paths.data_dir={data_cache}", f"paths.output_dir='{run_dir}'", logger, *args]
     if "mlflow" in chosen:
-        overrides.append(f"logger.mlflow.tracking_uri=sqlite:///{run_dir.parent / 'mlflow.db'}")
+        overrides.append(f"logger.mlflow.tracking_uri={store}")
     if "wandb" in chosen:
         overrides.append("logger.wandb.mode=offline")
     return run(compose_config(overrides), overrides)
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory, data_cache) -> Path:
+def finished(tmp_path_factory, data_cache, store) -> Path:
     """A finished run with every backend, named like a Hydra run directory."""
     run_dir = tmp_path_factory.mktemp("loggers") / "outputs" / "2026-12-02" / "10-00-00_lr=0.001"
-    launch(run_dir, data_cache, "logger=many_loggers", "trainer.image_every=1", "tags=[smoke,tiny]")
+    launch(run_dir, data_cache, store, "logger=many_loggers", "trainer.image_every=1", "tags=[smoke,tiny]")
     return run_dir
 
 
@@ -153,10 +158,10 @@ def test_runs_are_named_by_their_directory_most_specific_part_first(finished):
     assert start.group_name == "10-00-00_lr=0.001 · 2026-12-02"
 
 
-def test_a_diverged_launch_closes_every_backend_as_failed(tmp_path, data_cache):
+def test_a_diverged_launch_closes_every_backend_as_failed(tmp_path, data_cache, store):
     run_dir = tmp_path / "diverged"
     with pytest.raises(TrainingDiverged):
-        launch(run_dir, data_cache, "logger=many_loggers", "optim.lr=1e9", "trainer.grad_clip=0",
+        launch(run_dir, data_cache, store, "logger=many_loggers", "optim.lr=1e9", "trainer.grad_clip=0",
                "data.batch_size=16")
     start, end = hparams_session(tensorboard(run_dir))
     assert end == api_pb2.STATUS_FAILURE and start.hparams["status"].string_value == "failed"
@@ -164,22 +169,23 @@ def test_a_diverged_launch_closes_every_backend_as_failed(tmp_path, data_cache):
     assert [r.exit.exit_code for r in wandb_records(run_dir) if r.WhichOneof("record_type") == "exit"] == [1]
 
 
-def test_a_stopped_launch_is_listed_as_stopped(tmp_path, data_cache):
+def test_a_stopped_launch_is_listed_as_stopped(tmp_path, data_cache, store):
     run_dir = tmp_path / "stopped"
     with pytest.raises(Interrupted):
-        launch(run_dir, data_cache, "logger=[tensorboard,mlflow]", "trainer.max_time=1e-6")
+        launch(run_dir, data_cache, store, "logger=[tensorboard,mlflow]", "trainer.max_time=1e-6")
     start, end = hparams_session(tensorboard(run_dir))
     assert end == api_pb2.STATUS_UNKNOWN and start.hparams["status"].string_value == "stopped"
     assert mlflow_run(run_dir)[1].info.status == "KILLED"
 
 
-def test_a_logger_whose_package_is_missing_is_one_line_with_the_pip_command(tmp_path, data_cache, monkeypatch):
+def test_a_logger_whose_package_is_missing_is_one_line_with_the_pip_command(tmp_path, data_cache, store,
+                                                                             monkeypatch):
     monkeypatch.setitem(sys.modules, "wandb", None)  # what `import wandb` fails on when it is not installed
     with pytest.raises(UserError) as info:
         check_logger_packages({"tensorboard": {}, "wandb": {"mode": "offline"}})
     assert "pip install 'meshgnn[loggers]'" in str(info.value) and "\n" not in str(info.value)
     with pytest.raises(UserError, match="logger=wandb needs the wandb package"):
-        launch(tmp_path / "run", data_cache, "logger=wandb")
+        launch(tmp_path / "run", data_cache, store, "logger=wandb")
     assert not (tmp_path / "run" / "tb").exists()  # refused before any training
 
 
