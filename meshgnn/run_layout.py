@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -28,7 +29,7 @@ def stage_names(run_dir: Path) -> list[str]:
         return []
     try:
         stages = OmegaConf.load(config).get("stages") or {}
-    except (OSError, ValueError, OmegaConfBaseException):  # unreadable: not a layout to resolve
+    except (OSError, ValueError, yaml.YAMLError, OmegaConfBaseException):  # unreadable: no layout to resolve
         return []
     return [str(name) for name in stages]
 
