@@ -73,16 +73,35 @@ class RunInfo:
     def resumed(self) -> bool:
         return self.first_new_epoch > 1
 
+    @property
+    def sweep(self) -> str | None:
+        """The sweep a trial belongs to, multirun/<date>/<time...>/ as "<date>/<time...>" (W&B
+        group, MLflow tag `sweep`); None for a single run."""
+        below = _below_run_root(self.run_dir)
+        if _run_root(self.run_dir) != "multirun" or len(below) < 3:
+            return None
+        return "/".join(below[:2])
+
 
 def run_name(run_dir: Path) -> str:
     """A run's name, most specific part first: its path below outputs/ or multirun/ read
     leaf to root, e.g. "3_optim.lr=0.001 · 13-05-22_train · 2026-12-02" for a sweep trial.
     TensorBoard's HParams table cuts trial names after some 15 characters, so what tells
     runs apart (time, trial number, overrides) must come first."""
+    return " · ".join(reversed(_below_run_root(run_dir) or Path(run_dir).resolve().parts[-1:]))
+
+
+def _run_root(run_dir: Path) -> str | None:
+    """outputs or multirun: the last folder of that name above `run_dir`, if any."""
+    roots = [part for part in Path(run_dir).resolve().parts[:-1] if part in RUN_ROOTS]
+    return roots[-1] if roots else None
+
+
+def _below_run_root(run_dir: Path) -> tuple[str, ...]:
+    """The parts of `run_dir` below its run root (empty when it has none)."""
     parts = Path(run_dir).resolve().parts
-    roots = [i for i, part in enumerate(parts) if part in RUN_ROOTS]
-    below = parts[roots[-1] + 1:] if roots and roots[-1] + 1 < len(parts) else parts[-1:]
-    return " · ".join(reversed(below))
+    roots = [i for i, part in enumerate(parts[:-1]) if part in RUN_ROOTS]
+    return parts[roots[-1] + 1:] if roots else ()
 
 
 class Logger(Protocol):

@@ -40,7 +40,7 @@ class MlflowLogger:
             experiment_id = (experiment.experiment_id if experiment is not None
                              else self.client.create_experiment(experiment_name))
             tags = {"mlflow.runName": run.name, "run_dir": str(run.run_dir),
-                    **{f"tag.{tag}": "true" for tag in run.tags}}
+                    **({"sweep": run.sweep} if run.sweep else {}), **{f"tag.{tag}": "true" for tag in run.tags}}
             return self.client.create_run(experiment_id, run_name=run.name, tags=tags).info.run_id
 
         return remembered_id(run.run_dir, f"mlflow {self.client.tracking_uri}", create)

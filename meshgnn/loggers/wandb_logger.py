@@ -25,7 +25,7 @@ class WandbLogger:
         self.wandb = wandb
         run_id = remembered_id(run.run_dir, "wandb", lambda: secrets.token_hex(4))  # W&B ids: [a-z0-9]
         self.run = wandb.init(project=project, entity=entity, mode=mode, dir=str(run.run_dir), id=run_id,
-                              resume="allow", name=run.name, tags=list(run.tags),
+                              resume="allow", name=run.name, group=run.sweep, tags=list(run.tags),
                               config={"hparams": run.hparams, **run.config},
                               settings=wandb.Settings(console="off", silent=True, x_disable_stats=True))
 
