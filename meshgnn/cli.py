@@ -5,6 +5,8 @@
                                   a checkout; `meshgnn train --help` lists the config groups
   meshgnn ckpt inspect CKPT       verify a checkpoint and print what it holds
   meshgnn ckpt set-lr CKPT LR     write CKPT's <name>_lr_adjusted.ckpt with a new learning rate
+                                  and print the command that continues the run at it (for a
+                                  run's last.ckpt: resume=<run dir>, in place)
   meshgnn sweep report SWEEP_DIR  rank a sweep's trials, write report.csv/.json and plots into
                                   SWEEP_DIR, print the best trial as a train.py command
   meshgnn data check FOLDER --inputs A B --targets C [--node-type-field F --node-type-values 0 1 2]
@@ -16,11 +18,11 @@
                                   mesh-folder workflow on
   meshgnn diagnose RUN_DIR|SWEEP_DIR
                                   read a run's curves and print a verdict per symptom with the
-                                  overrides to try (writes diagnosis.json); for a sweep, rank
-                                  the trials' problems
+                                  overrides to try (writes diagnosis.json); a staged run stage
+                                  by stage; for a sweep, rank the trials' problems
   meshgnn plot RUN_DIR [RUN_DIR ...] [--out DIR]
                                   PNGs of loss curves, per-target errors and optimiser state,
-                                  comparing runs
+                                  comparing runs (a staged run as one curve over its stages)
   meshgnn export RUN_DIR|CKPT OUT_DIR [--precision bf16] [--prune 0.2] [--program]
                                   write a model package (safetensors weights, config, normaliser,
                                   checksummed manifest; optionally a torch.export program) and
