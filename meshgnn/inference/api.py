@@ -97,7 +97,7 @@ class Model:
             path = Path(mesh)
             if not path.is_file():
                 raise UserError(f"{path}: no such mesh file")
-            return read_mesh(self.package, path, path.parent, given)[0]
+            return read_mesh(self.package, path, path.parent, given, option="globals=")[0]
         raise UserError(f"predict() takes paths, meshio.Mesh objects or points=/cells=, not "
                         f"{type(mesh).__name__}")
 

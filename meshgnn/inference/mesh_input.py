@@ -24,6 +24,7 @@ from meshgnn.errors import UserError
 from meshgnn.inference.package import Package
 
 Globals = Mapping[str, np.ndarray]  # global name -> its 1D float64 values
+IN_MEMORY = "in-memory"  # the temporary folder of an in-memory mesh (it has no sidecar to fix)
 
 
 def mesh_files(paths: list[Path]) -> list[tuple[Path, Path]]:
@@ -134,9 +135,9 @@ def _explain_unreadable(package: Package, path: Path, from_file: tuple[str, ...]
     if absent:
         example = (" " + " ".join(f"{g}=VALUE" for g in absent) if option.startswith("--")
                    else "{" + ", ".join(f"{g!r}: VALUE" for g in absent) + "}")
-        raise UserError(f"{path}: no value for global(s) {', '.join(absent)} (not in its field_data nor in a "
-                        f"sidecar {sidecar.name}); add them to {sidecar.name} beside the file, or give "
-                        f"them for every mesh with {option}{example}")
+        where = (f"field_data nor in a sidecar {sidecar.name}); add them to {sidecar.name} beside the file, or "
+                 "give them for every mesh with" if sidecar.parent.name != IN_MEMORY else "field_data); give them with")
+        raise UserError(f"{path}: no value for global(s) {', '.join(absent)} (not in its {where} {option}{example}")
 
 
 def read_meshio(package: Package, mesh: meshio.Mesh, given_globals: Globals | None = None,
@@ -144,11 +145,10 @@ def read_meshio(package: Package, mesh: meshio.Mesh, given_globals: Globals | No
     """An in-memory mesh (its point_data named as the package's files are) as a sample, judged
     like a file (through a temporary VTU; messages name it `name`, and globals= for globals)."""
     with tempfile.TemporaryDirectory(prefix="meshgnn-") as folder:
-        path = Path(folder) / "mesh.vtu"
+        path = Path(folder) / IN_MEMORY / "mesh.vtu"
+        path.parent.mkdir()
         meshio.write(path, mesh, file_format="vtu")
         try:
-            return read_mesh(package, path, Path(folder), given_globals, option="globals=")[0]
-        except UserError as exc:
-            text = str(exc).replace(str(path), name).replace(f"sidecar {path.with_suffix('.json').name}",
-                                                             "sidecar").replace(path.name, name)
-            raise UserError(text) from None
+            return read_mesh(package, path, path.parent, given_globals, option="globals=")[0]
+        except UserError as exc:  # name the mesh, not the temporary file
+            raise UserError(str(exc).replace(str(path), name).replace(path.name, name)) from None
