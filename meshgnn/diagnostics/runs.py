@@ -115,7 +115,7 @@ def diagnose_sweep(sweep_dir: Path | str) -> list[str]:
     final: dict[int, float] = {}   # final val/loss/total (of the last stage), inf when absent or not finite
     failed: dict[int, str] = {}
     for trial_number, trial in trials:
-        if not is_staged(trial) and not _has_metrics(trial):
+        if not is_staged(trial) and not _diagnosable(trial):
             failed[trial_number] = ("no metrics.jsonl" if not (trial / "metrics.jsonl").exists()
                                     else "empty metrics.jsonl")
             continue
@@ -143,7 +143,7 @@ def diagnose_sweep(sweep_dir: Path | str) -> list[str]:
     lines.append(f"trials by final {VAL_LOSS} (best first):")
     for trial_number in sorted(diagnosed, key=lambda n: (final[n], n)):
         d = diagnosed[trial_number]
-        problems = ", ".join(f.symptom for f in d.problems) or "no problems"
+        problems = ", ".join(d.problem_names()) or "no problems"
         advice = "; ".join(a for f in d.problems for a in f.advice[:1])
         lines.append(f"  trial {trial_number}  {VAL_LOSS} {format_value(final[trial_number])}  {problems}"
                      + (f"  -> try: {advice}" if advice else ""))

@@ -36,6 +36,9 @@ class Diagnosis:
     def problems(self) -> list[Finding]:
         return [f for f in self.findings if f.status == "problem"]
 
+    def problem_names(self) -> list[str]:
+        return [f.symptom for f in self.problems]
+
     def verdict(self) -> str:
         problems = self.problems
         return (f"{len(problems)} problem(s): {', '.join(f.symptom for f in problems)}" if problems
@@ -71,6 +74,10 @@ class StagedDiagnosis:
     def problems(self) -> list[Finding]:
         return [f for _, diagnosis in self.stages for f in diagnosis.problems]
 
+    def problem_names(self) -> list[str]:
+        """Each problem as <stage>/<symptom>."""
+        return [f"{name}/{f.symptom}" for name, diagnosis in self.stages for f in diagnosis.problems]
+
     def lines(self) -> list[str]:
         verdicts = "; ".join(f"{name}: {diagnosis.verdict()}" for name, diagnosis in self.stages)
         out = [f"diagnosis of staged run {self.run_dir} ({', '.join(name for name, _ in self.stages)}): {verdicts}"]
@@ -80,7 +87,7 @@ class StagedDiagnosis:
 
     def to_dict(self) -> dict[str, Any]:
         return {"run_dir": self.run_dir, "staged": True,
-                "problems": [f"{name}/{f.symptom}" for name, d in self.stages for f in d.problems],
+                "problems": self.problem_names(),
                 "stages": [{"stage": name, **diagnosis.to_dict()} for name, diagnosis in self.stages]}
 
     def to_json(self) -> str:

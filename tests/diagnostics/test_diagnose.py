@@ -264,6 +264,28 @@ def test_sweep_ranking(tmp_path):
     assert diagnose_path(sweep) == lines
 
 
+def test_sweep_of_staged_trials_and_a_trial_stopped_as_diverged(tmp_path):
+    sweep = tmp_path / "multirun"
+    staged = sweep / "0"
+    write_run(staged / "stage1", history(), config=None)
+    write_run(staged / "stage2", history(train=[1.0] * EPOCHS), config=None)      # flat: not_decreasing
+    (staged / ".hydra" / "launches" / "01").mkdir(parents=True)
+    (staged / ".hydra" / "launches" / "01" / "config.yaml").write_text(yaml.safe_dump(
+        {**CONFIG, "stages": {"stage1": {"optim": {"lr": 5e-4}}, "stage2": {"optim": {"lr": 1e-4}}}}))
+    diverged = sweep / "1"   # the trainer refused its first epoch: run.json records the stop, no metrics
+    diverged.mkdir(parents=True)
+    (diverged / "run.json").write_text(json.dumps({"launches": [{"stopped": {
+        "reason": "diverged", "metric": "train/loss/total", "epoch": 1, "value": 2e11, "message": "rose"}}],
+        "config": CONFIG}))
+    lines = diagnose_sweep(sweep)
+    assert lines[0] == f"sweep {sweep}: 2 trial folders, 2 diagnosed, 0 failed or empty"
+    trial0 = next(line for line in lines if line.startswith("  trial 0 "))
+    assert "stage2/not_decreasing" in trial0 and "stages.stage2.optim.lr=" in trial0
+    assert "diverged" in next(line for line in lines if line.startswith("  trial 1 "))
+    doc = json.loads((staged / "diagnosis.json").read_text())
+    assert [s["stage"] for s in doc["stages"]] == ["stage1", "stage2"] and "stage2/not_decreasing" in doc["problems"]
+
+
 def test_user_errors(tmp_path):
     missing = tmp_path / "nope"
     for call in (diagnose_path, diagnose_run, diagnose_sweep):
