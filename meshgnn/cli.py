@@ -211,7 +211,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     if test is None:
         print("test not measured (--no-test)")
     elif test["metrics"] is None:
-        print(f"test: {test['reason']}; no test numbers of the run either")
+        print(f"test {test['reason']}, and the run has no test numbers of these weights")
     elif test["of"] == "package":
         print(f"package test rel L2 ({weights} weights, {test['reason']}): {_rel_l2(test['metrics'])}")
     else:

@@ -147,9 +147,10 @@ def package_test(package: Package, data_dir: Path | None, device: torch.device) 
         return {"of": "run", "metrics": run_metrics, "reason": "the run's best.ckpt weights, unchanged"}
     data = package.data
     if data["name"] == "mesh_folder" and not Path(data["path"]).is_dir():
+        unmeasured = f"not measured: the training mesh folder {data['path']} is not here"
         return {"of": "run", "metrics": run_metrics,
-                "reason": f"not measured: the training mesh folder {data['path']} is not here; the numbers "
-                          "are the run's, of its fp32 unpruned weights"}
+                "reason": unmeasured + ("; these are the run's numbers, of its fp32 unpruned best.ckpt, not "
+                                        "of this package" if run_metrics else "")}
     folder = Path(data_dir or package.origin.get("data_dir") or "data_cache")
     result = evaluate_split([package], data, folder, device)
     return {"of": "package", "metrics": result.members[0], "num_meshes": result.num_meshes,

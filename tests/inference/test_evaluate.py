@@ -96,6 +96,7 @@ def test_export_of_a_folder_model_without_its_folder_says_whose_numbers(package_
     package.origin = {**package.origin, "test_metrics": {"test/temperature/rel_l2": 0.5}}
     test = package_test(package, None, CPU)
     assert test["of"] == "run" and "not measured" in test["reason"] and "/nonexistent/folder" in test["reason"]
+    assert test["metrics"] == {"test/temperature/rel_l2": 0.5} and "not of this package" in test["reason"]
 
 
 @pytest.fixture(scope="module")
