@@ -46,7 +46,7 @@ def diagnose_run(run_dir: Path | str) -> Diagnosis:
     findings = diagnose_history(history, config, str(run_dir.parent if stage else run_dir), stopped)
     if stage:
         for finding in findings:
-            finding.advice = [_stage_override(stage, advice) for advice in finding.advice]
+            finding.advice = [a for a in (_stage_override(stage, advice) for advice in finding.advice) if a]
     return Diagnosis(str(run_dir), findings, epochs=len(sorted_records(history)), notes=notes)
 
 
@@ -71,12 +71,17 @@ def _stage_name(run_dir: Path) -> str | None:
     return run_dir.name if is_staged(run_dir.parent) and run_dir in stage_dirs(run_dir.parent) else None
 
 
-def _stage_override(stage: str, advice: str) -> str:
+def _stage_override(stage: str, advice: str) -> str | None:
     """A stage trains with its own optim/trainer/loss entries (stages.<stage>.*), which win over
-    the top-level ones: advice for those groups names the stage's key; commands and suggestions of
-    several overrides stay as they are."""
+    the top-level ones: advice for those groups names the stage's key. A resume command that
+    changes such a key is dropped (a staged resume cannot reach a stage's entries: the stage's
+    checkpoint config wins); other commands and suggestions of several overrides stay."""
+    words = advice.split()
+    if words[:2] == ["python", "train.py"] and any(w.startswith("resume=") for w in words):
+        changes = [w for w in words[2:] if not w.startswith("resume=")]
+        return None if any(w.lstrip("+").split(".")[0] in STAGE_GROUPS for w in changes) else advice
     key = advice.split("=", 1)[0].lstrip("+")
-    if "=" in advice and " " not in advice and key.split(".")[0] in STAGE_GROUPS:
+    if "=" in advice and len(words) == 1 and key.split(".")[0] in STAGE_GROUPS:
         prefix = advice[:len(advice) - len(advice.lstrip("+"))]
         return f"{prefix}stages.{stage}.{advice.lstrip('+')}"
     return advice

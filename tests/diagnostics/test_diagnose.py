@@ -286,6 +286,17 @@ def test_sweep_of_staged_trials_and_a_trial_stopped_as_diverged(tmp_path):
     assert [s["stage"] for s in doc["stages"]] == ["stage1", "stage2"] and "stage2/not_decreasing" in doc["problems"]
 
 
+def test_a_stage_still_improving_is_not_told_to_resume_with_top_level_epochs(tmp_path):
+    """`resume=<staged run> trainer.epochs=N` cannot lengthen a stage (its own entries win)."""
+    run = tmp_path / "run"
+    write_run(run / "stage1", history(train=[1.0 / (e + 1) for e in range(6)], n=6), config=None)
+    (run / ".hydra" / "launches" / "01").mkdir(parents=True)
+    (run / ".hydra" / "launches" / "01" / "config.yaml").write_text(yaml.safe_dump({**CONFIG, "stages": {"stage1": {}}}))
+    finding = by_symptom(diagnose_run(run / "stage1").findings)["under_trained"]
+    assert finding.status == "problem"
+    assert finding.advice == ["stages.stage1.trainer.epochs=12"]  # no config read: twice its 6 epochs
+
+
 def test_user_errors(tmp_path):
     missing = tmp_path / "nope"
     for call in (diagnose_path, diagnose_run, diagnose_sweep):
