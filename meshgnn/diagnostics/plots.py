@@ -1,8 +1,9 @@
 """Loss curves of one or more training runs as PNGs, for people who would rather look than read.
 
-`plot_runs(run_dirs, out_dir)` reads each run's metrics.jsonl and writes four figures, one colour
-per run, train dashed and validation solid, so runs of different lengths and targets can be
-compared at a glance:
+`plot_runs(run_dirs, out_dir)` reads each run (`meshgnn.diagnostics.curves`: a staged run as one
+curve over its stages, a dotted line where each later stage starts) and writes four figures, one
+colour per run, train dashed and validation solid, so runs of different lengths and targets can
+be compared at a glance:
 
 - loss_total.png: the total loss the optimiser minimises (train) and the one early stopping and
   checkpoint selection watch (val). Over- and underfitting, divergence and which run is best show
@@ -17,7 +18,7 @@ compared at a glance:
   when logged, the gradient and parameter norms (exploding gradients, runaway weights).
 
 Values that were not finite (stored as "nan"/"inf") are drawn as gaps, not as zeros. Axes are
-logarithmic when every value on them is positive. Figures are drawn on the Agg canvas directly:
+logarithmic when every value on them is positive (tick labels: `meshgnn.diagnostics.log_ticks`). Figures are drawn on the Agg canvas directly:
 no display, no pyplot state and no global rcParams are touched, and each file is written
 atomically (temp name in out_dir, then rename).
 """
