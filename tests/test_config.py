@@ -79,7 +79,7 @@ def test_debug_switch_shrinks_every_experiment_and_stage(experiment):
     assert cfg.trainer.epochs == 2 and cfg.data.num_samples == 40
     ends = [stage_config(cfg, name).trainer.epochs for name in cfg.stages]
     assert ends == [2 * (i + 1) for i in range(len(ends))]  # each stage trains 2 epochs more
-    longer = compose_config([f"experiment={experiment}", "debug=default", "trainer.epochs=3"])
+    longer = compose_config([f"experiment={experiment}", "debug=default", "max_epochs_per_stage=3"])
     assert [stage_config(longer, name).trainer.epochs for name in longer.stages] == [3 * (i + 1) for i in range(len(ends))]
     full = compose_config([f"experiment={experiment}"])
     assert [stage_config(full, n).trainer.epochs for n in full.stages] == [s.trainer.epochs for s in full.stages.values()]
