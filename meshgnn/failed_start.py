@@ -8,8 +8,9 @@ outputs/<date>/<time>_.../ stays and shows up in `meshgnn plot outputs/<date>/*`
 
 Only a directory that this launch started is removed, and only while it still holds nothing
 but Hydra's snapshot, this launch's copy of it and train.log: a resumed run (it has earlier
-launches), a folder of the user's, or a run that wrote anything else (run.json, a checkpoint)
-is never touched.
+launches), a folder of the user's with files in it, or a run that wrote anything else
+(run.json, a checkpoint) is never touched. (An empty folder named by hydra.run.dir cannot be
+told from one Hydra made; it goes too, as it was.)
 """
 
 from __future__ import annotations

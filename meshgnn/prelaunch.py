@@ -73,8 +73,9 @@ def is_multirun(args: Any, cfg: DictConfig) -> bool:
 
 def check_launch(args: Any, config_dir: Path, job_name: str) -> DictConfig:
     """The composed config (with its `hydra` node) of a launch that passed every check, or
-    one UserError line. `args` is Hydra's parsed command line."""
-    parsed = parse_overrides(list(args.overrides))
+    one UserError line. `args` is Hydra's parsed command line (old spellings read as their
+    replacements, as `renamed_overrides` gives them to Hydra)."""
+    parsed = parse_overrides([RENAMED_OVERRIDES.get(o, o) for o in args.overrides])
     plain = [o.input_line for o in parsed if not o.is_sweep_override()]
     sweeps = [o for o in parsed if o.is_sweep_override()]
     with initialize_config_dir(config_dir=str(config_directory(args, config_dir)), version_base="1.3",

@@ -131,3 +131,5 @@ def test_trainer_debug_on_the_command_line_is_the_debug_switch(capsys):
     assert "note: trainer=debug is now debug=default" in capsys.readouterr().out
     assert renamed_overrides(["train.py", "trainer=debug", "--cfg", "job"], printing=True)[1] == "debug=default"
     assert capsys.readouterr().out == ""  # printed config stays YAML
+    cfg = check("trainer=debug", "data=mesh_folder", "data.path=r", "data.targets=[t]", "experiment=two_stage")
+    assert cfg.hydra.runtime.choices.debug == "default" and cfg.trainer.epochs == 2  # after experiment=
