@@ -10,7 +10,7 @@ Only a directory that this launch started is removed, and only while it still ho
 but Hydra's snapshot, this launch's copy of it and train.log: a resumed run (it has earlier
 launches), a folder of the user's with files in it, or a run that wrote anything else
 (run.json, a checkpoint) is never touched. (An empty folder named by hydra.run.dir cannot be
-told from one Hydra made; it goes too, as it was.)
+told from one Hydra made: it is removed too.)
 """
 
 from __future__ import annotations
