@@ -89,7 +89,7 @@ def test_resume_and_init_from_paths_are_checked_without_reading_them_twice(tmp_p
             check(argv)
     staged = tmp_path / "staged"
     (staged / ".hydra" / "launches" / "01").mkdir(parents=True)
-    (staged / ".hydra" / "launches" / "01" / "config.yaml").write_text("stages: {}\n")
+    (staged / ".hydra" / "launches" / "01" / "config.yaml").write_text("stages:\n  stage1: {}\n")
     check(f"resume={staged}")  # a staged run directory has no checkpoints/ of its own
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.ckpt", "notes", "staged"]
     assert not list(not_a_run.iterdir())

@@ -45,7 +45,7 @@ def test_resume_reuses_the_run_dir_and_ranks_agree_on_the_name(tmp_path):
     """resume=<that dir>, as meshgnn prints it and a shell completes it (unquoted), is one path."""
     staged = tmp_path / run_name("train", ["model.hidden_dim=64", "optim.lr=1e-3", "data.inputs=[a,b]"])  # a staged run's directory is a resumable run without checkpoints/
     (staged / ".hydra" / "launches" / "01").mkdir(parents=True)
-    (staged / ".hydra" / "launches" / "01" / "config.yaml").write_text("stages: {}\n")
+    (staged / ".hydra" / "launches" / "01" / "config.yaml").write_text("stages:\n  stage1: {}\n")
     assert composed(f"resume={staged}", "trainer.epochs=9").hydra.run.dir == str(staged)
     kind, run_dir = _decide_run_dir(get_args_parser().parse_args(["model.hidden_dim=8"]), CONF, "train")
     assert kind == "run_dir" and re.fullmatch(rf"{STAMP}_train_hidden_dim-8", run_dir)
