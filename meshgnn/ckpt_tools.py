@@ -44,23 +44,39 @@ def describe(path: Path, payload: dict[str, Any]) -> list[str]:
 
 def config_differences(saved_yaml: str, current: Any) -> list[str]:
     """`key: saved (conf/: current)` for every leaf that differs, paths and launch keys aside.
-    A checkpoint holds its config resolved, so conf/'s interpolations (`${trainer.epochs}`) are
-    compared by their values; one that cannot resolve outside a run is compared as written."""
-    saved = flatten(OmegaConf.to_container(OmegaConf.create(saved_yaml), resolve=False))
+    A checkpoint holds its config resolved; a conf/ interpolation (debug's
+    `max_epochs_per_stage: ${trainer.epochs}`) is no difference when it gives the saved value
+    from the saved config's own keys (only the key it follows was changed), else it is shown
+    with conf/'s value; one that cannot resolve outside a run is compared as written."""
+    saved_config = OmegaConf.create(saved_yaml)
+    saved = flatten(OmegaConf.to_container(saved_config, resolve=False))
     now = flatten(OmegaConf.to_container(current, resolve=False))
     rows = []
     for key in sorted(set(saved) | set(now)):
         if key.split(".")[0] in LAUNCH_KEYS:
             continue
         if isinstance(now.get(key), str) and "${" in now[key]:
-            try:
-                now[key] = OmegaConf.select(current, key, throw_on_resolution_failure=True)
-            except OmegaConfBaseException:
-                pass
+            now[key] = _interpolated(key, now[key], saved_config, current, saved.get(key))
         if saved.get(key) == now.get(key):
             continue
         rows.append(f"  {key}: {saved.get(key, '<absent>')} (conf/: {now.get(key, '<absent>')})")
     return rows
+
+
+def _interpolated(key: str, expression: str, saved: DictConfig, current: Any, saved_value: Any) -> Any:
+    """conf/'s `expression` at `key`: the saved value when it follows from the saved config,
+    else its value in conf/, else the expression itself."""
+    probe = saved.copy()
+    try:
+        OmegaConf.update(probe, key, expression, merge=False, force_add=True)
+        if OmegaConf.select(probe, key, throw_on_resolution_failure=True) == saved_value:
+            return saved_value
+    except OmegaConfBaseException:
+        pass
+    try:
+        return OmegaConf.select(current, key, throw_on_resolution_failure=True)
+    except OmegaConfBaseException:
+        return expression
 
 
 def composed_like(payload: dict[str, Any], conf_dir: Path) -> tuple[DictConfig, list[str], list[str]]:
