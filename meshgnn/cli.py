@@ -319,7 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("checkpoint")
     inspect.add_argument("--conf", type=Path, default=DEFAULT_CONF, help="config folder to compare with")
     inspect.set_defaults(handler=cmd_ckpt_inspect)
-    set_lr = ckpt.add_parser("set-lr", help="write <name>_lr_adjusted.ckpt with a new learning rate")
+    set_lr = ckpt.add_parser("set-lr", help="write <name>_lr_adjusted.ckpt with a new learning rate and "
+                                            "print the command that continues the run at it")
     set_lr.add_argument("checkpoint")
     set_lr.add_argument("lr", type=float)
     set_lr.set_defaults(handler=cmd_ckpt_set_lr)
