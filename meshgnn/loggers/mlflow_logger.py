@@ -1,7 +1,7 @@
 """logger=mlflow: one MLflow run per run directory, through MlflowClient (no global run).
 
 `logger.mlflow.tracking_uri` is a local SQLite store by default (`sqlite:///mlflow.db` in
-the directory train.py is started in: no server, works offline, shared by all runs and
+the directory train.py is started in, artifacts in mlruns/ beside it: no server, works offline, shared by all runs and
 sweeps) or any tracking server (http://host:5000, databricks). MLflow 3 refuses its old
 `file:` store unless MLFLOW_ALLOW_FILE_STORE=true is set. The run gets the readable run name,
 the tags, every hparam as a param, the resolved config as an artifact, every epoch's
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
@@ -22,6 +23,16 @@ from meshgnn.loggers.base import RunInfo, Status, remembered_id
 PARAMS_PER_CALL = 100  # MLflow's limits of one log_batch
 METRICS_PER_CALL = 1000
 PARAM_VALUE_CHARS = 6000
+
+
+def artifact_location(tracking_uri: str) -> str | None:
+    """A local SQLite store keeps its artifacts beside the database (<db dir>/mlruns), not in
+    whatever directory the first run happened to start in (MLflow's default, ./mlruns); a
+    tracking server decides for itself (None)."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    database = Path(tracking_uri[len("sqlite:///"):]).expanduser().resolve()
+    return (database.parent / "mlruns").as_uri()
 
 
 class MlflowLogger:
@@ -38,7 +49,8 @@ class MlflowLogger:
         def create() -> str:
             experiment = self.client.get_experiment_by_name(experiment_name)
             experiment_id = (experiment.experiment_id if experiment is not None
-                             else self.client.create_experiment(experiment_name))
+                             else self.client.create_experiment(
+                                 experiment_name, artifact_location=artifact_location(self.client.tracking_uri)))
             tags = {"mlflow.runName": run.name, "run_dir": str(run.run_dir),
                     **({"sweep": run.sweep} if run.sweep else {}), **{f"tag.{tag}": "true" for tag in run.tags}}
             return self.client.create_run(experiment_id, run_name=run.name, tags=tags).info.run_id

@@ -26,3 +26,16 @@ def test_a_resumed_run_continues_its_mlflow_run_and_ends_with_the_last_status(tm
     assert only.data.params == {"optim.lr": "0.001", "trainer.compile": "False", "seed": "1"}
     assert [(m.step, m.value) for m in client.get_metric_history(only.info.run_id, "val/loss/total")] == [
         (1, 2.0), (2, 1.0)]
+
+
+def test_a_local_store_keeps_its_artifacts_beside_its_database(tmp_path, monkeypatch):
+    """MLflow's default artifact root is ./mlruns of whatever directory the process runs in."""
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    (tmp_path / "store").mkdir()
+    logger = MlflowLogger(RunInfo(tmp_path / "run", "run", hparams={"seed": 1}), uri, "meshgnn")
+    logger.finish(Status.SUCCESS)
+    assert (tmp_path / "store" / "mlruns").is_dir() and not (elsewhere / "mlruns").exists()
+    assert any(p.name == "config.json" for p in (tmp_path / "store" / "mlruns").rglob("*"))
