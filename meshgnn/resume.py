@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,12 +77,21 @@ def run_checkpoint(run_dir: Path) -> Path:
     run in place at the new rate. Once the run saves a later step, last.ckpt is newer again."""
     last = Path(run_dir) / "checkpoints" / "last.ckpt"
     adjusted = lr_adjusted(last)
-    if adjusted.is_file() and last.is_file() and _progress(load_checkpoint(adjusted)) == _progress(load_checkpoint(last)):
+    if adjusted.is_file() and last.is_file() and _progress(adjusted) == _progress(last):
         return adjusted
     return last
 
 
-def _progress(payload: dict[str, Any]) -> tuple[int, int]:
+def _progress(checkpoint: Path) -> tuple[int, int]:
+    """(epoch, global step) of a checkpoint; read once per file version (a launch asks several times)."""
+    stat = checkpoint.stat()
+    return _progress_of(checkpoint.resolve(), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _progress_of(checkpoint: Path, mtime_ns: int, size: int) -> tuple[int, int]:
+    """`mtime_ns` and `size` only key the cache: a rewritten file is read again."""
+    payload = load_checkpoint(checkpoint)
     return int(payload["epoch"]), int(payload["global_step"])
 
 
