@@ -237,9 +237,9 @@ def test_shepard_neighbours_is_a_checked_knob_of_the_cache_key():
     assert heat2d.VERSION == 3
     default, wider = (compose_config(["data.num_samples=20"] + extra).data
                       for extra in ([], ["data.shepard_neighbours=16"]))
-    assert default.shepard_neighbours == 32  # conf/data/heat2d.yaml's, also what knob_values() falls back to
-    assert SOURCES["heat2d"].knob_values() == {"shepard_neighbours": 32}
-    assert generating_keys(default)["shepard_neighbours"] == 32
+    assert default.shepard_neighbours == 64  # conf/data/heat2d.yaml's, also what knob_values() falls back to
+    assert SOURCES["heat2d"].knob_values() == {"shepard_neighbours": 64}
+    assert generating_keys(default)["shepard_neighbours"] == 64
     assert generating_keys(default) != generating_keys(wider)
     with pytest.raises(UserError, match="shepard_neighbours"):
         validate(compose_config(["data.shepard_neighbours=0"]))
