@@ -176,8 +176,8 @@ def unknown_key_message(line: str, key: str, cfg: DictConfig) -> str | None:
     close = [f"{section}.{c}" if section else c for c in difflib.get_close_matches(name, names, n=3, cutoff=0.6)]
     value = line.split("=", 1)[1] if "=" in line else "..."
     fix = f"did you mean {' or '.join(close)}? e.g. {close[0]}={value}" if close else f"its keys are {', '.join(names)}"
-    return (f"override {line!r}: {owner}, and `+` cannot add keys to a schema-backed section; {fix} "
-            "(`python train.py --cfg job` prints every key)")
+    adding = " (`+` cannot add keys to a schema-backed section)" if line.lstrip().startswith("+") else ""
+    return (f"override {line!r}: {owner}{adding}; {fix} (`python train.py --cfg job` prints every key)")
 
 
 def check_added_keys(parsed: list[Override], cfg: DictConfig) -> None:
