@@ -236,11 +236,26 @@ def cmd_predict(args: argparse.Namespace) -> None:
     package = load_model(Path(args.model), args.prune)
     given = parse_globals(args.globals, package)
     print(f"model {_loaded_from(Path(args.model), package)}")
-    results = predict_files([package], args.files, args.out, _device(args.device), args.precision, given)
-    tables = write_prediction_tables(results, args.out, package.name)
-    print(f"wrote {len(results)} VTU file(s) with predicted_<target> fields to {args.out}, and "
-          f"{' and '.join(p.name for p in tables)}")
-    _print_file_errors(results)
+    failures: list[tuple[str, str]] = []
+    results = predict_files([package], args.files, args.out, _device(args.device), args.precision, given, failures)
+    if results:
+        tables = write_prediction_tables(results, args.out, package.name)
+        print(f"wrote {len(results)} VTU file(s) with predicted_<target> fields to {args.out}, and "
+              f"{' and '.join(p.name for p in tables)}")
+        _print_file_errors(results)
+    _refuse_failures(failures, len(results))
+
+
+def _refuse_failures(failures: list[tuple[str, str]], predicted: int) -> None:
+    """Each file the model could not take, one line each on stderr, then exit 2."""
+    if not failures:
+        return
+    if len(failures) == 1 and not predicted:
+        raise UserError(failures[0][1])
+    for _, reason in failures:
+        print(f"error: {reason}", file=sys.stderr)
+    raise UserError(f"{len(failures)} of {len(failures) + predicted} file(s) could not be predicted "
+                    "(one line each above); the others were written")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -285,11 +300,14 @@ def cmd_ensemble(args: argparse.Namespace) -> None:
     if args.predict:
         from meshgnn.inference.report import write_prediction_tables
 
-        results = predict_files(members, args.predict, args.out, device, args.precision, given)
-        write_prediction_tables(results, args.out, f"ensemble of {', '.join(m.name for m in members)}")
-        print(f"wrote {len(results)} VTU file(s) with predicted_<target> (mean) and std_<target> fields, "
-              f"predictions.csv and predictions.json to {args.out}")
-        _print_file_errors(results)
+        failures: list[tuple[str, str]] = []
+        results = predict_files(members, args.predict, args.out, device, args.precision, given, failures)
+        if results:
+            write_prediction_tables(results, args.out, f"ensemble of {', '.join(m.name for m in members)}")
+            print(f"wrote {len(results)} VTU file(s) with predicted_<target> (mean) and std_<target> fields, "
+                  f"predictions.csv and predictions.json to {args.out}")
+            _print_file_errors(results)
+        _refuse_failures(failures, len(results))
 
 
 def _inference_options(parser: argparse.ArgumentParser) -> None:

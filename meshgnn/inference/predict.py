@@ -140,14 +140,24 @@ def plan_outputs(members: list[Package], paths: list[Path], out_dir: Path) -> li
 
 
 def predict_files(members: list[Package], paths: list[Path], out_dir: Path, device: torch.device,
-                  precision: str = "fp32", given_globals: Globals | None = None) -> list[FilePrediction]:
+                  precision: str = "fp32", given_globals: Globals | None = None,
+                  failures: list[tuple[str, str]] | None = None) -> list[FilePrediction]:
     """Predict every mesh file (or folder of them) and write `<out_dir>/<relative path>.vtu`
-    (`plan_outputs` checks every output location first)."""
+    (`plan_outputs` checks every output location first). With a `failures` list, a file the
+    model cannot take (wrong dimension, missing fields or globals) is recorded there as
+    (relative path, reason) and the others are still predicted: one bad file in a folder of
+    hundreds must not cost the rest; without one, it raises."""
     check_compatible(members)
     plan = plan_outputs(members, paths, out_dir)
     results = []
     for index, (path, root, target) in enumerate(plan, start=1):
-        result, mesh = predict_file(members, path, root, device, precision, given_globals)
+        try:
+            result, mesh = predict_file(members, path, root, device, precision, given_globals)
+        except UserError as exc:
+            if failures is None:
+                raise
+            failures.append((path.relative_to(root).as_posix(), str(exc)))
+            continue
         write_vtu(mesh, result, target, ensemble=len(members) > 1)
         log.info("predicted %s (%d/%d, %d nodes)", path, index, len(plan), result.num_nodes)
         results.append(result)

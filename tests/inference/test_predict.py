@@ -157,3 +157,25 @@ def test_ensemble_predictions_are_written_as_data_too(package_dir, files, tmp_pa
     doc = json.loads((out / "predictions.json").read_text())
     assert doc["model"].startswith("ensemble of ") and len(doc["files"]) == 3
     assert (out / "predictions.csv").read_text().count("\n") == 1 + 3 * 2  # header, 3 files x 2 targets
+
+
+def test_a_file_the_model_cannot_take_costs_only_itself(debug_run, files, tmp_path, capsys):
+    """One bad file in a folder: the others are predicted and tabled, the bad one is one line,
+    and the exit status says something was refused."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for index in range(2):
+        for suffix in (".vtu", ".json"):
+            name = f"sample_{index:05d}{suffix}"
+            (folder / name).write_bytes((files / name).read_bytes())
+    (folder / "sample_00001.json").unlink()  # its globals are gone
+    out = tmp_path / "pred"
+    with pytest.raises(SystemExit) as exited:
+        meshgnn(["predict", str(debug_run[0]), str(folder), "--out", str(out)])
+    assert exited.value.code == 2
+    printed = capsys.readouterr()
+    assert (out / "sample_00000.vtu").is_file() and not (out / "sample_00001.vtu").exists()
+    rows = (out / "predictions.csv").read_text().splitlines()[1:]
+    assert rows and all(row.startswith("sample_00000.vtu,") for row in rows)
+    assert printed.err.count("sample_00001.vtu: no value for global(s)") == 1
+    assert "1 of 2 file(s) could not be predicted" in printed.err
