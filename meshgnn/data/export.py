@@ -20,8 +20,15 @@ NODE_TYPE_FIELD = "node_type"
 _OURS = re.compile(r"sample_\d{5,}\.(vtu|json)|README\.txt")
 
 
+def as_vtu_vector(field: np.ndarray) -> np.ndarray:
+    """A 2D mesh's 2-component vectors ([N, 2]) padded with a zero z, so ParaView and pyvista
+    show them as vectors (glyphs) beside our 3-component ones; anything else as it is. Reading
+    folds them back (data.mesh_read: a flat mesh's z = 0 components)."""
+    return np.pad(field, ((0, 0), (0, 1))) if field.ndim == 2 and field.shape[1] == 2 else field
+
+
 def sample_to_meshio(sample: MeshSample, spec: SourceSpec) -> meshio.Mesh:
-    """The sample as a meshio mesh: 2D points padded with z = 0, scalar fields as [N]."""
+    """The sample as a meshio mesh: 2D points and vectors padded with z = 0, scalar fields as [N]."""
     points = np.asarray(sample.points, dtype=np.float64)
     if points.shape[1] == 2:
         points = np.pad(points, ((0, 0), (0, 1)))
@@ -29,7 +36,7 @@ def sample_to_meshio(sample: MeshSample, spec: SourceSpec) -> meshio.Mesh:
     for fields in (sample.inputs, sample.targets):
         for name, values in fields.items():
             values = np.asarray(values, dtype=np.float64).reshape(sample.num_nodes, -1)
-            point_data[name] = values[:, 0] if values.shape[1] == 1 else values
+            point_data[name] = values[:, 0] if values.shape[1] == 1 else as_vtu_vector(values)
     point_data[NODE_TYPE_FIELD] = np.asarray(sample.node_type, dtype=np.int64)
     cells = [(t, np.asarray(c, dtype=np.int64)) for t, c in sample.cells]
     return meshio.Mesh(points, cells, point_data=point_data)

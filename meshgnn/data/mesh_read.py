@@ -121,12 +121,22 @@ def parse_file(path: Path, spec: FolderSpec) -> ParsedFile:
         if role == "node-type":
             out.node_type = node_type_values(values, spec, out.problem)
         else:
-            out.fields[field_name] = values
+            out.fields[field_name] = _flat_vector(values, points)
     if spec.globals:
         out.globals = read_globals(path, mesh, spec, out.problem)
     named = {n for _, n in spec.roles()}
     out.ignored_fields = tuple(sorted(k for k in mesh.point_data if k not in named))
     return out
+
+
+def _flat_vector(values: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """A flat mesh's 3-component field whose z is 0 everywhere is its 2D vector, as its points
+    are (ParaView, pyvista and meshgnn's own VTU output write 2D vectors that way)."""
+    if points.shape[1] != 2 or values.ndim != 2 or values.shape[1] != 3:
+        return values
+    # z is 0 in every row, except rows whose x or y is NaN/Inf too (reported as such after this)
+    broken = ~np.isfinite(values[:, :2]).all(axis=1)
+    return np.ascontiguousarray(values[:, :2]) if np.all((values[:, 2] == 0) | broken) else values
 
 
 def _check_points(mesh: meshio.Mesh, out: ParsedFile) -> np.ndarray | None:

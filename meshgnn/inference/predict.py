@@ -25,6 +25,7 @@ from meshgnn.atomic import writing
 from meshgnn.data.features import add_features, normalize, single_graph_store
 from meshgnn.data.graph import sample_to_graph
 from meshgnn.data.hierarchy import MultiScaleData
+from meshgnn.data.export import as_vtu_vector
 from meshgnn.data.mesh_files import mesh_extension
 from meshgnn.data.sample import MeshSample
 from meshgnn.data.sources import get_source
@@ -208,7 +209,7 @@ def write_vtu(mesh: meshio.Mesh, result: FilePrediction, path: Path, ensemble: b
     """The input mesh with the predicted (and std, error) fields added, written atomically;
     vectors of a 2D mesh (its own fields too) with 3 components."""
     flat = np.asarray(mesh.points).shape[1] == 2 or not np.any(np.asarray(mesh.points)[:, 2])
-    point_data = {k: _as_3d(np.asarray(v)) if flat else v for k, v in mesh.point_data.items()}
+    point_data = {k: as_vtu_vector(np.asarray(v)) if flat else v for k, v in mesh.point_data.items()}
     for name, values in result.mean.items():
         fields = {f"predicted_{name}": values}
         if ensemble:
@@ -217,7 +218,7 @@ def write_vtu(mesh: meshio.Mesh, result: FilePrediction, path: Path, ensemble: b
             fields[f"error_{name}"] = values - np.asarray(result.true[name], dtype=np.float64)
         for key, field in fields.items():
             field = np.asarray(field, dtype=np.float64)
-            point_data[key] = field[:, 0] if field.shape[1] == 1 else (_as_3d(field) if flat else field)
+            point_data[key] = field[:, 0] if field.shape[1] == 1 else (as_vtu_vector(field) if flat else field)
     out = meshio.Mesh(mesh.points, mesh.cells, point_data=point_data, cell_data=mesh.cell_data,
                       field_data=mesh.field_data)
     tmp = path.with_name(f".{path.name}.tmp.vtu")
@@ -228,12 +229,6 @@ def write_vtu(mesh: meshio.Mesh, result: FilePrediction, path: Path, ensemble: b
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
-
-
-def _as_3d(field: np.ndarray) -> np.ndarray:
-    """2-component vectors ([N, 2]) padded with a zero z, so ParaView and pyvista show them as
-    vectors (glyphs); anything else as it is."""
-    return np.pad(field, ((0, 0), (0, 1))) if field.ndim == 2 and field.shape[1] == 2 else field
 
 
 def check_compatible(members: list[Package]) -> None:

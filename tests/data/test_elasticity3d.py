@@ -95,7 +95,7 @@ def test_nodal_gradient_3d_is_exact_for_linear_fields():
 
 def test_registered_with_its_spec():
     source = SOURCES["elasticity3d"]
-    assert source.spec is SPEC and source.generate is elasticity3d.generate
+    assert source.spec is SPEC and source.make is elasticity3d.generate
     assert SPEC.spatial_dim == 3 and SPEC.node_types[0] == "interior"
 
 

@@ -182,7 +182,7 @@ def test_every_problem_of_every_file_is_reported_at_once(tmp_path):
     case("no_global.vtu", sidecar=None)
     case("bad_json.vtu", sidecar="{not json")
     case("nan_global.vtu", sidecar='{"k": NaN}')
-    case("three_components.vtu", u=np.zeros((6, 3)))
+    case("three_components.vtu", u=np.full((6, 3), 0.5))  # z = 0 would be a flat 2D vector
     lifted = POINTS_2D.copy()
     lifted[:, 2] = 0.1 * np.arange(6)
     case("lifted.vtu", points=lifted)
@@ -273,6 +273,9 @@ def test_export_round_trips_the_generated_samples_exactly(tmp_path):
                            workers=1)
     folder = tmp_path / "out"
     assert paths == [folder / f"sample_{i:05d}.vtu" for i in range(3)]
+    # 2D vectors are written with z = 0 (as predict writes them, so ParaView draws both alike)
+    # and read back as the 2 components the dataset has
+    assert meshio.read(paths[0]).point_data["heat_flux"].shape[1] == 3
     assert sorted(p.name for p in folder.iterdir()) == [
         "README.txt", "sample_00000.json", "sample_00000.vtu", "sample_00001.json", "sample_00001.vtu",
         "sample_00002.json", "sample_00002.vtu"]
