@@ -140,7 +140,7 @@ def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: node}
 
 
-def _touched(overrides: list[str]) -> tuple[list[str], bool]:
+def touched(overrides: list[str]) -> tuple[list[str], bool]:
     """Config paths the command-line overrides name, and whether a global group was chosen."""
     keys, global_group = [], False
     for override in OverridesParser.create().parse_overrides(overrides):
@@ -165,7 +165,7 @@ def merge_resumed_config(saved_yaml: str, composed: DictConfig, overrides: list[
     except OmegaConfBaseException as exc:
         raise UserError(f"the checkpoint's config does not fit this version of meshgnn's config "
                         f"schema ({str(exc).splitlines()[0]}); start a new run with init_from=<checkpoint>") from exc
-    keys, global_group = _touched(overrides)
+    keys, global_group = touched(overrides)
     new = flatten(OmegaConf.to_container(composed, resolve=False))
     old = flatten(OmegaConf.to_container(saved, resolve=False))
     changed = {}

@@ -13,13 +13,15 @@ from omegaconf import DictConfig, OmegaConf
 
 from meshgnn.config import stage_config as config_stage
 from meshgnn.config import validate
-from meshgnn.errors import Interrupted, StorageError
+from meshgnn.errors import Interrupted, StorageError, UserError
 from meshgnn.model_run import resume_command, train
 from meshgnn.objectives import objective_value
-from meshgnn.resume import merge_resumed_config, run_checkpoint, start_point
+from meshgnn.resume import merge_resumed_config, run_checkpoint, start_point, touched
 from meshgnn.training.metrics_log import read_metrics
 
 log = logging.getLogger("meshgnn")
+# What a stage sets for itself (stages.<name>.{loss, optim, trainer}).
+STAGE_SECTIONS = ("loss", "optim", "trainer")
 
 
 def resumed_staged_config(cfg: DictConfig, overrides: list[str], run_dir: Path) -> DictConfig:
@@ -30,6 +32,13 @@ def resumed_staged_config(cfg: DictConfig, overrides: list[str], run_dir: Path) 
     saved = OmegaConf.load(first)
     if not saved.get("stages"):
         return cfg
+    unreached = [k for k in touched(overrides)[0] if k.split(".")[0] in STAGE_SECTIONS]
+    if unreached:
+        raise UserError(
+            f"resume={cfg.resume} is a staged run: {', '.join(unreached)} would not reach the stage it "
+            f"resumes (each stage resumes with its own saved settings); to change an interrupted stage's "
+            f"learning rate: meshgnn ckpt set-lr {run_dir}/<stage>/checkpoints/last.ckpt LR, then run the "
+            f"command it prints")
     merged, _ = merge_resumed_config(OmegaConf.to_yaml(saved), cfg, overrides)
     merged.resume = None
     return merged
