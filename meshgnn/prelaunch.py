@@ -33,7 +33,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from meshgnn.boundary import one_line
-from meshgnn.config import Config, unchosen_logger_message, validate
+from meshgnn.config import Config, validate
+from meshgnn.logger_config import unchosen_logger_message
 from meshgnn.constraints import check_values
 from meshgnn.errors import UserError
 from meshgnn.resume import check_start_paths
