@@ -193,7 +193,8 @@ def _diverged(ctx: Context, stopped: dict | None) -> Finding:
                        f"{key} reached {value:.4g} at epoch {epoch}: predictions {value:.3g} standard deviations "
                        f"off on average, where predicting the mean scores ~0.8; the run blew up",
                        _divergence_advice(ctx, epoch))
-    return Finding("diverged", "ok", {}, rule, "losses stayed finite and near their start")
+    return Finding("diverged", "ok", {"max_target_l1": max(p[0] for p in peaks)} if peaks else {}, rule,
+                   "losses stayed finite and near their start")
 
 
 def _divergence_advice(ctx: Context, epoch: Any) -> list[str]:

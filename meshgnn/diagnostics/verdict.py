@@ -99,7 +99,7 @@ def _finding_line(f: Finding) -> str:
         line = f"PROBLEM {f.symptom}: {f.message} (measured {_format_measured(f.measured)}; rule {f.rule})"
         return line + (" -> try: " + "; ".join(f.advice) if f.advice else "")
     if f.status == "ok":
-        return f"ok {f.symptom}: {f.message} (measured {_format_measured(f.measured)})"
+        return f"ok {f.symptom}: {f.message}" + (f" (measured {_format_measured(f.measured)})" if f.measured else "")
     return f"skipped {f.symptom}: {f.message}"
 
 
