@@ -88,11 +88,13 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def _refuse_failures(failures: list[tuple[str, str]], predicted: int) -> None:
-    """Each file the model could not take, one line each on stderr, then exit 2."""
+    """Each file the model could not take, one line each on stderr, then exit 2; one line in
+    all when no file could be predicted."""
     if not failures:
         return
-    if len(failures) == 1 and not predicted:
-        raise UserError(failures[0][1])
+    if not predicted:  # nothing fitted the model: most likely one cause, said once
+        more = f" (and {len(failures) - 1} more file(s) refused; fix the first, then run again)" if len(failures) > 1 else ""
+        raise UserError(failures[0][1] + more)
     for _, reason in failures:
         print(f"error: {reason}", file=sys.stderr)
     raise UserError(f"{len(failures)} of {len(failures) + predicted} file(s) could not be predicted "
