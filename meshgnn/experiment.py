@@ -22,6 +22,7 @@ from meshgnn.resume import start_point
 from meshgnn.run_records import format_results_table  # noqa: F401  (meshgnn.cli imports it from here)
 from meshgnn.run_records import snapshot_launch
 from meshgnn.stages import resumed_staged_config, run_stages
+from meshgnn.sweeps.slots import trial_slot
 
 log = logging.getLogger("meshgnn")
 
@@ -41,7 +42,8 @@ def main_task(cfg: DictConfig) -> float:
     dist = Dist.current()
     new_dir = NewRunDir.at_start(Path(cfg.paths.output_dir)) if dist.is_main and not in_sweep else None
     try:
-        return run(cfg, overrides)
+        with trial_slot(Path(cfg.paths.output_dir)):  # a parallel trial: its own GPU and share of cores
+            return run(cfg, overrides)
     except Interrupted as exc:
         if dist.is_main:
             print(str(exc), file=sys.stderr, flush=True)
