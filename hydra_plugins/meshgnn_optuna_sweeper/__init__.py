@@ -11,6 +11,8 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
+from meshgnn.boundary import report
+from meshgnn.errors import UserError
 from meshgnn.sweeps.config import register_sweeper
 
 
@@ -26,7 +28,12 @@ class MeshgnnOptunaSweeper(Sweeper):
         self.sweeper.setup(hydra_context=hydra_context, task_function=task_function, config=config)
 
     def sweep(self, arguments: List[str]) -> None:
-        return self.sweeper.sweep(arguments)
+        """The sweep; a UserError it raises (e.g. a search space that does not fit the named
+        study) ends in its one line here, since Hydra would print a traceback around it."""
+        try:
+            return self.sweeper.sweep(arguments)
+        except UserError as exc:
+            raise SystemExit(report(exc)) from None
 
 
 register_sweeper()

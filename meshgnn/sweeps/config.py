@@ -66,6 +66,10 @@ class MeshgnnSweeperConf(OptunaSweeperConf):
     custom_search_space: Optional[str] = key(Text(required=False), default=None)
     params: Optional[Dict[str, str]] = key(Nested(), default=None)  # each value checked at launch
     pruner: PrunerConf = key(Nested(), default_factory=PrunerConf)
+    # Workers sharing a study: each running trial's heartbeat every heartbeat_interval seconds;
+    # a RUNNING trial without one for grace_period seconds is a dead worker's, recorded FAIL "stale".
+    heartbeat_interval: int = key(at_least(1, "seconds between a running trial's heartbeats"), default=10)
+    grace_period: int = key(at_least(1, "seconds without a heartbeat before a trial is stale"), default=60)
 
 
 def register_sweeper() -> None:

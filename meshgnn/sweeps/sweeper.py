@@ -2,9 +2,12 @@
 
 It keeps the plugin's search-space parsing, samplers and trial configuration, and replaces
 its sweep loop to add:
-- totals, not increments: relaunching the same command continues the study (SQLite by
-  default) up to `n_trials` trials in all; trials a killed launch left RUNNING are closed
-  as failed ("interrupted") first;
+- one study per sweep: its default name is derived from the sweep (meshgnn.sweeps.workers),
+  so relaunching the same command continues it up to `n_trials` trials in all (SQLite by
+  default); `hydra.sweeper.study_name` joins a named study, whose search space must fit;
+- many workers on one study: trials are counted across workers (finished + running), a
+  heartbeat thread keeps this worker's running trials alive, and a dead worker's trials
+  become FAIL "stale" after the grace period; the grid runs each point once;
 - one run directory per trial, named by its Optuna trial number, so relaunches into the same
   sweep directory never overwrite an earlier trial;
 - robust trials: a trial that raises, or returns NaN/inf, is recorded FAIL with its reason
@@ -26,8 +29,12 @@ from typing import Any, Dict, List, Optional
 import optuna
 from hydra.core.utils import JobReturn, JobStatus
 from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl, create_params_from_overrides
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, read_write
 from optuna.trial import TrialState
+
+from meshgnn.atomic import atomic_write_bytes
+from meshgnn.sweeps.workers import (Heartbeat, check_search_space, counts, create_or_load_study, derived_study_name,
+                                    duplicate_grid_point, fail_stale, first_heartbeat, open_storage)
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +63,13 @@ class PruningOptunaSweeper(OptunaSweeperImpl):
 
     def __init__(self, sampler: Any, direction: Any, storage: Optional[Any], study_name: Optional[str],
                  n_trials: int, n_jobs: int, max_failure_rate: float, search_space: Optional[Any],
-                 custom_search_space: Optional[str], params: Optional[Any], pruner: Any) -> None:
+                 custom_search_space: Optional[str], params: Optional[Any], pruner: Any,
+                 heartbeat_interval: int, grace_period: int) -> None:
         super().__init__(sampler, direction, storage, study_name, n_trials, n_jobs, max_failure_rate,
                          search_space, custom_search_space, params)
         self.pruner_conf = pruner
+        self.heartbeat_interval = heartbeat_interval
+        self.grace_period = grace_period
 
     def sweep(self, arguments: List[str]) -> None:
         self._process_searchspace_config()
@@ -76,36 +86,82 @@ class PruningOptunaSweeper(OptunaSweeperImpl):
             distributions.pop(name, None)
 
         ensure_sqlite_folder(self.storage)
-        study = optuna.create_study(study_name=self.study_name, storage=self.storage, sampler=self.sampler,
-                                    direction=self._get_directions()[0], pruner=build_pruner(self.pruner_conf),
-                                    load_if_exists=True)
-        self._close_interrupted(study)
+        direction = self._get_directions()[0]
+        sampler_conf = OmegaConf.to_container(self.config.hydra.sweeper.sampler, resolve=True)
+        study_name = self.study_name or derived_study_name(
+            distributions, fixed_params, OmegaConf.select(self.config, "objective"), direction, sampler_conf)
+        study = create_or_load_study(
+            study_name=study_name, sampler=self.sampler, direction=direction,
+            storage=open_storage(self.storage, self.heartbeat_interval, self.grace_period),
+            pruner=build_pruner(self.pruner_conf))
+        check_search_space(study, distributions)
+        if self.study_name is None:  # trials find their study (for pruning) in their own hydra config
+            with read_write(self.config.hydra.overrides):
+                self.config.hydra.overrides.hydra.append(f"hydra.sweeper.study_name={study_name}")
+        fail_stale(study)
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        (sweep_dir / "sweep.json").write_text(json.dumps({
+        atomic_write_bytes(sweep_dir / "sweep.json", json.dumps({
             "storage": self.storage, "study_name": study.study_name,
-            "objective": OmegaConf.select(self.config, "objective"),
-            "direction": self._get_directions()[0]}, indent=1))
+            "objective": OmegaConf.select(self.config, "objective"), "direction": direction}, indent=1).encode())
         command = [o for o in self.config.hydra.overrides.task]
-        remaining = self.n_trials - len(study.trials)
-        log.info("study %s in %s: %d trials done, %d to go (n_trials=%d in total)", study.study_name,
-                 self.storage, len(study.trials), max(0, remaining), self.n_trials)
+        finished, running = counts(study)
+        log.info("study %s in %s: %d trials done, %d running, %d to go (n_trials=%d in total)", study.study_name,
+                 self.storage, finished, running, max(0, self.n_trials - finished - running), self.n_trials)
 
         started, launched = time.monotonic(), 0
-        while remaining > 0:
-            trials = [study.ask() for _ in range(min(self.n_jobs, remaining))]
+        while True:
+            fail_stale(study)
+            finished, running = counts(study)
+            if finished >= self.n_trials:
+                break
+            free = self.n_trials - finished - running
+            if free <= 0:  # the last trials run in other workers: wait for them (or their heartbeats to stop)
+                time.sleep(self.heartbeat_interval)
+                continue
+            trials = self._ask_unique(study, min(self.n_jobs, free))
+            if not trials:
+                continue
             overrides = self._configure_trials(trials, distributions, fixed_params)
             for trial in trials:
                 trial.set_user_attr("run_dir", str((sweep_dir / str(trial.number)).absolute()))
                 trial.set_user_attr("command_overrides", command)
-            # Job numbers are trial numbers: trial n runs in <sweep dir>/n, whatever the launch.
-            returns = self.launcher.launch(overrides, initial_job_idx=trials[0].number)
+            # Job numbers are trial numbers: trial n runs in <sweep dir>/n, whatever the launch
+            # and whichever worker (trial numbers are unique in the study).
+            with Heartbeat(study, [t._trial_id for t in trials]):
+                returns = self._launch(trials, overrides)
             for trial, ret in zip(trials, returns):
                 self._record(study, trial, ret)
-            remaining -= len(trials)
             launched += len(trials)
-            self._progress(study, launched, remaining, time.monotonic() - started)
+            self._progress(study, launched, max(0, self.n_trials - counts(study)[0]), time.monotonic() - started)
         self._summarise(study, sweep_dir)
+
+    def _ask_unique(self, study: optuna.Study, n: int) -> List[optuna.Trial]:
+        """`n` new trials, less any whose grid point another worker took at the same moment
+        (recorded FAIL with `duplicate_of` and not counted: the grid runs each point once)."""
+        trials = []
+        for trial in (study.ask() for _ in range(n)):
+            first_heartbeat(study, trial)
+            taken = duplicate_grid_point(study, trial)
+            if taken is None:
+                trials.append(trial)
+                continue
+            trial.set_user_attr("duplicate_of", taken)
+            trial.set_user_attr("failure", f"grid point already taken by trial {taken} (another worker)")
+            self._tell(study, trial, state=TrialState.FAIL)
+            log.info("trial %d: its grid point is trial %d's (another worker); not run", trial.number, taken)
+        return trials
+
+    def _launch(self, trials: List[optuna.Trial], overrides: List[Any]) -> List[JobReturn]:
+        """Launch the trials, each as job number = trial number: one launch per run of
+        consecutive numbers (other workers' trials may sit between this worker's)."""
+        returns: List[JobReturn] = []
+        start = 0
+        for end in range(1, len(trials) + 1):
+            if end == len(trials) or trials[end].number != trials[end - 1].number + 1:
+                returns += self.launcher.launch(overrides[start:end], initial_job_idx=trials[start].number)
+                start = end
+        return returns
 
     def _progress(self, study: optuna.Study, launched: int, remaining: int, seconds: float) -> None:
         """One line per batch of trials: how far the sweep is, the best so far, and the ETA
@@ -116,14 +172,6 @@ class PruningOptunaSweeper(OptunaSweeperImpl):
         eta = seconds / launched * remaining
         log.info("sweep progress: %d/%d trials done; %s; %.0f s elapsed, ETA %.0f s", len(study.trials),
                  self.n_trials, best, seconds, eta)
-
-    @staticmethod
-    def _close_interrupted(study: optuna.Study) -> None:
-        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
-            study._storage.set_trial_user_attr(trial._trial_id, "failure",
-                                               "interrupted: the sweep was stopped while it ran")
-            study.tell(trial.number, state=TrialState.FAIL)
-            log.warning("trial %d was left running by an interrupted sweep; recorded as failed", trial.number)
 
     @staticmethod
     def _tell(study: optuna.Study, trial: optuna.Trial, **result: Any) -> None:

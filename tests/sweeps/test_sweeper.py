@@ -1,5 +1,6 @@
 """Sweeps end to end: `train.py -m hparams_search=...` with a real SQLite Optuna study."""
 
+import json
 import time
 
 import optuna
@@ -16,7 +17,9 @@ pytestmark = pytest.mark.slow
 TINY = ["trainer=debug", "data.num_samples=20", "hydra.sweeper.sampler.seed=0", "model.hidden_dim=choice(8,16)"]
 
 
-def study(tmp_path, name="meshgnn"):
+def study(tmp_path):
+    """The one study of the sweeps under tmp_path (named by each sweep's sweep.json)."""
+    (name,) = {json.loads(p.read_text())["study_name"] for p in (tmp_path / "multirun").glob("**/sweep.json")}
     return optuna.load_study(study_name=name, storage=f"sqlite:///{tmp_path / 'multirun' / 'optuna.db'}")
 
 
@@ -59,8 +62,8 @@ def test_optuna_sweep_records_trials_in_sqlite(tmp_path, data_cache, capsys, mon
 
 def test_relaunch_after_a_kill_continues_to_n_trials_in_total(tmp_path, data_cache):
     args = ["-m", "hparams_search=optuna", *TINY, f"paths.data_dir={data_cache}", "hydra.sweeper.n_trials=4",
-            "trainer.epochs=3", "hydra.sweeper.pruner.name=none",
-            f"hydra.sweep.dir={tmp_path / 'multirun' / 'fixed'}"]
+            "trainer.epochs=3", "hydra.sweeper.pruner.name=none", "hydra.sweeper.heartbeat_interval=1",
+            "hydra.sweeper.grace_period=1", f"hydra.sweep.dir={tmp_path / 'multirun' / 'fixed'}"]
     proc = start_train(args, tmp_path)
     deadline = time.time() + 120
     while not (tmp_path / "multirun" / "fixed" / "1" / "metrics.jsonl").exists() and time.time() < deadline:
@@ -73,7 +76,8 @@ def test_relaunch_after_a_kill_continues_to_n_trials_in_total(tmp_path, data_cac
     assert proc.returncode == 0, proc.stderr[-3000:]
     trials = study(tmp_path).trials
     assert len(trials) == 4  # in total, not 4 more
-    assert trials[1].state == TrialState.FAIL and "interrupted" in trials[1].user_attrs["failure"]
+    # the killed launch's trial went stale (no heartbeat for the grace period): FAIL, its slot counted
+    assert trials[1].state == TrialState.FAIL and trials[1].user_attrs["failure"].startswith("stale")
     assert [t.state for t in trials[2:]] == [TrialState.COMPLETE] * 2
     assert (tmp_path / "multirun" / "fixed" / "0" / "results.json").read_text() == first  # not overwritten
     assert all((tmp_path / "multirun" / "fixed" / str(n) / "results.json").is_file() for n in (0, 2, 3))
@@ -136,6 +140,6 @@ def test_grid_reproduces_the_old_36_point_grid(tmp_path, data_cache):
                       "model.hidden_dim=choice(8,16)", "data.fourier_features=choice(4)", "optim.lr=choice(1e-3)",
                       "loss.smoothness_weight=choice(0.05,0.1)"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    trials = study(tmp_path, "meshgnn_grid").trials
+    trials = study(tmp_path).trials
     assert sorted((t.params["model.hidden_dim"], t.params["loss.smoothness_weight"]) for t in trials) == \
         [(8, 0.05), (8, 0.1), (16, 0.05), (16, 0.1)]

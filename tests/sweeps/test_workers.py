@@ -1,0 +1,100 @@
+"""Several `train.py -m` workers on one SQLite study (real processes), and how studies are named."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, UniformDistribution
+from optuna.trial import TrialState
+
+from conftest import ROOT
+from meshgnn.sweeps.workers import derived_study_name
+
+# A tiny sweep every worker runs with the same command, so they derive the same study name.
+WORKER = ["-m", "hparams_search=optuna", "trainer=debug", "data.num_samples=20", "model.hidden_dim=choice(8,16)",
+          "hydra.sweeper.pruner.name=none", "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=2"]
+
+
+def start_worker(args, cwd, name):
+    """A worker in the background; its console goes to a file (a pipe nobody reads could block it)."""
+    log = open(cwd / f"{name}.log", "w")
+    return subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, stdout=log,
+                            stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def the_study(cwd):
+    (settings,) = {p.read_text() for p in (cwd / "multirun").glob("**/sweep.json")}
+    settings = json.loads(settings)
+    return optuna.load_study(study_name=settings["study_name"], storage=f"sqlite:///{cwd / 'multirun' / 'optuna.db'}")
+
+
+@pytest.mark.slow
+def test_concurrent_workers_share_one_study_to_n_trials_in_total(tmp_path, data_cache):
+    sweep = tmp_path / "multirun" / "shared"
+    args = [*WORKER, f"paths.data_dir={data_cache}", "hydra.sweeper.n_trials=5", f"hydra.sweep.dir={sweep}"]
+    workers = [start_worker(args, tmp_path, f"w{i}") for i in range(3)]
+    for i, worker in enumerate(workers):
+        assert worker.wait(timeout=300) == 0, (tmp_path / f"w{i}.log").read_text()[-3000:]
+    trials = the_study(tmp_path).trials
+    assert len(trials) == 5  # in total across workers, not 5 each
+    assert {t.state for t in trials} <= {TrialState.COMPLETE, TrialState.PRUNED}
+    # one directory per trial, named by its number: none shared, none reused
+    assert sorted(int(p.name) for p in sweep.iterdir() if p.is_dir()) == [t.number for t in trials]
+    assert all((sweep / str(t.number) / "results.json").is_file() for t in trials)
+    logs = "".join((tmp_path / f"w{i}.log").read_text() for i in range(3))
+    assert "database is locked" not in logs and "interrupted" not in logs
+
+
+@pytest.mark.slow
+def test_a_killed_workers_trial_goes_stale_and_the_others_finish(tmp_path, data_cache):
+    common = [*WORKER, f"paths.data_dir={data_cache}", "hydra.sweeper.n_trials=3", "trainer.epochs=4"]
+    doomed = start_worker([*common, f"hydra.sweep.dir={tmp_path / 'multirun' / 'doomed'}"], tmp_path, "doomed")
+    deadline = time.time() + 120
+    while not list((tmp_path / "multirun" / "doomed").glob("*/metrics.jsonl")) and time.time() < deadline:
+        time.sleep(0.05)
+    (killed_dir,) = [p.parent for p in (tmp_path / "multirun" / "doomed").glob("*/metrics.jsonl")]
+    survivor = start_worker([*common, f"hydra.sweep.dir={tmp_path / 'multirun' / 'survivor'}"], tmp_path, "survivor")
+    doomed.send_signal(signal.SIGKILL)  # mid-trial: its trial stays RUNNING with a heartbeat that stops
+    doomed.wait()
+    assert survivor.wait(timeout=300) == 0, (tmp_path / "survivor.log").read_text()[-3000:]
+    study = optuna.load_study(study_name=json.loads((killed_dir.parent / "sweep.json").read_text())["study_name"],
+                              storage=f"sqlite:///{tmp_path / 'multirun' / 'optuna.db'}")
+    trials = {t.number: t for t in study.trials}
+    killed = trials.pop(int(killed_dir.name))
+    assert killed.state == TrialState.FAIL and killed.user_attrs["failure"].startswith("stale")
+    # the survivor ran on and the study still has n_trials finished trials, the others COMPLETE
+    assert len(study.trials) == 3 and {t.state for t in trials.values()} == {TrialState.COMPLETE}
+    assert all(t.user_attrs["run_dir"].startswith(str(tmp_path / "multirun" / "survivor")) for t in trials.values())
+
+
+def test_a_new_search_space_gets_its_own_study_name():
+    space = {"model.hidden_dim": CategoricalDistribution((8, 16)), "optim.lr": UniformDistribution(1e-4, 1e-3)}
+    name = derived_study_name(space, {"trainer": "debug"}, "val/loss/total", "minimize", {"seed": 0})
+    assert name == derived_study_name(dict(reversed(space.items())), {"trainer": "debug"}, "val/loss/total",
+                                      "minimize", {"seed": 0})  # the same sweep relaunched: the same study
+    others = [({**space, "model.hidden_dim": CategoricalDistribution((8, 32))}, {"trainer": "debug"}, "val/loss/total"),
+              (space, {"trainer": "default"}, "val/loss/total"), (space, {"trainer": "debug"}, "val/temperature/rel_l2")]
+    assert len({name, *(derived_study_name(s, f, o, "minimize", {"seed": 0}) for s, f, o in others)}) == 4
+
+
+@pytest.mark.slow
+def test_a_search_space_that_does_not_fit_the_named_study_is_refused_in_one_line(tmp_path, data_cache):
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(study_name="mine", storage=storage)
+    trial = study.ask({"model.hidden_dim": CategoricalDistribution((8, 16))})
+    study.tell(trial, 1.0)
+    sweep = tmp_path / "sweep"
+    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), "-m", "hparams_search=optuna", "trainer=debug",
+                           "model.hidden_dim=choice(8,32)", f"paths.data_dir={data_cache}",
+                           f"hydra.sweeper.storage={storage}", "hydra.sweeper.study_name=mine",
+                           f"hydra.sweep.dir={sweep}"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    (line,) = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
+    assert "model.hidden_dim" in line and "(8, 32)" in line and "(8, 16)" in line and "Traceback" not in proc.stderr
+    assert [t.state for t in optuna.load_study(study_name="mine", storage=storage).trials] == [TrialState.COMPLETE]
+    assert not sweep.exists()
