@@ -40,7 +40,8 @@ def test_held_slots_are_distinct_and_a_gpu_bound_worker_keeps_its_slot(tmp_path,
     monkeypatch.setattr(slots, "_cuda_slot", 2)
     bound, lock2 = slots._take_lock(tmp_path, 3)
     assert bound == 2
-    lock1.close(), lock2.close()
+    lock1.close()
+    lock2.close()
 
 
 @pytest.mark.slow
