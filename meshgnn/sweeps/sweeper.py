@@ -218,7 +218,8 @@ class PruningOptunaSweeper(OptunaSweeperImpl):
                            best_run_dir=best.user_attrs.get("run_dir"))
             log.info("best trial %d: %s = %.6g with %s", best.number,
                      OmegaConf.select(self.config, "objective"), best.value, best.params)
-        OmegaConf.save(OmegaConf.create(results), sweep_dir / "optimization_results.yaml")
+        # Atomic: workers sharing a sweep directory each write it when they finish.
+        atomic_write_bytes(sweep_dir / "optimization_results.yaml", OmegaConf.to_yaml(OmegaConf.create(results)).encode())
         failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
         log.info("sweep finished: %d complete, %d pruned, %d failed", counts["COMPLETE"],
                  counts["PRUNED"], counts["FAIL"])

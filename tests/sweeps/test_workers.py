@@ -13,7 +13,7 @@ from optuna.distributions import CategoricalDistribution, UniformDistribution
 from optuna.trial import TrialState
 
 from conftest import ROOT
-from meshgnn.sweeps.workers import derived_study_name
+from meshgnn.sweeps.workers import derived_study_name, duplicate_grid_point
 
 # A tiny sweep every worker runs with the same command, so they derive the same study name.
 WORKER = ["-m", "hparams_search=optuna", "trainer=debug", "data.num_samples=20", "model.hidden_dim=choice(8,16)",
@@ -36,23 +36,23 @@ def the_study(cwd):
 @pytest.mark.slow
 def test_concurrent_workers_share_one_study_to_n_trials_in_total(tmp_path, data_cache):
     sweep = tmp_path / "multirun" / "shared"
-    args = [*WORKER, f"paths.data_dir={data_cache}", "hydra.sweeper.n_trials=5", f"hydra.sweep.dir={sweep}"]
-    workers = [start_worker(args, tmp_path, f"w{i}") for i in range(3)]
+    args = [*WORKER, f"paths.data_dir={data_cache}", "hydra.sweeper.n_trials=4", f"hydra.sweep.dir={sweep}"]
+    workers = [start_worker(args, tmp_path, f"w{i}") for i in range(2)]
     for i, worker in enumerate(workers):
         assert worker.wait(timeout=300) == 0, (tmp_path / f"w{i}.log").read_text()[-3000:]
     trials = the_study(tmp_path).trials
-    assert len(trials) == 5  # in total across workers, not 5 each
+    assert len(trials) == 4  # in total across workers, not 4 each
     assert {t.state for t in trials} <= {TrialState.COMPLETE, TrialState.PRUNED}
     # one directory per trial, named by its number: none shared, none reused
     assert sorted(int(p.name) for p in sweep.iterdir() if p.is_dir()) == [t.number for t in trials]
     assert all((sweep / str(t.number) / "results.json").is_file() for t in trials)
-    logs = "".join((tmp_path / f"w{i}.log").read_text() for i in range(3))
+    logs = "".join((tmp_path / f"w{i}.log").read_text() for i in range(2))
     assert "database is locked" not in logs and "interrupted" not in logs
 
 
 @pytest.mark.slow
 def test_a_killed_workers_trial_goes_stale_and_the_others_finish(tmp_path, data_cache):
-    common = [*WORKER, f"paths.data_dir={data_cache}", "hydra.sweeper.n_trials=3", "trainer.epochs=4"]
+    common = [*WORKER, f"paths.data_dir={data_cache}", "hydra.sweeper.n_trials=2", "trainer.epochs=3"]
     doomed = start_worker([*common, f"hydra.sweep.dir={tmp_path / 'multirun' / 'doomed'}"], tmp_path, "doomed")
     deadline = time.time() + 120
     while not list((tmp_path / "multirun" / "doomed").glob("*/metrics.jsonl")) and time.time() < deadline:
@@ -68,7 +68,7 @@ def test_a_killed_workers_trial_goes_stale_and_the_others_finish(tmp_path, data_
     killed = trials.pop(int(killed_dir.name))
     assert killed.state == TrialState.FAIL and killed.user_attrs["failure"].startswith("stale")
     # the survivor ran on and the study still has n_trials finished trials, the others COMPLETE
-    assert len(study.trials) == 3 and {t.state for t in trials.values()} == {TrialState.COMPLETE}
+    assert len(study.trials) == 2 and {t.state for t in trials.values()} == {TrialState.COMPLETE}
     assert all(t.user_attrs["run_dir"].startswith(str(tmp_path / "multirun" / "survivor")) for t in trials.values())
 
 
@@ -80,6 +80,18 @@ def test_a_new_search_space_gets_its_own_study_name():
     others = [({**space, "model.hidden_dim": CategoricalDistribution((8, 32))}, {"trainer": "debug"}, "val/loss/total"),
               (space, {"trainer": "default"}, "val/loss/total"), (space, {"trainer": "debug"}, "val/temperature/rel_l2")]
     assert len({name, *(derived_study_name(s, f, o, "minimize", {"seed": 0}) for s, f, o in others)}) == 4
+
+
+def test_a_grid_point_two_workers_took_at_once_belongs_to_the_earlier_trial(tmp_path):
+    grid = {"model.hidden_dim": [8, 16]}
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'optuna.db'}", sampler=optuna.samplers.GridSampler(grid))
+    first, second = study.ask(), study.ask()  # two workers' asks: the sampler gave each a point
+    assert first.system_attrs["grid_id"] != second.system_attrs["grid_id"]
+    assert duplicate_grid_point(study, first) is None and duplicate_grid_point(study, second) is None
+    # asked at the same moment, both got one point (what the sampler's random choice allows)
+    study._storage.set_trial_system_attr(second._trial_id, "grid_id", first.system_attrs["grid_id"])
+    assert duplicate_grid_point(study, second) == first.number
+    assert duplicate_grid_point(study, first) is None  # the earlier trial keeps it
 
 
 @pytest.mark.slow
