@@ -45,6 +45,10 @@ def derived_study_name(distributions: Dict[str, BaseDistribution], fixed_params:
 def open_storage(url: Optional[str], heartbeat_interval: int, grace_period: int) -> Any:
     """An RDB storage with heartbeats (None: in memory, a single worker). SQLite waits up to a
     minute for its write lock, so a few local workers never see "database is locked"."""
+    if grace_period <= heartbeat_interval:
+        raise UserError(f"hydra.sweeper.grace_period={grace_period} must be larger than hydra.sweeper."
+                        f"heartbeat_interval={heartbeat_interval}, or live trials would look stale; set e.g. "
+                        f"hydra.sweeper.grace_period={6 * heartbeat_interval}")
     if url is None:
         return None
     engine_kwargs = {"connect_args": {"timeout": 60}} if str(url).startswith("sqlite") else {}

@@ -63,7 +63,7 @@ def test_optuna_sweep_records_trials_in_sqlite(tmp_path, data_cache, capsys, mon
 def test_relaunch_after_a_kill_continues_to_n_trials_in_total(tmp_path, data_cache):
     args = ["-m", "hparams_search=optuna", *TINY, f"paths.data_dir={data_cache}", "hydra.sweeper.n_trials=4",
             "trainer.epochs=3", "hydra.sweeper.pruner.name=none", "hydra.sweeper.heartbeat_interval=1",
-            "hydra.sweeper.grace_period=1", f"hydra.sweep.dir={tmp_path / 'multirun' / 'fixed'}"]
+            "hydra.sweeper.grace_period=2", f"hydra.sweep.dir={tmp_path / 'multirun' / 'fixed'}"]
     proc = start_train(args, tmp_path)
     deadline = time.time() + 120
     while not (tmp_path / "multirun" / "fixed" / "1" / "metrics.jsonl").exists() and time.time() < deadline:

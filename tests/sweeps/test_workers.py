@@ -13,7 +13,8 @@ from optuna.distributions import CategoricalDistribution, UniformDistribution
 from optuna.trial import TrialState
 
 from conftest import ROOT
-from meshgnn.sweeps.workers import derived_study_name, duplicate_grid_point
+from meshgnn.errors import UserError
+from meshgnn.sweeps.workers import derived_study_name, duplicate_grid_point, open_storage
 
 # A tiny sweep every worker runs with the same command, so they derive the same study name.
 WORKER = ["-m", "hparams_search=optuna", "trainer=debug", "data.num_samples=20", "model.hidden_dim=choice(8,16)",
@@ -80,6 +81,12 @@ def test_a_new_search_space_gets_its_own_study_name():
     others = [({**space, "model.hidden_dim": CategoricalDistribution((8, 32))}, {"trainer": "debug"}, "val/loss/total"),
               (space, {"trainer": "default"}, "val/loss/total"), (space, {"trainer": "debug"}, "val/temperature/rel_l2")]
     assert len({name, *(derived_study_name(s, f, o, "minimize", {"seed": 0}) for s, f, o in others)}) == 4
+
+
+def test_a_grace_period_not_longer_than_the_heartbeat_interval_is_refused(tmp_path):
+    with pytest.raises(UserError, match=r"grace_period=2 must be larger than .*heartbeat_interval=2"):
+        open_storage(f"sqlite:///{tmp_path / 'optuna.db'}", heartbeat_interval=2, grace_period=2)
+    assert open_storage(f"sqlite:///{tmp_path / 'optuna.db'}", heartbeat_interval=1, grace_period=2).grace_period == 2
 
 
 def test_a_grid_point_two_workers_took_at_once_belongs_to_the_earlier_trial(tmp_path):
