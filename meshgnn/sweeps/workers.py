@@ -52,8 +52,15 @@ def open_storage(url: Optional[str], heartbeat_interval: int, grace_period: int)
     if url is None:
         return None
     engine_kwargs = {"connect_args": {"timeout": 60}} if str(url).startswith("sqlite") else {}
-    return optuna.storages.RDBStorage(str(url), engine_kwargs=engine_kwargs,
-                                      heartbeat_interval=heartbeat_interval, grace_period=grace_period)
+
+    def connect() -> Any:
+        return optuna.storages.RDBStorage(str(url), engine_kwargs=engine_kwargs,
+                                          heartbeat_interval=heartbeat_interval, grace_period=grace_period)
+
+    try:
+        return connect()
+    except IntegrityError:  # another worker created the schema of a new database at the same moment
+        return connect()    # (both inserted alembic_version): it exists now
 
 
 def create_or_load_study(**kwargs: Any) -> optuna.Study:

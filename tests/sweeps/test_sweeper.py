@@ -136,7 +136,8 @@ def test_grid_reproduces_the_old_36_point_grid(tmp_path, data_cache):
     assert dict(params) == {"model.hidden_dim": "choice(256, 512)", "data.fourier_features": "choice(16, 32)",
                             "optim.lr": "choice(3e-4, 5e-4, 1e-3)",
                             "loss.smoothness_weight": "choice(0.05, 0.10, 0.15)"}
-    proc = run_train(["-m", "hparams_search=grid", "trainer=debug", "data.num_samples=20", f"paths.data_dir={data_cache}",
+    proc = run_train(["-m", "hparams_search=grid", "trainer=debug", "trainer.epochs=1", "data.num_samples=20",
+                      f"paths.data_dir={data_cache}",
                       "model.hidden_dim=choice(8,16)", "data.fourier_features=choice(4)", "optim.lr=choice(1e-3)",
                       "loss.smoothness_weight=choice(0.05,0.1)"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
