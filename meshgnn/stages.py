@@ -17,6 +17,7 @@ from meshgnn.errors import Interrupted, StorageError, UserError
 from meshgnn.model_run import resume_command, train
 from meshgnn.objectives import objective_value
 from meshgnn.resume import merge_resumed_config, run_checkpoint, start_point, touched
+from meshgnn.run_layout import finished, staged_run_config
 from meshgnn.training.metrics_log import read_metrics
 
 log = logging.getLogger("meshgnn")
@@ -26,7 +27,7 @@ STAGE_SECTIONS = ("loss", "optim", "trainer")
 
 def resumed_staged_config(cfg: DictConfig, overrides: list[str], run_dir: Path) -> DictConfig:
     """`resume=<staged run dir>`: the staged run's own config, overrides on top."""
-    first = run_dir / ".hydra" / "launches" / "01" / "config.yaml"
+    first = staged_run_config(run_dir)
     if not cfg.resume or run_checkpoint(run_dir).is_file() or not first.is_file():
         return cfg
     saved = OmegaConf.load(first)
@@ -60,7 +61,7 @@ def run_stages(cfg: DictConfig, overrides: list[str], run_dir: Path) -> float:
         stage_cfg = stage_config(cfg, name)
         validate(stage_cfg)
         stage_dir = Path(stage_cfg.paths.output_dir)
-        if (stage_dir / "results.json").is_file():
+        if finished(stage_dir):
             log.info("stage %s already finished; skipping", name)
             objective = objective_value(stage_cfg, read_metrics(stage_dir))
             continue

@@ -16,7 +16,7 @@ import hashlib
 import json
 import logging
 import threading
-from typing import Any, Dict, Iterable, Optional
+from typing import Any, Callable, Dict, Iterable, Optional, TypeVar
 
 import optuna
 from optuna.distributions import BaseDistribution, distribution_to_json
@@ -25,6 +25,8 @@ from optuna.trial import TrialState
 from sqlalchemy.exc import IntegrityError
 
 from meshgnn.errors import UserError
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -52,24 +54,28 @@ def open_storage(url: Optional[str], heartbeat_interval: int, grace_period: int)
     if url is None:
         return None
     engine_kwargs = {"connect_args": {"timeout": 60}} if str(url).startswith("sqlite") else {}
-
-    def connect() -> Any:
-        return optuna.storages.RDBStorage(str(url), engine_kwargs=engine_kwargs,
-                                          heartbeat_interval=heartbeat_interval, grace_period=grace_period)
-
-    try:
-        return connect()
-    except IntegrityError:  # another worker created the schema of a new database at the same moment
-        return connect()    # (both inserted alembic_version): it exists now
+    # another worker may create the schema of a new database at the same moment (both insert
+    # alembic_version): then it exists
+    return once_more_after_a_race(
+        lambda: optuna.storages.RDBStorage(str(url), engine_kwargs=engine_kwargs,
+                                           heartbeat_interval=heartbeat_interval, grace_period=grace_period),
+        IntegrityError)
 
 
 def create_or_load_study(**kwargs: Any) -> optuna.Study:
     """create_study(load_if_exists=True), once more when another worker created the same study
     between its existence check and its insert (the create-study race)."""
+    return once_more_after_a_race(lambda: optuna.create_study(load_if_exists=True, **kwargs),
+                                  DuplicatedStudyError, IntegrityError)
+
+
+def once_more_after_a_race(create: Callable[[], T], *races: type[BaseException]) -> T:
+    """`create()`, and once more if it lost a race to another worker creating the same thing
+    (the second call finds it made)."""
     try:
-        return optuna.create_study(load_if_exists=True, **kwargs)
-    except (DuplicatedStudyError, IntegrityError):
-        return optuna.create_study(load_if_exists=True, **kwargs)
+        return create()
+    except races:
+        return create()
 
 
 def check_search_space(study: optuna.Study, distributions: Dict[str, BaseDistribution]) -> None:
