@@ -11,6 +11,12 @@ explicit `hydra.run.dir=`, `resume=<run dir>`, or outputs/<date>/<time>) and bro
 result; every rank then runs Hydra with `hydra.run.dir=<that>`, and the other ranks with
 Hydra's own outputs switched off (no .hydra/, no train.log), so they write nothing there.
 
+Several nodes (one torchrun agent per node, docs/multinode.md) change three things: global
+RANK decides who writes and LOCAL_RANK which GPU a process takes; the agreed directory is a
+relative path unless the user gave an absolute one, so every process must have started in the
+same directory (checked: rank 0 refuses a launch whose processes did not); and the resume hint
+names the node count, since the same command must run on every node again.
+
 Import-light at module level: train.py imports it before `--help` answers; torch is loaded
 only when torchrun's environment is present.
 """
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,7 +140,13 @@ def launch(argv: list[str], config_dir: Path) -> list[str]:
     rank = _init_process_group()
     import torch.distributed as dist
 
-    decision: list[Any] = [_decide_run_dir(args, config_dir, job_name) if rank == 0 else None]
+    # Relative paths (outputs/, paths.data_dir, resume=) mean one place only if every process,
+    # on every node, started in the same directory.
+    places = Dist.current().all_gather_object((socket.gethostname(), os.getcwd()))
+    decision: list[Any] = [None]
+    if rank == 0:
+        apart = different_directories(places)
+        decision = [("refused", apart) if apart else _decide_run_dir(args, config_dir, job_name)]
     dist.broadcast_object_list(decision)
     kind, value = decision[0]
     if kind != "run_dir":
@@ -158,6 +171,34 @@ def _init_process_group() -> int:
     backend = "cpu:gloo,cuda:nccl" if cuda and dist.is_nccl_available() else "gloo"
     dist.init_process_group(backend=backend, init_method="env://")
     return dist.get_rank()
+
+
+def different_directories(places: list[tuple[str, str]]) -> str | None:
+    """The refusal line when the processes (host, working directory), in rank order, did not
+    all start in rank 0's directory; None when they did."""
+    host, cwd = places[0]
+    for rank, (other_host, other_cwd) in enumerate(places):
+        if other_cwd != cwd:
+            return (f"error: the torchrun processes started in different directories (rank 0 in {cwd} on "
+                    f"{host}, rank {rank} in {other_cwd} on {other_host}), so relative paths (outputs/, "
+                    "paths.data_dir, resume=) would name different places; start torchrun on every node in "
+                    "the same directory, on a filesystem they all share (srun starts its tasks in the "
+                    "submission directory)")
+    return None
+
+
+def relaunch_command(script_args: str) -> str:
+    """The torchrun command that starts this launch's processes again with `script_args`
+    ("train.py resume=<dir>"): the same per-node count, and on several nodes the node count
+    and a reminder that each node runs it (the rendezvous options are the agents', which the
+    processes do not see)."""
+    world = torchrun_world_size()
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+    if per_node == world:
+        return f"torchrun --nproc_per_node={per_node} {script_args}"
+    nodes = os.environ.get("GROUP_WORLD_SIZE", "<nodes>")
+    return (f"torchrun --nnodes={nodes} --nproc_per_node={per_node} <the same --rdzv_* options> "
+            f"{script_args}   # on every node")
 
 
 def _decide_run_dir(args: Any, config_dir: Path, job_name: str) -> tuple[str, str]:

@@ -21,7 +21,7 @@ from meshgnn.data.dataset import load_datasets, make_loader, move_to_device
 from meshgnn.data.features import ModelInputs
 from meshgnn.data.normalizer import Normalizer
 from meshgnn.devices import resolve_device
-from meshgnn.distributed import Dist
+from meshgnn.distributed import Dist, relaunch_command
 from meshgnn.errors import Interrupted, StorageError, UserError
 from meshgnn.loggers.base import RunInfo, run_name
 from meshgnn.loggers.fanout import check_logger_packages, open_loggers
@@ -210,13 +210,9 @@ def _apply_start(trainer: Trainer, start: StartPoint, cfg: DictConfig) -> None:
 
 
 def resume_command(run_dir: Path) -> str:
-    dist = Dist.current()
-    if not dist.enabled:
+    if not Dist.current().enabled:
         return f"python train.py resume={run_dir}"
-    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", dist.world_size))
-    launcher = (f"torchrun --nproc_per_node={per_node}" if per_node == dist.world_size
-                else "torchrun <the same --nnodes/--rdzv options>")
-    return f"{launcher} train.py resume={run_dir}"
+    return relaunch_command(f"train.py resume={run_dir}")
 
 
 def _device(name: str, dist: Dist) -> torch.device:

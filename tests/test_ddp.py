@@ -10,6 +10,13 @@ Three launches serve every end-to-end check (each launch pays ~8 s of imports pe
 B + C must equal A: the debug data (40 graphs: train 32, val 4, test 4) splits evenly over 2
 ranks and the per-rank batch of 4, so each global batch of B/C holds exactly A's graphs.
 Without CUDA the processes use gloo; the `gpu` test compares NCCL on 2 GPUs with 1 GPU.
+
+Two nodes: the SLURM recipe docs/slurm_ddp.sbatch itself runs twice on a 2-node allocation
+faked on this machine (stand-ins for srun and scontrol only: srun starts one real torchrun agent
+per "node", as two separate processes, which meet at a c10d rendezvous on 127.0.0.1):
+  D  stops after its first step (MAX_TIME=1e-9) and requeues itself;
+  E  the requeued job (SLURM_RESTART_COUNT=1, MAX_TIME=0) resumes through resume=auto and finishes.
+D + E must equal A as B + C do: 2 ranks of batch 4, one on each node.
 """
 
 from __future__ import annotations
@@ -17,15 +24,18 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from conftest import ROOT, run_train
 from meshgnn.data.sampler import EpochBatchSampler
-from meshgnn.distributed import QUIET_RANK_OVERRIDES, hydra_quote, rank_argv
+from meshgnn.distributed import QUIET_RANK_OVERRIDES, different_directories, hydra_quote, rank_argv
 from meshgnn.training.checkpoint import load_checkpoint
 from meshgnn.training.field_errors import ErrorAccumulator
 
@@ -129,6 +139,139 @@ def test_nccl_on_two_gpus_trains_like_one_gpu_with_the_global_batch(tmp_path, da
         torch.testing.assert_close(ddp["model"][key], tensor, rtol=1e-4, atol=1e-5, msg=key)
 
 
+# ------------------------------------------------------------------ two nodes, through the SLURM recipe
+SBATCH = ROOT / "docs" / "slurm_ddp.sbatch"
+JOB_ID = "4242"
+# The two SLURM commands the recipe calls, for a 2-node allocation on this machine: srun starts
+# its command once per node, each a process of its own with its own output files; scontrol
+# expands the node list and records a requeue.
+FAKE_SRUN = """#!/bin/bash
+printf '%s\\n' "$@" > "$TEST_LOGS/srun.args"
+pids=()
+for ((node = 0; node < SLURM_NNODES; node++)); do
+    SLURM_NODEID=$node SLURM_PROCID=$node "$@" > "$TEST_LOGS/node$node.out" 2> "$TEST_LOGS/node$node.err" &
+    pids+=($!)
+done
+status=0
+for pid in "${pids[@]}"; do wait "$pid" || status=$?; done
+exit $status
+"""
+FAKE_SCONTROL = """#!/bin/bash
+case "$1 $2" in
+    "show hostnames") tr , '\\n' <<< "$3" ;;
+    requeue*) echo "$2" >> "$TEST_LOGS/../requeued" ;;
+    *) echo "scontrol stand-in: unexpected: $*" >&2; exit 1 ;;
+esac
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def sbatch(args: list[str], cwd: Path, logs: Path, env: dict[str, str], timeout: float = 300):
+    """`bash docs/slurm_ddp.sbatch ARGS` in `cwd` as SLURM runs a batch script on job JOB_ID's
+    first node; each node's output lands in `logs`. A launch past `timeout` is killed with
+    every process it started."""
+    logs.mkdir(parents=True)
+    full_env = {**os.environ, **env, "PATH": f"{logs.parent / 'bin'}:{Path(sys.executable).parent}:{os.environ['PATH']}",
+                "TEST_LOGS": str(logs), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1",
+                "SLURM_JOB_ID": JOB_ID, "SLURM_JOB_NAME": "meshgnn-ddp", "SLURM_NNODES": "2",
+                "SLURM_JOB_NODELIST": "127.0.0.1,127.0.0.1", "SLURM_SUBMIT_DIR": str(cwd), "GPUS_PER_NODE": "1"}
+    proc = subprocess.Popen(["bash", str(SBATCH), *args], cwd=cwd, env=full_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def node_logs(logs: Path, suffix: str) -> str:
+    return "".join((logs / f"node{node}.{suffix}").read_text() for node in (0, 1))
+
+
+@pytest.fixture(scope="module")
+def two_node_job(tmp_path_factory):
+    """D then E (module docstring), from a fresh dataset cache; returns (job dir, run dir, port, D, E)."""
+    base = tmp_path_factory.mktemp("two_nodes")
+    (base / "bin").mkdir()
+    for name, text in (("srun", FAKE_SRUN), ("scontrol", FAKE_SCONTROL)):
+        (base / "bin" / name).write_text(text)
+        (base / "bin" / name).chmod(0o755)
+    job = base / "job"
+    job.mkdir()
+    port = free_port()
+    env = {"DATA_DIR": str(base / "data"), "RDZV_PORT": str(port)}
+    stopped = sbatch([*COMMON, "data.batch_size=4"], job, base / "logs_d", {**env, "MAX_TIME": "1e-9"})
+    assert stopped.returncode == 0, (stopped.stderr[-2000:], node_logs(base / "logs_d", "err")[-3000:])
+    resumed = sbatch([*COMMON, "data.batch_size=4"], job, base / "logs_e",
+                     {**env, "MAX_TIME": "0", "SLURM_RESTART_COUNT": "1"})
+    assert resumed.returncode == 0, (resumed.stderr[-2000:], node_logs(base / "logs_e", "err")[-3000:])
+    return job, job / "outputs" / "slurm" / f"meshgnn-ddp-{JOB_ID}", port, stopped, resumed
+
+
+@pytest.mark.slow
+def test_two_torchrun_agents_run_the_slurm_recipe_as_one_job_in_one_run_directory(two_node_job):
+    job, run_dir, port, stopped, resumed = two_node_job
+    base = job.parent
+    # The recipe's command, as srun got it: one c10d rendezvous of 2 agents of 1 process each.
+    assert (base / "logs_d" / "srun.args").read_text().splitlines() == [
+        "torchrun", "--nnodes=2", "--nproc_per_node=1", "--rdzv_backend=c10d", f"--rdzv_endpoint=127.0.0.1:{port}",
+        f"--rdzv_id={JOB_ID}", "--rdzv_conf=join_timeout=600", "-m", "meshgnn.train", "resume=auto",
+        f"hydra.run.dir={run_dir}", f"paths.data_dir={base / 'data'}", "trainer.max_time=1e-9",
+        *COMMON, "data.batch_size=4"]
+    # D: both nodes stopped after the same step; the node of rank 0 alone said so, with the
+    # command to run on every node; the script requeued the job once, E did not.
+    stopped_err = node_logs(base / "logs_d", "err")
+    assert stopped_err.count("stopped by max_time during epoch 1") == 1, stopped_err[-3000:]
+    assert (f"torchrun --nnodes=2 --nproc_per_node=1 <the same --rdzv_* options> train.py resume={run_dir}"
+            "   # on every node") in stopped_err
+    assert f"requeueing job {JOB_ID}" in stopped.stdout
+    assert f"run {run_dir} finished" in resumed.stdout
+    assert (base / "requeued").read_text() == f"{JOB_ID}\n"
+    # The dataset was generated once (by rank 0, the other rank waited), for both nodes.
+    assert node_logs(base / "logs_d", "out").count("generating heat2d: 40/40") == 1
+    # One run directory, and nothing of Hydra's or the run's anywhere else.
+    assert sorted(p for p in job.rglob("*") if not p.is_relative_to(run_dir)) == [
+        job / "outputs", job / "outputs" / "slurm"]
+    assert sorted(job.rglob("train.log")) == [run_dir / "train.log"]
+    assert sorted(job.rglob(".hydra")) == [run_dir / ".hydra"]
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [
+        "best.ckpt", "epoch_0001.ckpt", "epoch_0002.ckpt", "last.ckpt"]
+    assert [row["epoch"] for row in _metrics(run_dir)] == [1, 2]
+    assert len(list((run_dir / ".hydra" / "launches").iterdir())) == 2
+    log = (run_dir / "train.log").read_text()
+    assert log.count("data parallel: 2 processes, data.batch_size=4 per process (8 graphs per step)") == 2
+    assert [launch["lineage"]["kind"] for launch in json.loads((run_dir / "run.json").read_text())["launches"]] == [
+        "fresh", "resume"]
+
+
+@pytest.mark.slow
+def test_two_nodes_train_like_one_process_with_the_global_batch(single_run, two_node_job):
+    _, run_dir, _, _, _ = two_node_job
+    for name in ("epoch_0001.ckpt", "last.ckpt", "best.ckpt"):
+        single = load_checkpoint(single_run / "checkpoints" / name)
+        nodes = load_checkpoint(run_dir / "checkpoints" / name)
+        assert single["global_step"] == nodes["global_step"], name
+        for key, tensor in single["model"].items():
+            torch.testing.assert_close(nodes["model"][key], tensor, **PARAM_TOL, msg=f"{name} {key}")
+    assert len(load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["rng_per_rank"]) == 2
+    single_results = json.loads((single_run / "results.json").read_text())
+    nodes_results = json.loads((run_dir / "results.json").read_text())
+    assert nodes_results["best_epoch"] == single_results["best_epoch"]
+    for key, value in single_results["model"].items():
+        assert nodes_results["model"][key] == pytest.approx(value, rel=METRIC_REL), key
+
+
+def test_slurm_recipe_is_valid_bash():
+    proc = subprocess.run(["bash", "-n", str(SBATCH)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
 # ------------------------------------------------------------------ no launch needed
 def test_ranks_agree_on_one_run_directory_and_only_rank_0_keeps_hydra_outputs():
     argv = ["train.py", "trainer=debug", "hydra.run.dir=runs/${now:%H}", "hydra/job_logging=stdout"]
@@ -160,3 +303,10 @@ def test_error_accumulators_of_shards_combine_to_the_whole():
     parts[0].add("t", {"rel_l2": values[::2], "max_abs": values[::2] * 2})
     parts[1].add("t", {"rel_l2": values[1::2], "max_abs": values[1::2] * 2})
     assert ErrorAccumulator.combine(parts).result(5) == pytest.approx(whole.result(5))
+
+
+def test_processes_started_in_different_directories_are_refused_naming_both():
+    assert different_directories([("node0", "/shared/proj"), ("node1", "/shared/proj")]) is None
+    line = different_directories([("node0", "/shared/proj"), ("node0", "/shared/proj"), ("node1", "/home/me")])
+    assert line.startswith("error: the torchrun processes started in different directories (rank 0 in "
+                           "/shared/proj on node0, rank 2 in /home/me on node1)") and "\n" not in line
