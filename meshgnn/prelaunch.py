@@ -39,6 +39,7 @@ from meshgnn.constraints import check_values
 from meshgnn.errors import UserError
 from meshgnn.resume import check_start_paths
 from meshgnn.sweeps.config import SWEEPER_TARGET, MeshgnnSweeperConf
+from meshgnn.sweeps.launchers import check_launcher
 
 
 # Old spellings of an override that now means something else, and what they are replaced by.
@@ -140,6 +141,8 @@ def schema_gap(cfg: DictConfig, key: str) -> tuple[str, str, list[str]] | None:
     lacks, that section's own names), or None when every part is a schema field or the key
     runs into an open mapping (loss.target_weights, a stage's optim/trainer changes). The
     names under a mapping of schemas (stages.<name>) are free, the fields below them are not."""
+    if key.split(".")[0] == "hydra":  # Hydra's and its plugins' schemas (hydra.launcher.*): the node's own keys
+        return _node_gap(cfg, key)
     node: Any = cfg
     schema: Any = Config  # the root, whatever composition typed it as
     done: list[str] = []
@@ -162,6 +165,20 @@ def schema_gap(cfg: DictConfig, key: str) -> tuple[str, str, list[str]] | None:
     return None
 
 
+def _node_gap(cfg: DictConfig, key: str) -> tuple[str, str, list[str]] | None:
+    """schema_gap for a key under `hydra`, whose typed nodes (not our dataclasses) know their keys."""
+    node: Any = cfg
+    done: list[str] = []
+    for part in key.split("."):
+        if not isinstance(node, DictConfig) or OmegaConf.get_type(node) is dict:  # an open mapping
+            return None
+        if part not in node:
+            return ".".join(done), part, [str(k) for k in node.keys()]
+        node = node[part]
+        done.append(part)
+    return None
+
+
 def _unwrap_optional(hint: Any) -> Any:
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     return args[0] if typing.get_origin(hint) is typing.Union and len(args) == 1 else hint
@@ -178,7 +195,8 @@ def unknown_key_message(line: str, key: str, cfg: DictConfig) -> str | None:
     value = line.split("=", 1)[1] if "=" in line else "..."
     fix = f"did you mean {' or '.join(close)}? e.g. {close[0]}={value}" if close else f"its keys are {', '.join(names)}"
     adding = " (`+` cannot add keys to a schema-backed section)" if line.lstrip().startswith("+") else ""
-    return (f"override {line!r}: {owner}{adding}; {fix} (`python train.py --cfg job` prints every key)")
+    printed = "hydra" if key.split(".")[0] == "hydra" else "job"
+    return (f"override {line!r}: {owner}{adding}; {fix} (`python train.py --cfg {printed}` prints every key)")
 
 
 def check_added_keys(parsed: list[Override], cfg: DictConfig) -> None:
@@ -223,6 +241,7 @@ def check_sweep(args: Any, cfg: DictConfig, plain: list[str], sweeps: list[Overr
     if OmegaConf.select(cfg, "hydra.sweeper._target_") == SWEEPER_TARGET:
         sweeper = OmegaConf.to_container(cfg.hydra.sweeper, resolve=True)
         check_values(MeshgnnSweeperConf, sweeper, "hydra.sweeper", strict=False)
+    check_launcher(OmegaConf.to_container(cfg.hydra.launcher, resolve=False))
     groups = set(cfg.hydra.runtime.choices)
     for override in [*sweeps, *_sweeper_params(cfg)]:
         key = override.key_or_group.removeprefix("hydra.sweeper.params.")

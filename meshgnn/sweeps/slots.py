@@ -14,6 +14,10 @@ So each trial takes a *slot*, a free index in 0..n_jobs-1, for as long as it run
 loky reuses its workers: CUDA_VISIBLE_DEVICES is read once, when a process first initialises
 CUDA, so a worker that has done so stays on its slot's GPU; it takes that slot again (waiting
 for it if need be) rather than a slot whose GPU it cannot see.
+`hydra/launcher=submitit_local` starts every job it is handed at once (a new process each)
+and sets each job's CUDA_VISIBLE_DEVICES to 0..hydra.launcher.gpus_per_node-1 (none when unset),
+so slots share those out the same way. Under `hydra/launcher=slurm` trials have no slots: each
+is its own allocation, whose GPUs (CUDA_VISIBLE_DEVICES) and cores SLURM sets.
 Each trial records its slot in `<run dir>/slot.json`.
 """
 
@@ -31,11 +35,12 @@ from pathlib import Path
 from typing import IO, Iterator, Optional, Sequence
 
 from meshgnn.atomic import atomic_write_text
+from meshgnn.sweeps.launchers import SUBMITIT_LOCAL
 
 log = logging.getLogger(__name__)
 
 # Launchers that run a sweep's trials at the same time on this machine.
-PARALLEL_LAUNCHERS = ("hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher",)
+PARALLEL_LAUNCHERS = ("hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", SUBMITIT_LOCAL)
 # The CUDA_VISIBLE_DEVICES the sweep started with, kept so a reused worker does not read back
 # the one GPU an earlier trial of its own was given.
 SWEEP_DEVICES_ENV = "MESHGNN_SWEEP_CUDA_VISIBLE_DEVICES"
@@ -70,7 +75,9 @@ def parallel_slots(launcher_target: Optional[str], sweeper_jobs: int, launcher_j
     """How many trials run at once: 1 unless a parallel launcher runs several."""
     if launcher_target not in PARALLEL_LAUNCHERS:
         return 1
-    at_once = cores if launcher_jobs is None or launcher_jobs < 0 else launcher_jobs  # joblib: -1 = all cores
+    if launcher_jobs is None:  # submitit_local: every job handed to it runs at once
+        return max(1, sweeper_jobs)
+    at_once = cores if launcher_jobs < 0 else launcher_jobs  # joblib: -1 = all cores
     return max(1, min(sweeper_jobs, at_once))
 
 
