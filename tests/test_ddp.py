@@ -143,12 +143,13 @@ def test_nccl_on_two_gpus_trains_like_one_gpu_with_the_global_batch(tmp_path, da
 SBATCH = ROOT / "docs" / "slurm_ddp.sbatch"
 JOB_ID = "4242"
 # The two SLURM commands the recipe calls, for a 2-node allocation on this machine: srun starts
-# its command once per node, each a process of its own with its own output files; scontrol
-# expands the node list and records a requeue.
+# its command once per node (on TEST_NODES_UP nodes where the others never come), each a
+# process of its own with its own output files; scontrol expands the node list and records a
+# requeue.
 FAKE_SRUN = """#!/bin/bash
 printf '%s\\n' "$@" > "$TEST_LOGS/srun.args"
 pids=()
-for ((node = 0; node < SLURM_NNODES; node++)); do
+for ((node = 0; node < ${TEST_NODES_UP:-$SLURM_NNODES}; node++)); do
     SLURM_NODEID=$node SLURM_PROCID=$node "$@" > "$TEST_LOGS/node$node.out" 2> "$TEST_LOGS/node$node.err" &
     pids+=($!)
 done
@@ -171,10 +172,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def fake_slurm(base: Path) -> None:
+    """The stand-ins in `base`/bin, where `sbatch` puts them first on PATH."""
+    (base / "bin").mkdir()
+    for name, text in (("srun", FAKE_SRUN), ("scontrol", FAKE_SCONTROL)):
+        (base / "bin" / name).write_text(text)
+        (base / "bin" / name).chmod(0o755)
+
+
 def sbatch(args: list[str], cwd: Path, logs: Path, env: dict[str, str], timeout: float = 300):
     """`bash docs/slurm_ddp.sbatch ARGS` in `cwd` as SLURM runs a batch script on job JOB_ID's
-    first node; each node's output lands in `logs`. A launch past `timeout` is killed with
-    every process it started."""
+    first node, with the stand-ins of `fake_slurm(logs.parent)`; each node's output lands in
+    `logs`. A launch past `timeout` is killed with every process it started."""
     logs.mkdir(parents=True)
     full_env = {**os.environ, **env, "PATH": f"{logs.parent / 'bin'}:{Path(sys.executable).parent}:{os.environ['PATH']}",
                 "TEST_LOGS": str(logs), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1",
@@ -198,10 +207,7 @@ def node_logs(logs: Path, suffix: str) -> str:
 def two_node_job(tmp_path_factory):
     """D then E (module docstring), from a fresh dataset cache; returns (job dir, run dir, port, D, E)."""
     base = tmp_path_factory.mktemp("two_nodes")
-    (base / "bin").mkdir()
-    for name, text in (("srun", FAKE_SRUN), ("scontrol", FAKE_SCONTROL)):
-        (base / "bin" / name).write_text(text)
-        (base / "bin" / name).chmod(0o755)
+    fake_slurm(base)
     job = base / "job"
     job.mkdir()
     port = free_port()
@@ -265,6 +271,21 @@ def test_two_nodes_train_like_one_process_with_the_global_batch(single_run, two_
     assert nodes_results["best_epoch"] == single_results["best_epoch"]
     for key, value in single_results["model"].items():
         assert nodes_results["model"][key] == pytest.approx(value, rel=METRIC_REL), key
+
+
+@pytest.mark.slow
+def test_a_node_that_never_comes_ends_the_job_at_the_rendezvous_timeout_without_a_requeue(tmp_path):
+    fake_slurm(tmp_path)
+    job = tmp_path / "job"
+    job.mkdir()
+    proc = sbatch([*COMMON], job, tmp_path / "logs", {"TEST_NODES_UP": "1", "RDZV_TIMEOUT": "2",
+                                                       "RDZV_PORT": str(free_port())}, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert "torch.distributed.elastic.rendezvous.api.RendezvousTimeoutError" in (tmp_path / "logs" / "node0.err").read_text()
+    assert proc.stderr.startswith(f"meshgnn: run {job}/outputs/slurm/meshgnn-ddp-{JOB_ID} ended with status 1 and "
+                                  "is not requeued (no new last.ckpt"), proc.stderr
+    assert not (tmp_path / "requeued").exists()
+    assert list(job.iterdir()) == []  # no training process started, so nothing was written
 
 
 def test_slurm_recipe_is_valid_bash():
