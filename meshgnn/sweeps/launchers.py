@@ -39,6 +39,12 @@ def requeue_overrides(launcher_target: Optional[str], command: Sequence[str]) ->
     return [REQUEUE_RESUME]
 
 
+def trials_in_flight(launcher_target: Optional[str], sweeper_jobs: int, slots: int) -> int:
+    """How many trials the sweeper keeps running at once: under `hydra/launcher=slurm` n_jobs
+    (each trial is its own allocation; none shares this machine's slots), else one per slot."""
+    return max(1, sweeper_jobs) if launcher_target == SUBMITIT_SLURM else slots
+
+
 @dataclass
 class SubmititChecks:
     """The values of hydra-submitit-launcher's keys that its schema (types only) lets through

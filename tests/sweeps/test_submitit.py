@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 from conftest import CONF, ROOT, run_train
 from meshgnn.errors import UserError
 from meshgnn.prelaunch import check_launch
-from meshgnn.sweeps.launchers import SUBMITIT_LOCAL, SUBMITIT_SLURM, requeue_overrides
+from meshgnn.sweeps.launchers import SUBMITIT_LOCAL, SUBMITIT_SLURM, requeue_overrides, trials_in_flight
 from meshgnn.sweeps.slots import parallel_slots, threads_for
 
 SLURM_SWEEP = ["-m", "hparams_search=optuna", "hydra/launcher=slurm", "hydra.launcher.partition=gpu"]
@@ -33,7 +33,9 @@ def test_only_submitit_trials_get_resume_auto_and_a_command_line_resume_wins():
 
 def test_slurm_trials_keep_the_gpus_slurm_gives_them_and_local_jobs_share_slots():
     assert parallel_slots(SUBMITIT_SLURM, sweeper_jobs=8, launcher_jobs=None, cores=2) == 1  # no slots
+    assert trials_in_flight(SUBMITIT_SLURM, sweeper_jobs=8, slots=1) == 8  # yet n_jobs trials in flight
     assert parallel_slots(SUBMITIT_LOCAL, sweeper_jobs=3, launcher_jobs=None, cores=2) == 3  # all at once
+    assert trials_in_flight(SUBMITIT_LOCAL, sweeper_jobs=3, slots=3) == 3
 
 
 @pytest.mark.parametrize("argv,needle", [
