@@ -69,6 +69,30 @@ def test_slurm_preset_composes_and_without_slurm_the_sweep_is_refused_before_it_
     assert list(tmp_path.iterdir()) == []  # no study, no sweep directory
 
 
+def test_slurm_preset_becomes_the_sbatch_options_of_each_trial_job(tmp_path, monkeypatch):
+    """The job script submitit writes from the composed preset, mapped as hydra-submitit-launcher's
+    launch() maps it (submitit wants an srun on PATH: a stand-in; nothing is submitted)."""
+    import submitit
+    from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+    from omegaconf import OmegaConf
+
+    (tmp_path / "srun").write_text("#!/bin/sh\n")
+    (tmp_path / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    cfg = check_launch(get_args_parser().parse_args([*SLURM_SWEEP, "hydra.launcher.account=lab"]), CONF, "train")
+    params = OmegaConf.to_container(cfg.hydra.launcher, resolve=False)
+    executor = submitit.AutoExecutor(folder=tmp_path / "%j", cluster="slurm",
+                                     slurm_max_num_timeout=params.pop("max_num_timeout"))
+    base = set(OmegaConf.structured(BaseQueueConf).keys())
+    executor.update_parameters(**{k if k in base else f"slurm_{k}": v for k, v in params.items()
+                                  if k not in ("_target_", "submitit_folder", "name")})
+    script = executor._executor._make_submission_file_text("python -m submitit.core._submit x", "uid")
+    for line in ("#SBATCH --partition=gpu", "#SBATCH --account=lab", "#SBATCH --gpus-per-node=1",
+                 "#SBATCH --cpus-per-task=8", "#SBATCH --mem=32GB", "#SBATCH --time=240", "#SBATCH --signal=USR2@120",
+                 "#SBATCH --ntasks-per-node=1", "export OMP_NUM_THREADS=$SLURM_CPUS_PER_TASK"):
+        assert line in script.splitlines(), script
+
+
 def _wait_for(condition, proc: subprocess.Popen, what: str, timeout: float = 240) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
