@@ -189,16 +189,16 @@ def different_directories(places: list[tuple[str, str]]) -> str | None:
 
 def relaunch_command(script_args: str) -> str:
     """The torchrun command that starts this launch's processes again with `script_args`
-    ("train.py resume=<dir>"): the same per-node count, and on several nodes the node count
-    and a reminder that each node runs it (the rendezvous options are the agents', which the
-    processes do not see)."""
+    ("train.py resume=<dir>"; callers may append overrides): the same per-node count, and on
+    several nodes the node count and a placeholder for the rendezvous options (the agents',
+    which the processes do not see) that says the command runs on every node."""
     world = torchrun_world_size()
     per_node = int(os.environ.get("LOCAL_WORLD_SIZE", world))
     if per_node == world:
         return f"torchrun --nproc_per_node={per_node} {script_args}"
     nodes = os.environ.get("GROUP_WORLD_SIZE", "<nodes>")
-    return (f"torchrun --nnodes={nodes} --nproc_per_node={per_node} <the same --rdzv_* options> "
-            f"{script_args}   # on every node")
+    return (f"torchrun --nnodes={nodes} --nproc_per_node={per_node} <the same --rdzv_* options, on every node> "
+            f"{script_args}")
 
 
 def _decide_run_dir(args: Any, config_dir: Path, job_name: str) -> tuple[str, str]:

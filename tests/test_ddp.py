@@ -1,7 +1,8 @@
-"""DistributedDataParallel under torchrun (CPU, gloo): one run directory, the same training as
-one process with the global batch, and exact resume of a run stopped mid-epoch.
+"""DistributedDataParallel under torchrun (CPU, gloo), on one node and on two: one run
+directory, the same training as one process with the global batch, and exact resume of a run
+stopped mid-epoch.
 
-Three launches serve every end-to-end check (each launch pays ~8 s of imports per process):
+Three launches serve the one-node checks (each launch pays ~8 s of imports per process):
   A  `python train.py data.batch_size=8`                       (1 process, 2 epochs)
   B  `torchrun --nproc_per_node=2 train.py data.batch_size=4 trainer.max_time=1e-9`
      from an empty folder with no hydra.run.dir: stops after its first step, saves last.ckpt
@@ -185,9 +186,9 @@ def sbatch(args: list[str], cwd: Path, logs: Path, env: dict[str, str], timeout:
     first node, with the stand-ins of `fake_slurm(logs.parent)`; each node's output lands in
     `logs`. A launch past `timeout` is killed with every process it started."""
     logs.mkdir(parents=True)
-    full_env = {**os.environ, **env, "PATH": f"{logs.parent / 'bin'}:{Path(sys.executable).parent}:{os.environ['PATH']}",
-                "TEST_LOGS": str(logs), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1",
-                "SLURM_JOB_ID": JOB_ID, "SLURM_JOB_NAME": "meshgnn-ddp", "SLURM_NNODES": "2",
+    path = f"{logs.parent / 'bin'}:{Path(sys.executable).parent}:{os.environ['PATH']}"
+    full_env = {**os.environ, **env, "PATH": path, "TEST_LOGS": str(logs), "PYTHONUNBUFFERED": "1",
+                "OMP_NUM_THREADS": "1", "SLURM_JOB_ID": JOB_ID, "SLURM_JOB_NAME": "meshgnn-ddp", "SLURM_NNODES": "2",
                 "SLURM_JOB_NODELIST": "127.0.0.1,127.0.0.1", "SLURM_SUBMIT_DIR": str(cwd), "GPUS_PER_NODE": "1"}
     proc = subprocess.Popen(["bash", str(SBATCH), *args], cwd=cwd, env=full_env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -230,12 +231,14 @@ def test_two_torchrun_agents_run_the_slurm_recipe_as_one_job_in_one_run_director
         f"--rdzv_id={JOB_ID}", "--rdzv_conf=join_timeout=600", "-m", "meshgnn.train", "resume=auto",
         f"hydra.run.dir={run_dir}", f"paths.data_dir={base / 'data'}", "trainer.max_time=1e-9",
         *COMMON, "data.batch_size=4"]
-    # D: both nodes stopped after the same step; the node of rank 0 alone said so, with the
-    # command to run on every node; the script requeued the job once, E did not.
+    # D: the process on each node stopped (exit 3, which torchrun reports); rank 0's alone said
+    # so, with the command to run on every node; the script requeued the job once, E did not.
+    for node in (0, 1):
+        assert re.search(r"exitcode\s*:\s*3", (base / "logs_d" / f"node{node}.err").read_text()), node
     stopped_err = node_logs(base / "logs_d", "err")
     assert stopped_err.count("stopped by max_time during epoch 1") == 1, stopped_err[-3000:]
-    assert (f"torchrun --nnodes=2 --nproc_per_node=1 <the same --rdzv_* options> train.py resume={run_dir}"
-            "   # on every node") in stopped_err
+    assert (f"torchrun --nnodes=2 --nproc_per_node=1 <the same --rdzv_* options, on every node> train.py "
+            f"resume={run_dir}\n") in stopped_err
     assert f"requeueing job {JOB_ID}" in stopped.stdout
     assert f"run {run_dir} finished" in resumed.stdout
     assert (base / "requeued").read_text() == f"{JOB_ID}\n"
@@ -281,7 +284,8 @@ def test_a_node_that_never_comes_ends_the_job_at_the_rendezvous_timeout_without_
     proc = sbatch([*COMMON], job, tmp_path / "logs", {"TEST_NODES_UP": "1", "RDZV_TIMEOUT": "2",
                                                        "RDZV_PORT": str(free_port())}, timeout=120)
     assert proc.returncode == 1, proc.stderr
-    assert "torch.distributed.elastic.rendezvous.api.RendezvousTimeoutError" in (tmp_path / "logs" / "node0.err").read_text()
+    agent_err = (tmp_path / "logs" / "node0.err").read_text()
+    assert "torch.distributed.elastic.rendezvous.api.RendezvousTimeoutError" in agent_err, agent_err[-3000:]
     assert proc.stderr.startswith(f"meshgnn: run {job}/outputs/slurm/meshgnn-ddp-{JOB_ID} ended with status 1 and "
                                   "is not requeued (no new last.ckpt"), proc.stderr
     assert not (tmp_path / "requeued").exists()
