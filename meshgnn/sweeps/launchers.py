@@ -29,12 +29,16 @@ SUBMITIT_LAUNCHERS = (SUBMITIT_LOCAL, SUBMITIT_SLURM)
 REQUEUE_RESUME = "resume=auto"
 
 
-def requeue_overrides(launcher_target: Optional[str], command: Sequence[str]) -> list[str]:
-    """What the sweeper adds to every trial's overrides for requeues: `resume=auto` when a
-    submitit launcher runs the trials, so a requeued job resumes its trial. Other launchers never
-    re-run a trial (a dead worker's trial is FAIL "stale"); a command line that sets resume=
-    itself keeps it."""
-    if launcher_target not in SUBMITIT_LAUNCHERS or any(o.lstrip("+~").startswith("resume=") for o in command):
+def requeue_overrides(config: Any) -> list[str]:
+    """What the sweeper adds to every trial's overrides (`config`: the sweep's, with its hydra
+    node): `resume=auto` when a submitit launcher runs the trials, so a requeued job resumes its
+    trial. Not for other launchers, which never re-run a trial (a dead worker's is FAIL "stale");
+    not for a staged run (`stages`), which re-run in its directory resumes its stages by itself
+    (meshgnn.stages.run_stages) and would refuse resume= with the trial's loss/optim values;
+    not when the command line sets resume= itself."""
+    command = list(config.hydra.overrides.task)
+    if (config.hydra.launcher.get("_target_") not in SUBMITIT_LAUNCHERS or config.get("stages")
+            or any(o.lstrip("+~").startswith("resume=") for o in command)):
         return []
     return [REQUEUE_RESUME]
 

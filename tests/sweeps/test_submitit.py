@@ -12,6 +12,7 @@ import time
 
 import optuna
 import pytest
+from hydra import compose, initialize_config_dir
 from hydra._internal.utils import get_args_parser
 from optuna.trial import TrialState
 
@@ -24,11 +25,17 @@ from meshgnn.sweeps.slots import parallel_slots, threads_for
 SLURM_SWEEP = ["-m", "hparams_search=optuna", "hydra/launcher=slurm", "hydra.launcher.partition=gpu"]
 
 
-def test_only_submitit_trials_get_resume_auto_and_a_command_line_resume_wins():
-    assert requeue_overrides(SUBMITIT_LOCAL, ["trainer=debug"]) == ["resume=auto"]
-    assert requeue_overrides(SUBMITIT_SLURM, []) == ["resume=auto"]
-    assert requeue_overrides("hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", []) == []
-    assert requeue_overrides(SUBMITIT_SLURM, ["resume=outputs/run"]) == []
+def test_only_submitit_trials_of_unstaged_runs_get_resume_auto_and_a_command_line_resume_wins():
+    def sweep(*overrides: str, launcher: str = "submitit_local"):
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            return compose("config", overrides=["hparams_search=optuna", f"hydra/launcher={launcher}", *overrides],
+                           return_hydra_config=True)
+
+    assert requeue_overrides(sweep("debug=default")) == ["resume=auto"]
+    assert requeue_overrides(sweep(launcher="slurm")) == ["resume=auto"]
+    assert requeue_overrides(sweep(launcher="joblib")) == []
+    assert requeue_overrides(sweep("experiment=two_stage")) == []  # re-run in place, stages resume themselves
+    assert requeue_overrides(sweep("resume=outputs/run")) == []
 
 
 def test_slurm_trials_keep_the_gpus_slurm_gives_them_and_local_jobs_share_slots():
