@@ -5,10 +5,11 @@ Each trial is one submitit job: a fresh process (on SLURM, its own allocation) t
 the launcher and runs the trial in `<sweep dir>/<trial number>`. When the job is preempted or
 reaches its time limit, submitit (on SIGUSR2) pickles the same call again and requeues it; SLURM
 also requeues jobs on its own (node failure, `scontrol requeue`). Either way the trial starts
-again with the same overrides, in the same directory, so every trial gets `resume=auto`: a
-re-run continues from the trial's own last.ckpt (meshgnn.resume.start_point), where without it
-it would train from scratch over its own checkpoints. A first run has no checkpoint and starts
-fresh. The sweeper waits for the job's one final result, so the Optuna trial is told once.
+again with the same overrides, in the same directory, so every (unstaged) trial gets
+`resume=auto`: a re-run continues from the trial's own last.ckpt (meshgnn.resume.start_point),
+where without it it would train from scratch over its own checkpoints. A first run has no
+checkpoint and starts fresh. The sweeper waits for the job's one final result, so the Optuna
+trial is told once.
 
 Import-light (the launch checks import it): no submitit, no torch.
 """
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional
 
 from meshgnn.constraints import Range, at_least, check_values, key
 from meshgnn.errors import UserError
