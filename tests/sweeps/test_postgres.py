@@ -3,6 +3,7 @@
 The test starts its own server (pg_server.py; it skips, saying why, without Debian's postgresql
 binaries or the psycopg2 driver). Each worker has its own sweep directory, as it would on its
 own machine; the SQLite counterpart, workers sharing one directory, is test_workers.py's.
+How stale trials are told from live ones is checked here on both databases.
 """
 
 import contextlib
@@ -10,8 +11,10 @@ import time
 
 import optuna
 import pytest
+import sqlalchemy
 from optuna.trial import TrialState
 
+from meshgnn.sweeps.workers import fail_stale, open_storage
 from pg_server import PostgresUnavailable, postgres_server
 from test_workers import start_worker
 
@@ -52,6 +55,25 @@ def trial_dirs(tmp_path, n):
     return sorted(int(p.name) for i in range(n) for p in (tmp_path / f"w{i}").iterdir() if p.name.isdigit())
 
 
+# The database's clock one second on, in each dialect.
+ONE_SECOND_ON = {"sqlite": "datetime('now', '+1 second')", "postgresql": "now() + interval '1 second'"}
+
+
+@pytest.mark.xfail(strict=True, reason="Optuna 2.10's RDBStorage._get_stale_trial_ids reads (now - heartbeat)"
+                   ".seconds, ~86399 for a heartbeat newer than its own clock reading; workers.fail_stale uses it")
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_a_heartbeat_newer_than_the_checkers_clock_is_not_stale(dialect, tmp_path, request):
+    # Another worker's heartbeat lands between the checker's `SELECT now()` and its query of the
+    # running trials (every heartbeat interval, per running trial): newer than the checker's now.
+    url = request.getfixturevalue("pg_url") if dialect == "postgresql" else f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(storage=open_storage(url, heartbeat_interval=10, grace_period=60))
+    trial = study.ask()
+    study._storage.record_heartbeat(trial._trial_id)
+    sqlalchemy.create_engine(url).execute(f"UPDATE trial_heartbeats SET heartbeat = {ONE_SECOND_ON[dialect]}")
+    fail_stale(study)
+    assert study.trials[0].state == TrialState.RUNNING  # a heartbeat 0 s old, the grace period 60 s
+
+
 def test_workers_on_postgres_share_one_study_to_n_trials_in_total(tmp_path, data_cache, pg_url):
     workers = start_workers(tmp_path, 3, [*TINY, f"paths.data_dir={data_cache}", "hydra.sweeper.n_trials=6",
                                           "trainer.epochs=1", f"hydra.sweeper.storage={pg_url}",
@@ -81,8 +103,9 @@ def test_a_worker_killed_mid_trial_goes_stale_and_the_others_finish_the_study(tm
     failed = [t for t in trials if t.state == TrialState.FAIL]
     assert [t.number for t in failed] == [killed], [(t.number, t.state, t.user_attrs) for t in trials]
     assert failed[0].user_attrs["failure"].startswith("stale")
-    # the survivors ran on to n_trials finished trials: the stale one is not counted, its point ran again
+    # the survivors ran on to n_trials finished trials: the stale one is not counted, its point ran again.
+    # (At least: two survivors that find the last trial free at the same moment both run one.)
     done = [t for t in trials if t.state in DONE]
-    assert len(done) == 3 and len(trials) == 4
+    assert len(done) >= 3 and len(done) + 1 == len(trials)
     assert any(t.params == failed[0].params for t in done)
     assert trial_dirs(tmp_path, 3) == [t.number for t in trials]
