@@ -145,10 +145,11 @@ SBATCH = ROOT / "docs" / "slurm_ddp.sbatch"
 JOB_ID = "4242"
 # The two SLURM commands the recipe calls, for a 2-node allocation on this machine: srun starts
 # its command once per node (on TEST_NODES_UP nodes where the others never come), each a
-# process of its own with its own output files; scontrol expands the node list and records a
-# requeue.
+# process of its own with its own output files (srun's options are recorded, not acted on);
+# scontrol expands the node list and records a requeue.
 FAKE_SRUN = """#!/bin/bash
 printf '%s\\n' "$@" > "$TEST_LOGS/srun.args"
+while [[ $1 == -* ]]; do shift; done
 pids=()
 for ((node = 0; node < ${TEST_NODES_UP:-$SLURM_NNODES}; node++)); do
     SLURM_NODEID=$node SLURM_PROCID=$node "$@" > "$TEST_LOGS/node$node.out" 2> "$TEST_LOGS/node$node.err" &
@@ -227,7 +228,7 @@ def test_two_torchrun_agents_run_the_slurm_recipe_as_one_job_in_one_run_director
     base = job.parent
     # The recipe's command, as srun got it: one c10d rendezvous of 2 agents of 1 process each.
     assert (base / "logs_d" / "srun.args").read_text().splitlines() == [
-        "torchrun", "--nnodes=2", "--nproc_per_node=1", "--rdzv_backend=c10d", f"--rdzv_endpoint=127.0.0.1:{port}",
+        "--kill-on-bad-exit=1", "torchrun", "--nnodes=2", "--nproc_per_node=1", "--rdzv_backend=c10d", f"--rdzv_endpoint=127.0.0.1:{port}",
         f"--rdzv_id={JOB_ID}", "--rdzv_conf=join_timeout=600", "-m", "meshgnn.train", "resume=auto",
         f"hydra.run.dir={run_dir}", f"paths.data_dir={base / 'data'}", "trainer.max_time=1e-9",
         *COMMON, "data.batch_size=4"]
