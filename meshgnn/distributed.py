@@ -123,12 +123,16 @@ def launch(argv: list[str], config_dir: Path) -> list[str]:
     """
     from hydra._internal.utils import get_args_parser
 
+    from meshgnn.errors import UserError
     from meshgnn.prelaunch import renamed_overrides
 
     args = get_args_parser().parse_args(argv[1:])
     printing = any(getattr(args, flag, None) for flag in PRINT_ONLY)
     argv = renamed_overrides(argv, printing)
     args = get_args_parser().parse_args(argv[1:])
+    if printing and args.multirun and (args.cfg or args.info):  # else Hydra's ValueError, a traceback
+        raise UserError("-m cannot go with --cfg/--info (they print one launch's config); drop -m: hparams_search=... "
+                        "still makes it a sweep, e.g. python train.py hparams_search=optuna --cfg hydra")
     if printing:
         return argv
     job_name = Path(argv[0]).stem

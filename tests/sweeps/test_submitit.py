@@ -17,6 +17,7 @@ from hydra._internal.utils import get_args_parser
 from optuna.trial import TrialState
 
 from conftest import CONF, ROOT, run_train
+from meshgnn.distributed import launch
 from meshgnn.errors import UserError
 from meshgnn.prelaunch import check_launch
 from meshgnn.sweeps.launchers import SUBMITIT_LOCAL, SUBMITIT_SLURM, requeue_overrides, trials_in_flight
@@ -58,6 +59,12 @@ def test_launcher_keys_a_sweep_cannot_use_are_refused_by_the_launch_checks(argv,
     with pytest.raises(UserError) as caught:
         check_launch(get_args_parser().parse_args(["-m", "hparams_search=optuna", *argv]), CONF, "train")
     assert needle in str(caught.value) and "\n" not in str(caught.value), caught.value
+
+
+def test_printing_a_sweeps_config_with_m_is_one_line_saying_to_drop_m():
+    with pytest.raises(UserError, match=r"^-m cannot go with --cfg/--info .*python train.py hparams_search=optuna "
+                                        r"--cfg hydra$"):
+        launch(["train.py", *SLURM_SWEEP, "--cfg", "hydra"], CONF)
 
 
 @pytest.mark.slow
