@@ -48,8 +48,8 @@ def main_task(cfg: DictConfig) -> float:
         if dist.is_main:
             print(str(exc), file=sys.stderr, flush=True)
         dist.barrier()  # every rank stopped together; none exits before rank 0 has said so
-        if in_sweep:  # stop the whole sweep; relaunching it continues the study
-            raise KeyboardInterrupt(str(exc)) from None
+        if in_sweep:  # the sweeper stops the whole sweep on it (an exception, not KeyboardInterrupt,
+            raise  # which would make joblib kill every worker, other trials mid-checkpoint too)
         sys.exit(exc.exit_code)
     except Exception as exc:
         if in_sweep and _is_pruned(exc):  # the pruner's decision, not an error: the trial is PRUNED

@@ -60,7 +60,7 @@ class MeshgnnSweeperConf(OptunaSweeperConf):
     storage: Optional[Any] = key(StorageURL(), default=None)
     study_name: Optional[str] = key(Text(required=False), default=None)
     n_trials: int = key(at_least(1), default=20)
-    n_jobs: int = key(at_least(1, "trials launched per batch"), default=2)
+    n_jobs: int = key(at_least(1, "trials in flight at once (a parallel launcher)"), default=2)
     max_failure_rate: float = key(fraction(), default=0.0)
     search_space: Optional[Dict[str, Any]] = key(Nested(), default=None)
     custom_search_space: Optional[str] = key(Text(required=False), default=None)

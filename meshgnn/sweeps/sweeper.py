@@ -5,9 +5,14 @@ its sweep loop to add:
 - one study per sweep: its default name is derived from the sweep (meshgnn.sweeps.workers),
   so relaunching the same command continues it up to `n_trials` trials in all (SQLite by
   default); `hydra.sweeper.study_name` joins a named study, whose search space must fit;
-- many workers on one study: trials are counted across workers (finished + running), a
-  heartbeat thread keeps this worker's running trials alive, and a dead worker's trials
-  become FAIL "stale" after the grace period; the grid runs each point once;
+- asynchronous trials: `n_jobs` lanes (`Lanes`), each launching one trial and asking the next
+  as soon as it ends, through a launcher that runs trials in other processes (joblib, submitit);
+- many workers on one study: trials are counted across workers (finished + in flight), a
+  heartbeat thread keeps each running trial of this worker alive, and a dead worker's trials
+  become FAIL "stale" after the grace period: not counted, their points run again; the grid
+  runs each point once;
+- Ctrl-C: the running trials stop (last.ckpt saved) and are recorded FAIL "interrupted" (not
+  counted, points queued again); one line, exit code 130; relaunching continues;
 - one run directory per trial, named by its Optuna trial number, so relaunches into the same
   sweep directory never overwrite an earlier trial;
 - robust trials: a trial that raises, or returns NaN/inf, is recorded FAIL with its reason
@@ -22,6 +27,9 @@ import functools
 import json
 import logging
 import math
+import os
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -33,10 +41,16 @@ from omegaconf import OmegaConf, read_write
 from optuna.trial import TrialState
 
 from meshgnn.atomic import atomic_write_bytes
-from meshgnn.sweeps.workers import (Heartbeat, check_search_space, counts, create_or_load_study, derived_study_name,
-                                    duplicate_grid_point, fail_stale, first_heartbeat, open_storage)
+from meshgnn.errors import Interrupted
+from meshgnn.sweeps.launchers import requeue_overrides, trials_in_flight
+from meshgnn.sweeps.slots import parallel_slots
+from meshgnn.sweeps.workers import (INTERRUPTED, NOT_COUNTED, Heartbeat, check_search_space, counts, create_or_load_study,
+                                    derived_study_name, duplicate_grid_point, fail_stale, first_heartbeat,
+                                    keep_rerun_grid_point, open_storage, queue_rerun, take_rerun)
 
 log = logging.getLogger(__name__)
+
+EXIT_SIGINT = 128 + signal.SIGINT  # the shell's exit code for a command stopped by Ctrl-C
 
 
 def build_pruner(conf: Any) -> optuna.pruners.BasePruner:
@@ -104,73 +118,57 @@ class PruningOptunaSweeper(OptunaSweeperImpl):
         atomic_write_bytes(sweep_dir / "sweep.json", json.dumps({
             "storage": self.storage, "study_name": study.study_name,
             "objective": OmegaConf.select(self.config, "objective"), "direction": direction}, indent=1).encode())
-        command = [o for o in self.config.hydra.overrides.task]
         finished, running = counts(study)
-        log.info("study %s in %s: %d trials done, %d running, %d to go (n_trials=%d in total)", study.study_name,
+        log.info("study %s in %s: %d trials done, %d in flight, %d to go (n_trials=%d in total)", study.study_name,
                  self.storage, finished, running, max(0, self.n_trials - finished - running), self.n_trials)
-
-        started, launched = time.monotonic(), 0
-        while True:
-            fail_stale(study)
-            finished, running = counts(study)
-            if finished >= self.n_trials:
-                break
-            free = self.n_trials - finished - running
-            if free <= 0:  # the last trials run in other workers: wait for them (or their heartbeats to stop)
-                time.sleep(self.heartbeat_interval)
-                continue
-            trials = self._ask_unique(study, min(self.n_jobs, free))
-            if not trials:
-                continue
-            overrides = self._configure_trials(trials, distributions, fixed_params)
-            for trial in trials:
-                trial.set_user_attr("run_dir", str((sweep_dir / str(trial.number)).absolute()))
-                trial.set_user_attr("command_overrides", command)
-            # Job numbers are trial numbers: trial n runs in <sweep dir>/n, whatever the launch
-            # and whichever worker (trial numbers are unique in the study).
-            with Heartbeat(study, [t._trial_id for t in trials]):
-                returns = self._launch(trials, overrides)
-            for trial, ret in zip(trials, returns):
-                self._record(study, trial, ret)
-            launched += len(trials)
-            self._progress(study, launched, max(0, self.n_trials - counts(study)[0]), time.monotonic() - started)
+        lanes = Lanes(self, study, distributions, fixed_params, sweep_dir)
+        if lanes.count > 1:
+            # Logging is configured already (Hydra's start-up); a launcher reconfiguring it at
+            # every launch from several lanes at once would take the console's handler away
+            # under another lane's feet (dictConfig removes and re-adds it): a line lost.
+            with read_write(self.config.hydra.hydra_logging):
+                self.config.hydra.hydra_logging.root = None
+        try:
+            lanes.run()
+        except KeyboardInterrupt:
+            left = lanes.interrupt()
+            log.warning("sweep interrupted: %d trial%s left FAIL \"interrupted\" (not counted, %s run again); "
+                        "relaunch the same command to continue", left, "" if left == 1 else "s",
+                        "it is" if left == 1 else "they are")
+            raise SystemExit(EXIT_SIGINT) from None
         self._summarise(study, sweep_dir)
 
-    def _ask_unique(self, study: optuna.Study, n: int) -> List[optuna.Trial]:
-        """`n` new trials, less any whose grid point another worker took at the same moment
-        (recorded FAIL with `duplicate_of` and not counted: the grid runs each point once)."""
-        trials = []
-        for trial in (study.ask() for _ in range(n)):
-            first_heartbeat(study, trial)
-            taken = duplicate_grid_point(study, trial)
-            if taken is None:
-                trials.append(trial)
-                continue
-            trial.set_user_attr("duplicate_of", taken)
-            trial.set_user_attr("failure", f"grid point already taken by trial {taken} (another worker)")
-            self._tell(study, trial, state=TrialState.FAIL)
-            log.info("trial %d: its grid point is trial %d's (another worker); not run", trial.number, taken)
-        return trials
+    def trial_overrides(self) -> List[str]:
+        """Overrides every trial gets besides its parameters: the hook for a launcher's needs
+        (e.g. a requeued cluster job that resumes its own run)."""
+        return requeue_overrides(self.config)
 
-    def _launch(self, trials: List[optuna.Trial], overrides: List[Any]) -> List[JobReturn]:
-        """Launch the trials, each as job number = trial number: one launch per run of
-        consecutive numbers (other workers' trials may sit between this worker's)."""
-        returns: List[JobReturn] = []
-        start = 0
-        for end in range(1, len(trials) + 1):
-            if end == len(trials) or trials[end].number != trials[end - 1].number + 1:
-                returns += self.launcher.launch(overrides[start:end], initial_job_idx=trials[start].number)
-                start = end
-        return returns
+    def _ask_unique(self, study: optuna.Study, rerun: Optional[optuna.Trial]) -> Optional[optuna.Trial]:
+        """The taken `rerun` (of a stale or interrupted trial, with its own grid point back) or a
+        new trial, or None when its grid point is one another worker took at the same moment
+        (then recorded FAIL with `duplicate_of` and not counted: the grid runs each point once)."""
+        trial = rerun or study.ask()
+        first_heartbeat(study, trial)
+        keep_rerun_grid_point(study, trial)
+        taken = duplicate_grid_point(study, trial)
+        if taken is None:
+            return trial
+        trial.set_user_attr("duplicate_of", taken)
+        trial.set_user_attr("failure", f"grid point already taken by trial {taken} (another worker)")
+        self._tell(study, trial, state=TrialState.FAIL)
+        log.info("trial %d: its grid point is trial %d's (another worker); not run", trial.number, taken)
+        return None
 
-    def _progress(self, study: optuna.Study, launched: int, remaining: int, seconds: float) -> None:
-        """One line per batch of trials: how far the sweep is, the best so far, and the ETA
-        (from this launch's pace), for consoles and cluster logs alike."""
+    def _progress(self, study: optuna.Study, recorded: int, seconds: float) -> None:
+        """One line per finished trial: how far the sweep is (the study's counted trials, every
+        worker's), the best so far, and the ETA (from this launch's pace: `recorded` trials in
+        `seconds`, lanes together), for consoles and cluster logs alike."""
+        finished, _ = counts(study)
         complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         best = (f"best {OmegaConf.select(self.config, 'objective')} = {study.best_value:.6g} "
                 f"(trial {study.best_trial.number})" if complete else "no completed trial yet")
-        eta = seconds / launched * remaining
-        log.info("sweep progress: %d/%d trials done; %s; %.0f s elapsed, ETA %.0f s", len(study.trials),
+        eta = seconds / recorded * max(0, self.n_trials - finished)
+        log.info("sweep progress: %d/%d trials done; %s; %.0f s elapsed, ETA %.0f s", finished,
                  self.n_trials, best, seconds, eta)
 
     @staticmethod
@@ -221,9 +219,133 @@ class PruningOptunaSweeper(OptunaSweeperImpl):
         # Atomic: workers sharing a sweep directory each write it when they finish.
         atomic_write_bytes(sweep_dir / "optimization_results.yaml", OmegaConf.to_yaml(OmegaConf.create(results)).encode())
         failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-        log.info("sweep finished: %d complete, %d pruned, %d failed", counts["COMPLETE"],
-                 counts["PRUNED"], counts["FAIL"])
+        not_counted = sum(t.user_attrs.get("failure") in NOT_COUNTED for t in failed)
+        log.info("sweep finished: %d complete, %d pruned, %d failed%s", counts["COMPLETE"], counts["PRUNED"],
+                 counts["FAIL"], f" ({not_counted} stale or interrupted: not counted, each point run again)"
+                 if not_counted else "")
         for trial in failed:
             run_dir = trial.user_attrs.get("run_dir", "?")
             log.warning("failed trial %d: %s (log: %s/train.log)", trial.number,
                         trial.user_attrs.get("failure", "unknown"), run_dir)
+
+
+class Lanes:
+    """The trials of one worker: `count` lanes, each asking ONE trial, launching it as a
+    one-job launch (job number = trial number, so trial n runs in <sweep dir>/n whichever
+    worker or lane runs it), recording it and asking the next at once, until the study's
+    totals say stop. So `count` trials are in flight and none waits for a slower one.
+
+    Lanes are threads of this process for a launcher that runs its jobs in other processes
+    (as many as launchers.trials_in_flight says: one per trial slot, or n_jobs on SLURM); the
+    basic launcher runs the task in this process (its cwd, Hydra's singletons), so one lane,
+    the main thread. joblib is called from several threads at once: each call is its own
+    Parallel on loky's one reusable executor (whose creation is locked), with one job. Asks,
+    tells and totals go through one lock (`changed`), so two lanes never ask for the last
+    trial of the budget both; each running trial has its heartbeat thread.
+    """
+
+    def __init__(self, sweeper: PruningOptunaSweeper, study: optuna.Study, distributions: Dict[str, Any],
+                 fixed_params: Dict[str, Any], sweep_dir: Path) -> None:
+        self.sweeper, self.study, self.sweep_dir = sweeper, study, sweep_dir
+        self.distributions, self.fixed_params = distributions, fixed_params
+        launcher = sweeper.config.hydra.launcher
+        self.count = trials_in_flight(launcher.get("_target_"), sweeper.n_jobs, parallel_slots(
+            launcher.get("_target_"), sweeper.n_jobs, launcher.get("n_jobs"), len(os.sched_getaffinity(0))))
+        self.command = list(sweeper.config.hydra.overrides.task)
+        self.changed = threading.Condition()  # held for every ask, tell and count; notified on a tell
+        self.running: Dict[int, optuna.Trial] = {}  # this worker's trials in flight, by number
+        self.stopping = False
+        self.error: Optional[BaseException] = None
+        self.started, self.recorded = time.monotonic(), 0
+
+    def run(self) -> None:
+        """Run the lanes to the end of the study; a lane's exception (KeyboardInterrupt from an
+        interrupted trial too) is raised here, once every lane has stopped. On Ctrl-C no trial
+        is asked any more and the running ones end (the signal stops them too) before it is
+        raised; a trial that ends COMPLETE meanwhile is recorded so."""
+        if self.count == 1:
+            self._lane()
+            return
+        threads = [threading.Thread(target=self._guarded_lane, name=f"sweep-lane-{i}", daemon=True)
+                   for i in range(self.count)]
+        for thread in threads:
+            thread.start()
+        try:
+            for thread in threads:
+                thread.join()
+        except KeyboardInterrupt:  # Ctrl-C reached every trial too: each stops within a step
+            with self.changed:
+                self.stopping = True
+            try:
+                for thread in threads:
+                    thread.join()  # so the launches end cleanly (joblib, loky), then the trials are recorded
+            except KeyboardInterrupt:  # a second Ctrl-C: stop waiting
+                pass
+            raise
+        if self.error is not None:
+            raise self.error
+
+    def interrupt(self) -> int:
+        """Stop asking, and record this worker's running trials (never another worker's) FAIL
+        "interrupted", each point queued to run again; returns how many."""
+        with self.changed:
+            self.stopping = True
+            trials, self.running = list(self.running.values()), {}
+            for trial in trials:
+                trial.set_user_attr("failure", INTERRUPTED)
+                frozen = self.study._storage.get_trial(trial._trial_id)
+                self.sweeper._tell(self.study, trial, state=TrialState.FAIL)
+                queue_rerun(self.study, frozen)
+            self.changed.notify_all()
+        return len(trials)
+
+    def _guarded_lane(self) -> None:
+        try:
+            self._lane()
+        except BaseException as exc:  # handed to the main thread (run), which reports it
+            with self.changed:
+                self.error = self.error or exc
+                self.stopping = True
+                self.changed.notify_all()
+
+    def _lane(self) -> None:
+        while True:
+            with self.changed:
+                trial = self._next()
+                if trial is None:
+                    return
+                (overrides,) = self.sweeper._configure_trials([trial], self.distributions, self.fixed_params)
+            with Heartbeat(self.study, [trial._trial_id]):
+                (ret,) = self.sweeper.launcher.launch([[*overrides, *self.sweeper.trial_overrides()]],
+                                                      initial_job_idx=trial.number)
+            if isinstance(ret._return_value, Interrupted):  # a stop signal reached the trial: stop the sweep
+                raise KeyboardInterrupt(str(ret._return_value))
+            with self.changed:
+                if self.running.pop(trial.number, None) is None:  # recorded "interrupted" meanwhile
+                    return
+                self.sweeper._record(self.study, trial, ret)
+                self.recorded += 1
+                self.sweeper._progress(self.study, self.recorded, time.monotonic() - self.started)
+                self.changed.notify_all()
+
+    def _next(self) -> Optional[optuna.Trial]:
+        """The next trial for a lane (the lock held), or None when the study is done or the
+        sweep stops. While the last trials run elsewhere (other lanes, other workers), wait for
+        one to end here, or a heartbeat interval for one elsewhere to end or go stale."""
+        while not self.stopping:
+            fail_stale(self.study)
+            finished, in_flight = counts(self.study)
+            if finished >= self.sweeper.n_trials:
+                return None
+            trial = take_rerun(self.study)  # a queued rerun holds its seat already
+            if trial is None and finished + in_flight >= self.sweeper.n_trials:
+                self.changed.wait(self.sweeper.heartbeat_interval)
+                continue
+            trial = self.sweeper._ask_unique(self.study, trial)
+            if trial is None:
+                continue
+            trial.set_user_attr("run_dir", str((self.sweep_dir / str(trial.number)).absolute()))
+            trial.set_user_attr("command_overrides", self.command)
+            self.running[trial.number] = trial
+            return trial
+        return None

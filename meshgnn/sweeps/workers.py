@@ -7,21 +7,25 @@
   thread (Optuna 2.10 only does that inside `study.optimize`; the sweeper uses ask/tell), and
   `fail_stale` turns a dead worker's trials FAIL ("stale") once their grace period is over,
   never a live worker's trial;
+- a trial that did not end by itself (stale, or interrupted by Ctrl-C) is not one of the
+  `n_trials`: its point is queued to run again, once (`queue_rerun`);
 - the create-study race is retried, and SQLite waits for its lock instead of failing.
 """
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import logging
 import threading
+import warnings
 from typing import Any, Callable, Dict, Iterable, Optional, TypeVar
 
 import optuna
 from optuna.distributions import BaseDistribution, distribution_to_json
-from optuna.exceptions import DuplicatedStudyError
-from optuna.trial import TrialState
+from optuna.exceptions import DuplicatedStudyError, ExperimentalWarning
+from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.exc import IntegrityError
 
 from meshgnn.errors import UserError
@@ -31,6 +35,12 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 STALE = "stale: its worker stopped sending heartbeats (killed, or its machine went away)"
+INTERRUPTED = "interrupted: its sweep was stopped (Ctrl-C); relaunching the sweep runs its point again"
+# System attributes of a rerun: the number of the trial whose point it runs, and its grid point.
+RERUN_OF = "rerun_of"
+RERUN_GRID_ID = "rerun_grid_id"
+# The failures of the infrastructure, not of the trial: they do not use up the budget.
+NOT_COUNTED = (STALE, INTERRUPTED)
 
 
 def derived_study_name(distributions: Dict[str, BaseDistribution], fixed_params: Dict[str, Any],
@@ -92,11 +102,13 @@ def check_search_space(study: optuna.Study, distributions: Dict[str, BaseDistrib
 
 
 def fail_stale(study: optuna.Study) -> None:
-    """Mark FAIL ("stale") the running trials whose worker stopped its heartbeats.
+    """Mark FAIL ("stale") the running trials whose worker stopped its heartbeats, and queue
+    their points to run again (a stale trial is not one of the `n_trials`).
 
     The reason is written while the trial is still RUNNING (Optuna refuses attributes of a
     finished trial), from Optuna 2.10's own staleness query (RDBStorage._get_stale_trial_ids,
-    what its fail_stale_trials uses); a trial another worker failed first is skipped.
+    what its fail_stale_trials uses). Only the worker whose state change went through queues
+    the rerun (fail_stale_trials would raise, not skip, on a trial another worker failed first).
     """
     storage = study._storage
     if not storage.is_heartbeat_enabled():
@@ -104,10 +116,62 @@ def fail_stale(study: optuna.Study) -> None:
     for trial_id in getattr(storage, "_backend", storage)._get_stale_trial_ids(study._study_id):
         try:
             storage.set_trial_user_attr(trial_id, "failure", STALE)
+            if not storage.set_trial_state(trial_id, TrialState.FAIL):
+                continue
         except RuntimeError:  # already finished: another worker failed it
             continue
-    for trial_id in storage.fail_stale_trials(study._study_id):
-        log.warning("trial %d: %s; recorded as failed", storage.get_trial_number_from_id(trial_id), STALE)
+        trial = storage.get_trial(trial_id)
+        log.warning("trial %d: %s; recorded as failed, its point runs again", trial.number, STALE)
+        queue_rerun(study, trial)
+    queue_forgotten_reruns(study)
+
+
+def queue_forgotten_reruns(study: optuna.Study) -> None:
+    """Queue the rerun of each stale or interrupted trial whose worker died before queueing it
+    (or recorded it before reruns existed): one finished longer than the grace period ago
+    without a rerun, whose seat would otherwise be held for ever (`counts`)."""
+    backend = getattr(study._storage, "_backend", study._storage)
+    grace = backend.grace_period or 2 * backend.heartbeat_interval
+    trials = study.get_trials(deepcopy=False)
+    rerun = {t.system_attrs[RERUN_OF] for t in trials if RERUN_OF in t.system_attrs}
+    now = datetime.datetime.now()
+    for trial in trials:
+        if (trial.user_attrs.get("failure") in NOT_COUNTED and trial.number not in rerun
+                and trial.datetime_complete is not None and (now - trial.datetime_complete).total_seconds() > grace):
+            log.warning("trial %d (%s): its point was not queued again; queued now", trial.number,
+                        trial.user_attrs["failure"].split(":")[0])
+            queue_rerun(study, trial)
+
+
+def queue_rerun(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Queue `trial`'s point (its parameters; for the grid, its grid point) as a WAITING trial
+    the next `ask` of any worker takes: Optuna's RetryFailedTrialCallback idiom, without its
+    copy of the user attributes (the failure reason and run directory are the old trial's).
+    A point already queued again is not queued twice."""
+    if any(t.system_attrs.get(RERUN_OF) == trial.number for t in study.get_trials(deepcopy=False)):
+        return
+    system_attrs: Dict[str, Any] = {RERUN_OF: trial.number}
+    if "grid_id" in trial.system_attrs:
+        system_attrs.update({RERUN_GRID_ID: trial.system_attrs["grid_id"],
+                             "search_space": trial.system_attrs["search_space"]})
+    with warnings.catch_warnings():  # "add_trial is experimental" in Optuna 2.10, on every rerun
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        study.add_trial(optuna.trial.create_trial(state=TrialState.WAITING, params=trial.params,
+                                                  distributions=trial.distributions, system_attrs=system_attrs))
+
+
+def keep_rerun_grid_point(study: optuna.Study, trial: optuna.Trial) -> None:
+    """Give a rerun its old trial's grid point back: asking it, the grid sampler gave it a new,
+    unvisited one (and would then count that one visited without running it)."""
+    grid_id = trial.system_attrs.get(RERUN_GRID_ID)
+    if grid_id is not None:
+        study._storage.set_trial_system_attr(trial._trial_id, "grid_id", grid_id)
+
+
+def counted(trial: FrozenTrial) -> bool:
+    """Whether the trial is one of the `n_trials`: not a duplicate of a grid point, not a
+    trial the infrastructure stopped (stale, interrupted; those run again)."""
+    return "duplicate_of" not in trial.user_attrs and trial.user_attrs.get("failure") not in NOT_COUNTED
 
 
 def first_heartbeat(study: optuna.Study, trial: optuna.Trial) -> None:
@@ -146,26 +210,45 @@ class Heartbeat:
 
 
 def counts(study: optuna.Study) -> tuple[int, int]:
-    """(finished, running) trials of the study, every worker's, duplicates of a grid point left out."""
-    finished = running = 0
-    for trial in study.get_trials(deepcopy=False):
+    """(finished, in flight) trials of the study, every worker's, only `counted` ones. In
+    flight: RUNNING ones, and the seat of each stale or interrupted trial whose point is to run
+    again (its queued rerun, or the rerun its worker is queueing), so that no worker asks a new
+    trial for that seat meanwhile (the study would end with more than n_trials)."""
+    trials = study.get_trials(deepcopy=False)
+    rerun = {t.system_attrs[RERUN_OF] for t in trials if RERUN_OF in t.system_attrs}
+    finished = in_flight = 0
+    for trial in trials:
         if "duplicate_of" in trial.user_attrs:
             continue
-        if trial.state.is_finished():
+        if trial.user_attrs.get("failure") in NOT_COUNTED:
+            in_flight += trial.number not in rerun  # its rerun is being queued
+        elif trial.state.is_finished():
             finished += 1
-        elif trial.state == TrialState.RUNNING:
-            running += 1
-    return finished, running
+        elif trial.state == TrialState.RUNNING or RERUN_OF in trial.system_attrs:
+            in_flight += 1
+    return finished, in_flight
+
+
+def take_rerun(study: optuna.Study) -> Optional[optuna.Trial]:
+    """A queued rerun taken for this worker, or None when none is left. Taking is Optuna's own
+    queue pop, a state change WAITING -> RUNNING that one worker wins (a row lock on
+    PostgreSQL/MySQL; SQLite, without one, does not exclude two workers taking it at the same
+    instant, as for Optuna's own queue)."""
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        if RERUN_OF in trial.system_attrs and study._storage.set_trial_state(trial._trial_id, TrialState.RUNNING):
+            return optuna.trial.Trial(study, trial._trial_id)
+    return None
 
 
 def duplicate_grid_point(study: optuna.Study, trial: optuna.Trial) -> Optional[int]:
     """The number of an earlier trial that holds this trial's grid point (two workers asked at
-    once and the grid sampler gave both the same point), or None."""
+    once and the grid sampler gave both the same point), or None. A stale or interrupted trial
+    holds none: its rerun does."""
     grid_id = trial.system_attrs.get("grid_id")
     if grid_id is None:
         return None
     for other in study.get_trials(deepcopy=False):
         if (other.number < trial.number and other.system_attrs.get("grid_id") == grid_id
-                and "duplicate_of" not in other.user_attrs and other.state != TrialState.WAITING):
+                and counted(other) and other.state != TrialState.WAITING):
             return other.number
     return None

@@ -23,21 +23,35 @@ def study(tmp_path):
     return optuna.load_study(study_name=name, storage=f"sqlite:///{tmp_path / 'multirun' / 'optuna.db'}")
 
 
-def sweep_dirs(tmp_path):
-    return sorted(p for p in (tmp_path / "multirun").glob("*/*") if p.is_dir())
-
-
-def test_optuna_sweep_records_trials_in_sqlite(tmp_path, data_cache, capsys, monkeypatch):
-    proc = run_train(["-m", "hparams_search=optuna", *TINY, f"paths.data_dir={data_cache}",
-                      "hydra.sweeper.n_trials=3"], cwd=tmp_path)
+@pytest.fixture(scope="module")
+def relaunched(tmp_path_factory, data_cache):
+    """A 4-trial sweep killed (kill -9) during its trial 1, then relaunched with the same command
+    to the end: (cwd, sweep dir, the relaunch's process, trial 0's results.json before it)."""
+    cwd = tmp_path_factory.mktemp("relaunched")
+    sweep = cwd / "multirun" / "fixed"
+    args = ["-m", "hparams_search=optuna", *TINY, f"paths.data_dir={data_cache}", "hydra.sweeper.n_trials=4",
+            "trainer.epochs=3", "hydra.sweeper.pruner.name=none", "hydra.sweeper.heartbeat_interval=1",
+            "hydra.sweeper.grace_period=2", f"hydra.sweep.dir={sweep}"]
+    proc = start_train(args, cwd)
+    deadline = time.time() + 120
+    while not (sweep / "1" / "metrics.jsonl").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.kill()
+    proc.communicate()
+    first = (sweep / "0" / "results.json").read_text()
+    proc = run_train(args, cwd=cwd)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return cwd, sweep, proc, first
+
+
+def test_optuna_sweep_records_trials_in_sqlite(relaunched, data_cache, capsys, monkeypatch):
+    cwd, sweep, proc, _ = relaunched
     console = proc.stdout + proc.stderr  # the storage's setup is quiet, the sweep's own progress is not
-    assert "alembic" not in console and "sweep progress: 3/3 trials done" in console, console[:2000]
-    trials = study(tmp_path).trials
-    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    assert "alembic" not in console and "sweep progress: 4/4 trials done" in console, console[:2000]
+    trials = [t for t in study(cwd).trials if t.state == TrialState.COMPLETE]
+    assert len(trials) == 4
     assert {t.params["model.hidden_dim"] for t in trials} <= {8, 16}
     assert all(3e-4 <= t.params["optim.lr"] <= 1e-3 for t in trials)
-    (sweep,) = sweep_dirs(tmp_path)
     for trial in trials:
         run_dir = sweep / str(trial.number)
         assert trial.user_attrs["run_dir"] == str(run_dir)
@@ -47,50 +61,50 @@ def test_optuna_sweep_records_trials_in_sqlite(tmp_path, data_cache, capsys, mon
         assert trial.value == pytest.approx(min(e["val/loss/total"] for e in epochs))
     results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert results["best_value"] == pytest.approx(min(t.value for t in trials))
-    assert results["trials"] == {"COMPLETE": 3, "PRUNED": 0, "FAIL": 0}
+    assert results["trials"] == {"COMPLETE": 4, "PRUNED": 0, "FAIL": 1}  # the FAIL: the killed trial
 
     # the two best trials (whatever their widths) make an ensemble, tested on the same split
     from meshgnn.cli import main as meshgnn
 
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(cwd)
     meshgnn(["ensemble", "--sweep", str(sweep), "--top-k", "2", "--data-dir", str(data_cache)])
     printed = capsys.readouterr().out
     best = sorted(trials, key=lambda t: t.value)[:2]
-    assert f"ensemble of 2: {', '.join(f'{sweep.relative_to(tmp_path)}/{t.number}/checkpoints/best.ckpt' for t in best)}" in printed
+    assert f"ensemble of 2: {', '.join(f'{sweep.relative_to(cwd)}/{t.number}/checkpoints/best.ckpt' for t in best)}" in printed
     assert printed.splitlines()[-1].startswith("ensemble ")  # its row closes the test table
 
 
-def test_relaunch_after_a_kill_continues_to_n_trials_in_total(tmp_path, data_cache):
-    args = ["-m", "hparams_search=optuna", *TINY, f"paths.data_dir={data_cache}", "hydra.sweeper.n_trials=4",
-            "trainer.epochs=3", "hydra.sweeper.pruner.name=none", "hydra.sweeper.heartbeat_interval=1",
-            "hydra.sweeper.grace_period=2", f"hydra.sweep.dir={tmp_path / 'multirun' / 'fixed'}"]
-    proc = start_train(args, tmp_path)
-    deadline = time.time() + 120
-    while not (tmp_path / "multirun" / "fixed" / "1" / "metrics.jsonl").exists() and time.time() < deadline:
-        time.sleep(0.05)
-    proc.kill()
-    proc.communicate()
-    first = (tmp_path / "multirun" / "fixed" / "0" / "results.json").read_text()
-
-    proc = run_train(args, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    trials = study(tmp_path).trials
-    assert len(trials) == 4  # in total, not 4 more
-    # the killed launch's trial went stale (no heartbeat for the grace period): FAIL, its slot counted
+def test_relaunch_after_a_kill_continues_to_n_trials_in_total(relaunched):
+    cwd, sweep, _, first = relaunched
+    trials = study(cwd).trials
+    # the killed launch's trial went stale (no heartbeat for the grace period): FAIL, and not
+    # counted: its point ran again (trial 2), so the study has 4 trials that ran to their end
     assert trials[1].state == TrialState.FAIL and trials[1].user_attrs["failure"].startswith("stale")
-    assert [t.state for t in trials[2:]] == [TrialState.COMPLETE] * 2
-    assert (tmp_path / "multirun" / "fixed" / "0" / "results.json").read_text() == first  # not overwritten
-    assert all((tmp_path / "multirun" / "fixed" / str(n) / "results.json").is_file() for n in (0, 2, 3))
+    assert (trials[2].system_attrs["rerun_of"], trials[2].params) == (1, trials[1].params)
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL] + [TrialState.COMPLETE] * 3
+    assert (sweep / "0" / "results.json").read_text() == first  # not overwritten
+    assert all((sweep / str(n) / "results.json").is_file() for n in (0, 2, 3, 4))
 
 
-def test_failing_trials_are_recorded_and_the_sweep_goes_on(tmp_path, data_cache):
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory, data_cache):
+    """One sweep whose seeded parameters make trials of every kind: a typo in `objective`
+    (refused inside the trial), a diverging lr (NaN), a good lr (COMPLETE) and a tiny lr that
+    the median pruner stops (PRUNED): (cwd, the sweep's process)."""
+    cwd = tmp_path_factory.mktemp("mixed")
     proc = run_train(["-m", "hparams_search=optuna", *TINY, f"paths.data_dir={data_cache}",
-                      "hydra.sweeper.n_trials=4", "objective=choice(val/loss/total,val/temprature/rel_l2)",
-                      "optim.lr=choice(1e-3,1e9)", "trainer.grad_clip=0", "hydra.sweeper.pruner.name=none"],
-                     cwd=tmp_path)
+                      "hydra.sweeper.sampler.seed=32", "hydra.sweeper.n_trials=6", "trainer.epochs=4",
+                      "objective=choice(val/loss/total,val/temprature/rel_l2)", "optim.lr=choice(1e-6,3e-3,1e9)",
+                      "trainer.grad_clip=0", "optim.warmup_epochs=0", "hydra.sweeper.pruner.n_startup_trials=1",
+                      "hydra.sweeper.pruner.n_warmup_steps=0"], cwd=cwd)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    trials = study(tmp_path).trials
-    assert len(trials) == 4
+    return cwd, proc
+
+
+def test_failing_trials_are_recorded_and_the_sweep_goes_on(mixed):
+    cwd, proc = mixed
+    trials = study(cwd).trials
+    assert len(trials) == 6  # failed trials count: they failed by themselves
     for trial in trials:
         # A value every launch check passes, refused inside the trial (the data names the metrics);
         # a bad value the launch can see, e.g. model.aggregation=choice(sum,median), refuses the sweep.
@@ -99,21 +113,18 @@ def test_failing_trials_are_recorded_and_the_sweep_goes_on(tmp_path, data_cache)
         elif trial.params["optim.lr"] > 1:
             assert trial.state == TrialState.FAIL and "nan" in trial.user_attrs["failure"]
         else:
-            assert trial.state == TrialState.COMPLETE
+            assert trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
     failed = [t for t in trials if t.state == TrialState.FAIL]
-    assert failed, "the seeded sampler must propose at least one bad combination"
+    assert {t.params["objective"] for t in failed} == {"val/loss/total", "val/temprature/rel_l2"}, \
+        "the seeded sampler must propose both kinds of bad combination"
     log = proc.stdout + proc.stderr
     for trial in failed:
         assert f"failed trial {trial.number}:" in log and f"{trial.user_attrs['run_dir']}/train.log" in log
 
 
-def test_median_pruner_stops_lagging_trials(tmp_path, data_cache):
-    proc = run_train(["-m", "hparams_search=optuna", *TINY, f"paths.data_dir={data_cache}",
-                      "hydra.sweeper.n_trials=6", "trainer.epochs=4", "optim.lr=choice(1e-6,3e-3)",
-                      "optim.warmup_epochs=0", "hydra.sweeper.pruner.n_startup_trials=1",
-                      "hydra.sweeper.pruner.n_warmup_steps=0"], cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    trials = study(tmp_path).trials
+def test_median_pruner_stops_lagging_trials(mixed):
+    cwd, _ = mixed
+    trials = study(cwd).trials
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
     assert complete and pruned

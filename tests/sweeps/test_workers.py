@@ -1,7 +1,8 @@
 """Several `train.py -m` workers on one SQLite study (real processes), and how studies are named.
 
-A killed worker's trial going stale is tested by test_sweeper.py's relaunch-after-kill test
-(one kill test for the suite's time budget)."""
+A killed worker's trial going stale is tested end to end by test_sweeper.py's relaunch-after-kill
+test (one kill test for the suite's time budget); what stale trials count, here on a real SQLite
+study whose dead trial is made by hand."""
 
 import json
 import os
@@ -15,7 +16,8 @@ from optuna.trial import TrialState
 
 from conftest import ROOT
 from meshgnn.errors import UserError
-from meshgnn.sweeps.workers import derived_study_name, duplicate_grid_point, open_storage
+from meshgnn.sweeps.workers import (STALE, counts, derived_study_name, duplicate_grid_point, fail_stale,
+                                    keep_rerun_grid_point, open_storage, take_rerun)
 
 # A tiny sweep every worker runs with the same command, so they derive the same study name.
 WORKER = ["-m", "hparams_search=optuna", "trainer=debug", "data.num_samples=20", "model.hidden_dim=choice(8,16)",
@@ -97,3 +99,62 @@ def test_a_search_space_that_does_not_fit_the_named_study_is_refused_in_one_line
     assert "model.hidden_dim" in line and "(8, 32)" in line and "(8, 16)" in line and "Traceback" not in proc.stderr
     assert [t.state for t in optuna.load_study(study_name="mine", storage=storage).trials] == [TrialState.COMPLETE]
     assert not sweep.exists()
+
+
+def a_dead_workers_trial(study, params):
+    """A RUNNING trial with `params` whose last heartbeat is an hour old (its worker was killed)."""
+    trial = study.ask()
+    for name, distribution in params.items():
+        trial._suggest(name, distribution)
+    study._storage.record_heartbeat(trial._trial_id)
+    engine = study._storage._backend.engine
+    with engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE trial_heartbeats SET heartbeat = datetime(heartbeat, '-1 hour') "
+                                   f"WHERE trial_id = {trial._trial_id}")
+    return trial
+
+
+def test_a_stale_trial_is_not_counted_and_its_point_runs_again_once(tmp_path):
+    storage = open_storage(f"sqlite:///{tmp_path / 'optuna.db'}", heartbeat_interval=1, grace_period=2)
+    study = optuna.create_study(storage=storage)
+    space = {"model.hidden_dim": CategoricalDistribution((8, 16)), "optim.lr": UniformDistribution(1e-4, 1e-3)}
+    failed = study.ask()  # a trial that fails by itself (exception, NaN) still counts
+    study.tell(failed, state=TrialState.FAIL)
+    dead = a_dead_workers_trial(study, space)
+    assert counts(study) == (1, 1)
+    fail_stale(study)
+    fail_stale(study)  # a second look (another worker's) neither fails it again nor queues it twice
+    trials = study.trials
+    assert trials[1].state == TrialState.FAIL and trials[1].user_attrs["failure"] == STALE
+    # the stale trial does not use up the budget; its seat is its queued rerun's
+    assert counts(study) == (1, 1)
+    (rerun,) = trials[2:]
+    assert (rerun.state, rerun.system_attrs["rerun_of"], rerun.params) == (TrialState.WAITING, dead.number, dead.params)
+    again = take_rerun(study)  # a worker takes it, once
+    assert again.number == rerun.number and {n: again._suggest(n, d) for n, d in space.items()} == dead.params
+    assert take_rerun(study) is None and counts(study) == (1, 1)
+    study.tell(again, 1.0)
+    assert counts(study) == (2, 0)
+
+
+def test_a_stale_grid_point_runs_again_exactly_once(tmp_path):
+    storage = open_storage(f"sqlite:///{tmp_path / 'optuna.db'}", heartbeat_interval=1, grace_period=2)
+    grid = {"model.hidden_dim": [8, 16, 32]}
+    study = optuna.create_study(storage=storage, sampler=optuna.samplers.GridSampler(grid))
+    space = {"model.hidden_dim": CategoricalDistribution((8, 16, 32))}
+    dead = a_dead_workers_trial(study, space)
+    fail_stale(study)
+    run = []
+    while counts(study)[0] < 3:  # the sweeper's loop: ask until the grid's 3 points are counted
+        trial = take_rerun(study) or study.ask()
+        keep_rerun_grid_point(study, trial)
+        assert duplicate_grid_point(study, trial) is None
+        trial._suggest("model.hidden_dim", space["model.hidden_dim"])
+        run.append((trial.number, trial.params["model.hidden_dim"]))
+        try:
+            study.tell(trial, 1.0)
+        except RuntimeError:  # the grid sampler's Study.stop outside optimize, once the grid is done
+            pass
+    assert run[0] == (dead.number + 1, dead.params["model.hidden_dim"])  # the dead trial's point first
+    assert len(study.trials) == 4  # the dead trial and one trial per point: none asked beyond the grid
+    assert sorted(value for _, value in run) == [8, 16, 32]  # then the others: every point once
