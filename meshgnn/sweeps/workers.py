@@ -118,7 +118,7 @@ def fail_stale(study: optuna.Study) -> None:
             storage.set_trial_user_attr(trial_id, "failure", STALE)
             if not storage.set_trial_state(trial_id, TrialState.FAIL):
                 continue
-        except RuntimeError:  # already finished: another worker failed it
+        except (RuntimeError, IntegrityError):  # another worker failed it first (or wrote its reason at once)
             continue
         trial = storage.get_trial(trial_id)
         log.warning("trial %d: %s; recorded as failed, its point runs again", trial.number, STALE)
