@@ -51,6 +51,8 @@ from meshgnn.sweeps.workers import (INTERRUPTED, NOT_COUNTED, Heartbeat, check_s
 log = logging.getLogger(__name__)
 
 EXIT_SIGINT = 128 + signal.SIGINT  # the shell's exit code for a command stopped by Ctrl-C
+# Seconds the running trials get to stop on Ctrl-C before the sweep says it waits for them.
+STOP_QUIETLY_S = 30
 
 
 def build_pruner(conf: Any) -> optuna.pruners.BasePruner:
@@ -273,17 +275,26 @@ class Lanes:
         try:
             for thread in threads:
                 thread.join()
-        except KeyboardInterrupt:  # Ctrl-C reached every trial too: each stops within a step
+        except KeyboardInterrupt:  # Ctrl-C reached every local trial too: each stops within a step
             with self.changed:
                 self.stopping = True
-            try:
-                for thread in threads:
-                    thread.join()  # so the launches end cleanly (joblib, loky), then the trials are recorded
+            try:  # so the launches end cleanly (joblib, loky), then the trials are recorded
+                if not self._joined(threads, timeout=STOP_QUIETLY_S):  # e.g. cluster jobs, which Ctrl-C misses
+                    log.warning("stopping: waiting for the running trials to end (Ctrl-C again to leave them)")
+                    self._joined(threads, timeout=None)
             except KeyboardInterrupt:  # a second Ctrl-C: stop waiting
                 pass
             raise
         if self.error is not None:
             raise self.error
+
+    @staticmethod
+    def _joined(threads: List[threading.Thread], timeout: Optional[float]) -> bool:
+        """Whether all `threads` ended within `timeout` seconds (None: wait for them)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in threads:
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return not any(thread.is_alive() for thread in threads)
 
     def interrupt(self) -> int:
         """Stop asking, and record this worker's running trials (never another worker's) FAIL
