@@ -176,7 +176,10 @@ def parallel(args: argparse.Namespace, work: Path, save: Callable[[dict], None])
                f"hydra.sweeper.n_trials={args.parallel_trials}"])
     result: dict = {"overrides": base, "levels": []}
     for jobs in args.jobs:
-        sweep_dir, seconds = sweep(f"jobs{jobs}", work / "parallel", base + [f"hydra.sweeper.n_jobs={jobs}"])
+        # joblib's own n_jobs (-1: a worker per core) unless matched: extra workers start cold, and
+        # a trial that lands on one waits for its imports.
+        pool = [f"hydra.launcher.n_jobs={jobs}"] if args.match_launcher_jobs else []
+        sweep_dir, seconds = sweep(f"jobs{jobs}", work / "parallel", base + [f"hydra.sweeper.n_jobs={jobs}"] + pool)
         levels = result["levels"]
         levels.append({"n_jobs": jobs, "wall_s": seconds, "trials": len(trials(sweep_dir)),
                        "speedup": levels[0]["wall_s"] / seconds if levels else 1.0})
@@ -235,6 +238,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2], help="parallel levels (n_jobs)")
     parser.add_argument("--parallel-trials", type=int, default=8)
     parser.add_argument("--parallel-epochs", type=int, default=6)
+    parser.add_argument("--match-launcher-jobs", action="store_true",
+                        help="also set hydra.launcher.n_jobs=k (joblib workers = parallel trials)")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch threads per trial (0: cores // the largest --jobs)")
     parser.add_argument("--search-threads", type=int, default=0,
