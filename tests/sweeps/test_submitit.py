@@ -122,13 +122,14 @@ def _wait_for(condition, proc: subprocess.Popen, what: str, timeout: float = 240
 def preempted_sweep(tmp_path_factory, data_cache):
     """One 2-trial sweep through submitit's local executor (2 jobs at once, 2 made-up GPUs for
     the slots to share out). Once trial 0 has saved an epoch, its job gets SIGUSR2 (what SLURM
-    sends before preemption or the time limit): submitit pickles the call again and requeues it."""
+    sends before preemption or the time limit): submitit pickles the call again and requeues it.
+    6 epochs: the signal must find trial 0 still training (it lands within a poll of 20 ms)."""
     cwd = tmp_path_factory.mktemp("submitit_sweep")
     sweep = cwd / "sweep"
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "train.py"), "-m", "hparams_search=optuna", "hydra/launcher=submitit_local",
          "hydra.launcher.gpus_per_node=2", "hydra.sweeper.n_jobs=2", "hydra.sweeper.n_trials=2",
-         "hydra.sweeper.sampler.seed=0", "trainer=debug", "trainer.epochs=4", "data.num_samples=20",
+         "hydra.sweeper.sampler.seed=0", "trainer=debug", "trainer.epochs=6", "data.num_samples=20",
          "model.hidden_dim=8", f"paths.data_dir={data_cache}", f"hydra.sweep.dir={sweep}"],
         cwd=cwd, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True)
@@ -156,9 +157,9 @@ def test_submitit_local_sweep_runs_one_job_per_trial_in_its_numbered_directory(p
     assert [t.user_attrs["run_dir"] for t in study.trials] == [str(sweep / "0"), str(sweep / "1")]
     for trial in study.trials:
         run_dir = sweep / str(trial.number)
-        assert "epoch 4/4" in (run_dir / "train.log").read_text()
+        assert "epoch 6/6" in (run_dir / "train.log").read_text()
         assert [json.loads(line)["epoch"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()] == [
-            1, 2, 3, 4]
+            1, 2, 3, 4, 5, 6]
         assert trial.value == pytest.approx(json.loads((run_dir / "results.json").read_text())["best/val/loss/total"])
     # submitit's own files (job pickles, each job's stdout/stderr) sit in the sweep directory
     logs = list(preempted_sweep["cwd"].rglob("*_log.err"))
