@@ -51,6 +51,10 @@ def main_task(cfg: DictConfig) -> float:
         if in_sweep:  # the sweeper stops the whole sweep on it (an exception, not KeyboardInterrupt,
             raise  # which would make joblib kill every worker, other trials mid-checkpoint too)
         sys.exit(exc.exit_code)
+    except KeyboardInterrupt:  # Ctrl-C before training could turn it into a stop request (start-up)
+        if not in_sweep:
+            raise
+        raise Interrupted("stopped by SIGINT while the trial started") from None  # as above
     except Exception as exc:
         if in_sweep and _is_pruned(exc):  # the pruner's decision, not an error: the trial is PRUNED
             raise

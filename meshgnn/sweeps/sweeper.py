@@ -88,6 +88,21 @@ class PruningOptunaSweeper(OptunaSweeperImpl):
         self.grace_period = grace_period
 
     def sweep(self, arguments: List[str]) -> None:
+        """The sweep; Ctrl-C (at any point) ends it in one line with exit code 130."""
+        lanes: Optional[Lanes] = None
+        try:
+            lanes = self._start(arguments)
+            lanes.run()
+        except KeyboardInterrupt:
+            left = lanes.interrupt() if lanes is not None else 0
+            log.warning("sweep interrupted: %d trial%s left FAIL \"interrupted\" (not counted, %s run again); "
+                        "relaunch the same command to continue", left, "" if left == 1 else "s",
+                        "it is" if left == 1 else "they are")
+            raise SystemExit(EXIT_SIGINT) from None
+        self._summarise(lanes.study, lanes.sweep_dir)
+
+    def _start(self, arguments: List[str]) -> Lanes:
+        """Open (or create) the study, write sweep.json, and return this worker's lanes."""
         self._process_searchspace_config()
         params_conf = self._parse_sweeper_params_config() + list(arguments)
         distributions, fixed_params = create_params_from_overrides(params_conf)
@@ -130,15 +145,7 @@ class PruningOptunaSweeper(OptunaSweeperImpl):
             # under another lane's feet (dictConfig removes and re-adds it): a line lost.
             with read_write(self.config.hydra.hydra_logging):
                 self.config.hydra.hydra_logging.root = None
-        try:
-            lanes.run()
-        except KeyboardInterrupt:
-            left = lanes.interrupt()
-            log.warning("sweep interrupted: %d trial%s left FAIL \"interrupted\" (not counted, %s run again); "
-                        "relaunch the same command to continue", left, "" if left == 1 else "s",
-                        "it is" if left == 1 else "they are")
-            raise SystemExit(EXIT_SIGINT) from None
-        self._summarise(study, sweep_dir)
+        return lanes
 
     def trial_overrides(self) -> List[str]:
         """Overrides every trial gets besides its parameters: the hook for a launcher's needs

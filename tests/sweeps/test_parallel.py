@@ -103,6 +103,22 @@ def test_parallel_trials_hold_distinct_slots_each_with_its_gpu_and_threads(async
     assert all(r["threads"] == r["torch_threads"] == threads for r in records)
 
 
+def ctrl_c_once_training(args, cwd, sweep, trials):
+    """`train.py ARGS` sent Ctrl-C once `trials` trials of `sweep` train: SIGINT to its process
+    group, as a terminal does (the sweep and its trials' processes). Its console; it must end
+    with exit code 130 and no traceback."""
+    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.time() + 240
+    while len(list(sweep.glob("*/metrics.jsonl"))) < trials and time.time() < deadline:
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGINT)
+    console, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in console, console[-3000:]
+    return console
+
+
 @pytest.mark.slow
 def test_ctrl_c_on_a_parallel_sweep_fails_its_running_trials_in_one_line(tmp_path, data_cache):
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
@@ -110,21 +126,12 @@ def test_ctrl_c_on_a_parallel_sweep_fails_its_running_trials_in_one_line(tmp_pat
     other = optuna.create_study(study_name="shared", storage=optuna.storages.RDBStorage(
         storage, heartbeat_interval=1, grace_period=600)).ask()
     sweep = tmp_path / "sweep"
-    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *ASYNC[:4], "hydra.sweeper.n_trials=5",
-                             "trainer=debug", "data.num_samples=20", "model.hidden_dim=choice(8,16)", "trainer.epochs=50",
-                             "hydra.sweeper.pruner.name=none", f"paths.data_dir={data_cache}",
-                             f"hydra.sweeper.storage={storage}", "hydra.sweeper.study_name=shared",
-                             "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=600",
-                             f"hydra.sweep.dir={sweep}"], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    deadline = time.time() + 240
-    while len(list(sweep.glob("*/metrics.jsonl"))) < 2 and time.time() < deadline:  # both lanes train
-        time.sleep(0.1)
-    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the sweep and its trials' processes
-    console, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 130, console[-3000:]
-    assert "Traceback" not in console
+    console = ctrl_c_once_training([*ASYNC[:4], "hydra.sweeper.n_trials=5", "trainer=debug", "data.num_samples=20",
+                                    "model.hidden_dim=choice(8,16)", "trainer.epochs=1000",
+                                    "hydra.sweeper.pruner.name=none", f"paths.data_dir={data_cache}",
+                                    f"hydra.sweeper.storage={storage}", "hydra.sweeper.study_name=shared",
+                                    "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=600",
+                                    f"hydra.sweep.dir={sweep}"], tmp_path, sweep, trials=2)
     assert console.rstrip().splitlines()[-1].endswith(
         'sweep interrupted: 2 trials left FAIL "interrupted" (not counted, they are run again); '
         "relaunch the same command to continue"), console[-3000:]
