@@ -106,14 +106,13 @@ def fail_stale(study: optuna.Study) -> None:
     their points to run again (a stale trial is not one of the `n_trials`).
 
     The reason is written while the trial is still RUNNING (Optuna refuses attributes of a
-    finished trial), from Optuna 2.10's own staleness query (RDBStorage._get_stale_trial_ids,
-    what its fail_stale_trials uses). Only the worker whose state change went through queues
-    the rerun (fail_stale_trials would raise, not skip, on a trial another worker failed first).
+    finished trial). Only the worker whose state change went through queues the rerun
+    (Optuna's fail_stale_trials would raise, not skip, on a trial another worker failed first).
     """
     storage = study._storage
     if not storage.is_heartbeat_enabled():
         return
-    for trial_id in getattr(storage, "_backend", storage)._get_stale_trial_ids(study._study_id):
+    for trial_id in stale_trial_ids(study):
         try:
             storage.set_trial_user_attr(trial_id, "failure", STALE)
             if not storage.set_trial_state(trial_id, TrialState.FAIL):
@@ -124,6 +123,27 @@ def fail_stale(study: optuna.Study) -> None:
         log.warning("trial %d: %s; recorded as failed, its point runs again", trial.number, STALE)
         queue_rerun(study, trial)
     queue_forgotten_reruns(study)
+
+
+def stale_trial_ids(study: optuna.Study) -> list[int]:
+    """The RUNNING trials whose last heartbeat is older than the grace period, by the database's
+    clock: Optuna 2.10's own query (RDBStorage._get_stale_trial_ids), but its age in
+    total_seconds. Optuna reads timedelta.seconds, ~86399 for a heartbeat newer than its own
+    `now()` reading (another worker's heartbeat landing between the two queries): a live trial
+    would go stale."""
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+    from sqlalchemy import func, orm
+
+    backend = getattr(study._storage, "_backend", study._storage)
+    grace = backend.grace_period or 2 * backend.heartbeat_interval  # Optuna's default
+    with _create_scoped_session(backend.scoped_session, True) as session:
+        now = session.execute(func.now()).scalar().replace(tzinfo=None)  # PostgreSQL's is aware
+        running = (session.query(models.TrialModel).options(orm.selectinload(models.TrialModel.heartbeats))
+                   .filter(models.TrialModel.state == TrialState.RUNNING)
+                   .filter(models.TrialModel.study_id == study._study_id).all())
+        return [trial.trial_id for trial in running
+                if trial.heartbeats and (now - trial.heartbeats[0].heartbeat).total_seconds() > grace]
 
 
 def queue_forgotten_reruns(study: optuna.Study) -> None:
