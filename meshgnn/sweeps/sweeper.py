@@ -44,9 +44,10 @@ from meshgnn.atomic import atomic_write_bytes
 from meshgnn.errors import Interrupted
 from meshgnn.sweeps.launchers import requeue_overrides, trials_in_flight
 from meshgnn.sweeps.slots import parallel_slots
-from meshgnn.sweeps.workers import (INTERRUPTED, NOT_COUNTED, Heartbeat, check_search_space, counts, create_or_load_study,
-                                    derived_study_name, duplicate_grid_point, fail_stale, first_heartbeat,
-                                    keep_rerun_grid_point, open_storage, queue_rerun, take_rerun)
+from meshgnn.sweeps.workers import (BEYOND_BUDGET, INTERRUPTED, NOT_COUNTED, Heartbeat, beyond_budget,
+                                    check_search_space, counts, create_or_load_study, derived_study_name,
+                                    duplicate_grid_point, fail_stale, first_heartbeat, keep_rerun_grid_point,
+                                    open_storage, queue_rerun, take_rerun)
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +159,12 @@ class PruningOptunaSweeper(OptunaSweeperImpl):
         (then recorded FAIL with `duplicate_of` and not counted: the grid runs each point once)."""
         trial = rerun or study.ask()
         first_heartbeat(study, trial)
+        if beyond_budget(study, trial, self.n_trials):
+            trial.set_user_attr(BEYOND_BUDGET, True)
+            trial.set_user_attr("failure", "asked beyond n_trials (another worker asked the last trial at once)")
+            self._tell(study, trial, state=TrialState.FAIL)
+            log.info("trial %d: another worker asked the last trial at the same moment; not run", trial.number)
+            return None
         keep_rerun_grid_point(study, trial)
         taken = duplicate_grid_point(study, trial)
         if taken is None:

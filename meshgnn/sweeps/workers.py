@@ -39,6 +39,8 @@ INTERRUPTED = "interrupted: its sweep was stopped (Ctrl-C); relaunching the swee
 # System attributes of a rerun: the number of the trial whose point it runs, and its grid point.
 RERUN_OF = "rerun_of"
 RERUN_GRID_ID = "rerun_grid_id"
+# User attribute of a trial asked beyond n_trials (another worker asked the last one at once).
+BEYOND_BUDGET = "beyond_budget"
 # The failures of the infrastructure, not of the trial: they do not use up the budget.
 NOT_COUNTED = (STALE, INTERRUPTED)
 
@@ -189,9 +191,39 @@ def keep_rerun_grid_point(study: optuna.Study, trial: optuna.Trial) -> None:
 
 
 def counted(trial: FrozenTrial) -> bool:
-    """Whether the trial is one of the `n_trials`: not a duplicate of a grid point, not a
-    trial the infrastructure stopped (stale, interrupted; those run again)."""
-    return "duplicate_of" not in trial.user_attrs and trial.user_attrs.get("failure") not in NOT_COUNTED
+    """Whether the trial is one of the `n_trials`: not a duplicate of a grid point, not one
+    asked beyond the budget, not a trial the infrastructure stopped (stale, interrupted; those
+    run again)."""
+    return not skipped(trial) and trial.user_attrs.get("failure") not in NOT_COUNTED
+
+
+def skipped(trial: FrozenTrial) -> bool:
+    """A trial recorded FAIL without running: a grid point another worker had, or a trial
+    asked beyond the budget (`beyond_budget`)."""
+    return "duplicate_of" in trial.user_attrs or BEYOND_BUDGET in trial.user_attrs
+
+
+def beyond_budget(study: optuna.Study, trial: optuna.Trial, n_trials: int) -> bool:
+    """Whether the new `trial` is one too many: two workers that each saw one seat free asked
+    at once. Seats are ranked by trial number (a rerun at the number of the trial it runs
+    again), which every worker reads alike: the trial is beyond the budget when `n_trials`
+    seats rank before it."""
+    if RERUN_OF in trial.system_attrs:  # a rerun has its seat
+        return False
+    trials = study.get_trials(deepcopy=False)
+    by_number = {t.number: t for t in trials}
+
+    def rank(seat: FrozenTrial) -> int:
+        while RERUN_OF in seat.system_attrs and seat.system_attrs[RERUN_OF] in by_number:
+            seat = by_number[seat.system_attrs[RERUN_OF]]
+        return seat.number
+
+    rerun = {t.system_attrs[RERUN_OF] for t in trials if RERUN_OF in t.system_attrs}
+    seats = [t for t in trials if t.number != trial.number and not skipped(t) and (
+        (t.user_attrs.get("failure") in NOT_COUNTED and t.number not in rerun)
+        or (t.user_attrs.get("failure") not in NOT_COUNTED
+            and (t.state != TrialState.WAITING or RERUN_OF in t.system_attrs)))]
+    return sum(rank(t) < trial.number for t in seats) >= n_trials
 
 
 def first_heartbeat(study: optuna.Study, trial: optuna.Trial) -> None:
@@ -238,7 +270,7 @@ def counts(study: optuna.Study) -> tuple[int, int]:
     rerun = {t.system_attrs[RERUN_OF] for t in trials if RERUN_OF in t.system_attrs}
     finished = in_flight = 0
     for trial in trials:
-        if "duplicate_of" in trial.user_attrs:
+        if skipped(trial):
             continue
         if trial.user_attrs.get("failure") in NOT_COUNTED:
             in_flight += trial.number not in rerun  # its rerun is being queued

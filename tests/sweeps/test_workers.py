@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 
 from conftest import ROOT
 from meshgnn.errors import UserError
-from meshgnn.sweeps.workers import (STALE, counts, derived_study_name, duplicate_grid_point, fail_stale,
+from meshgnn.sweeps.workers import (STALE, beyond_budget, counts, derived_study_name, duplicate_grid_point, fail_stale,
                                     keep_rerun_grid_point, open_storage, take_rerun)
 
 # A tiny sweep every worker runs with the same command, so they derive the same study name.
@@ -158,3 +158,19 @@ def test_a_stale_grid_point_runs_again_exactly_once(tmp_path):
     assert run[0] == (dead.number + 1, dead.params["model.hidden_dim"])  # the dead trial's point first
     assert len(study.trials) == 4  # the dead trial and one trial per point: none asked beyond the grid
     assert sorted(value for _, value in run) == [8, 16, 32]  # then the others: every point once
+
+
+def test_two_workers_that_ask_the_last_trial_at_once_run_one(tmp_path):
+    study = optuna.create_study(storage=open_storage(f"sqlite:///{tmp_path / 'optuna.db'}", 1, 2))
+    study.tell(study.ask(), 1.0)
+    first, second = study.ask(), study.ask()  # both saw one of n_trials=2 free
+    assert not beyond_budget(study, first, n_trials=2) and beyond_budget(study, second, n_trials=2)
+    # the same when the last seat is a stale trial's rerun: one worker takes it, the other's new trial is too many
+    study.tell(first, 1.0)
+    second.set_user_attr("beyond_budget", True)  # as the sweeper records it: FAIL, not counted
+    study.tell(second, state=TrialState.FAIL)
+    dead = a_dead_workers_trial(study, {})
+    fail_stale(study)
+    rerun, new = take_rerun(study), study.ask()
+    assert rerun.system_attrs["rerun_of"] == dead.number
+    assert not beyond_budget(study, rerun, n_trials=3) and beyond_budget(study, new, n_trials=3)
