@@ -17,8 +17,12 @@ install: $(STAMP)
 train: $(STAMP)
 	$(BIN)/python train.py $(ARGS)
 
+# Two pytest workers (pytest-xdist), each taking whole test files (module fixtures run once):
+# the suite is mostly subprocesses that leave a core idle; `make test JOBS=1` runs it serially.
+JOBS ?= 2
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q $(ARGS)
+	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadfile $(ARGS)
 
 # dist/meshgnn-<version>-py3-none-any.whl, conf/ inside (pip install it anywhere: `meshgnn train ...`).
 wheel: $(STAMP)

@@ -54,13 +54,24 @@ class PruningReporter:
         return cls(optuna.trial.Trial(study, trial_id), monitor, last_epoch)
 
     def __call__(self, epoch: int, metrics: dict[str, float]) -> None:
+        import optuna
+
+        from meshgnn.sweeps.workers import already_finished
+
         value = metrics[self.monitor]
-        self.trial.set_user_attr("epochs_run", epoch)
-        if not math.isfinite(value):
-            return
-        self.trial.report(value, step=epoch)
+        try:
+            self.trial.set_user_attr("epochs_run", epoch)
+            if not math.isfinite(value):
+                return
+            self.trial.report(value, step=epoch)
+        except RuntimeError as exc:
+            if not already_finished(exc):
+                raise
+            # Another worker recorded this trial FAIL "stale" (this machine was suspended or
+            # starved past the grace period) and queued its point again: stop, nothing to add.
+            raise optuna.TrialPruned(f"trial {self.trial.number} was closed by another worker while it ran "
+                                     "(no heartbeat within hydra.sweeper.grace_period); its point runs again") from None
         # Pruning after the last epoch would save nothing and lose the trial's test results.
         if epoch < self.last_epoch and self.trial.should_prune():
-            import optuna
-
             raise optuna.TrialPruned(f"pruned at epoch {epoch}: {self.monitor}={value:.6g}")
+

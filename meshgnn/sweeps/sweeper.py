@@ -43,8 +43,8 @@ from optuna.trial import TrialState
 from meshgnn.atomic import atomic_write_bytes
 from meshgnn.errors import Interrupted
 from meshgnn.sweeps.launchers import requeue_overrides, trials_in_flight
-from meshgnn.sweeps.slots import parallel_slots
-from meshgnn.sweeps.workers import (BEYOND_BUDGET, INTERRUPTED, NOT_COUNTED, Heartbeat, beyond_budget,
+from meshgnn.sweeps.slots import parallel_slots, size_worker_pool
+from meshgnn.sweeps.workers import (BEYOND_BUDGET, INTERRUPTED, NOT_COUNTED, Heartbeat, already_finished, beyond_budget,
                                     check_search_space, counts, create_or_load_study, derived_study_name,
                                     duplicate_grid_point, fail_stale, first_heartbeat, keep_rerun_grid_point,
                                     open_storage, queue_rerun, take_rerun)
@@ -87,6 +87,10 @@ class PruningOptunaSweeper(OptunaSweeperImpl):
         self.pruner_conf = pruner
         self.heartbeat_interval = heartbeat_interval
         self.grace_period = grace_period
+
+    def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
+        size_worker_pool(config.hydra.launcher, self.n_jobs, len(os.sched_getaffinity(0)))  # before it is made
+        super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
 
     def sweep(self, arguments: List[str]) -> None:
         """The sweep; Ctrl-C (at any point) ends it in one line with exit code 130."""
@@ -199,6 +203,19 @@ class PruningOptunaSweeper(OptunaSweeperImpl):
 
     @classmethod
     def _record(cls, study: optuna.Study, trial: optuna.Trial, ret: JobReturn) -> None:
+        """Tell the study the trial's result; a trial another worker closed while it ran (FAIL
+        "stale", its point queued again) keeps that record and this result is dropped."""
+        try:
+            cls._record_result(study, trial, ret)
+        except RuntimeError as exc:
+            if not already_finished(exc):
+                raise
+            log.warning("trial %d was closed by another worker while it ran (no heartbeat within "
+                        "hydra.sweeper.grace_period: was this machine suspended or overloaded?); its result "
+                        "here is dropped and its point runs again", trial.number)
+
+    @classmethod
+    def _record_result(cls, study: optuna.Study, trial: optuna.Trial, ret: JobReturn) -> None:
         if ret.status == JobStatus.COMPLETED:
             value = ret.return_value
             try:

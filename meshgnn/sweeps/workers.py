@@ -226,6 +226,12 @@ def beyond_budget(study: optuna.Study, trial: optuna.Trial, n_trials: int) -> bo
     return sum(rank(t) < trial.number for t in seats) >= n_trials
 
 
+def already_finished(exc: RuntimeError) -> bool:
+    """Whether Optuna refused to change a trial because it is finished already: another worker
+    recorded it FAIL "stale" while it ran (its worker suspended or starved past the grace period)."""
+    return "has already finished" in str(exc)
+
+
 def first_heartbeat(study: optuna.Study, trial: optuna.Trial) -> None:
     """A heartbeat as soon as a trial is asked: a worker killed before launching it leaves a
     trial that goes stale too (one without any heartbeat would stay RUNNING for ever)."""

@@ -9,6 +9,7 @@ import time
 
 import optuna
 import pytest
+from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from conftest import ROOT, run_train
@@ -34,6 +35,20 @@ def test_trials_split_the_cores_and_only_a_parallel_launcher_makes_slots():
     assert parallel_slots(JOBLIB, sweeper_jobs=4, launcher_jobs=-1, cores=16) == 4
     assert parallel_slots(JOBLIB, sweeper_jobs=4, launcher_jobs=2, cores=16) == 2
     assert parallel_slots(JOBLIB, sweeper_jobs=8, launcher_jobs=-1, cores=2) == 2
+
+
+def test_joblibs_pool_holds_as_many_workers_as_trials_run_at_once_unless_set():
+    pool = OmegaConf.create({"_target_": JOBLIB, "n_jobs": -1})
+    slots.size_worker_pool(pool, sweeper_jobs=2, cores=16)
+    assert pool.n_jobs == 2
+    slots.size_worker_pool(pool, sweeper_jobs=8, cores=4)  # set now (2): kept, as a user's own value is
+    assert pool.n_jobs == 2
+    unset = OmegaConf.create({"_target_": JOBLIB, "n_jobs": -1})
+    slots.size_worker_pool(unset, sweeper_jobs=8, cores=4)
+    assert unset.n_jobs == 4
+    basic = OmegaConf.create({"_target_": BASIC})
+    slots.size_worker_pool(basic, sweeper_jobs=4, cores=16)
+    assert "n_jobs" not in basic
 
 
 def test_held_slots_are_distinct_and_a_gpu_bound_worker_keeps_its_slot(tmp_path, monkeypatch):
@@ -98,6 +113,8 @@ def test_parallel_trials_hold_distinct_slots_each_with_its_gpu_and_threads(async
     # trials running at the same time hold distinct slots, in distinct worker processes
     assert fast["index"] != slow["index"] and third["index"] != slow["index"]
     assert fast["pid"] != slow["pid"] and third["pid"] != slow["pid"]
+    # joblib's pool has 2 workers, not one per core (size_worker_pool): trial 2 ran in trial 0's warm one
+    assert third["pid"] == fast["pid"]
     assert {r["index"]: r["cuda_visible_devices"] for r in records} == {0: "3", 1: "5"}
     threads = threads_for(2, len(os.sched_getaffinity(0)))  # 1 on a 2-core machine
     assert all(r["threads"] == r["torch_threads"] == threads for r in records)

@@ -174,3 +174,25 @@ def test_two_workers_that_ask_the_last_trial_at_once_run_one(tmp_path):
     rerun, new = take_rerun(study), study.ask()
     assert rerun.system_attrs["rerun_of"] == dead.number
     assert not beyond_budget(study, rerun, n_trials=3) and beyond_budget(study, new, n_trials=3)
+
+
+def test_a_trial_another_worker_closed_while_it_ran_stops_and_keeps_that_record(tmp_path, caplog):
+    # This worker was suspended past the grace period: another one recorded its trial FAIL
+    # "stale". Its next epoch report stops the trial, and its result does not crash the worker.
+    from hydra.core.utils import JobReturn, JobStatus
+
+    from meshgnn.sweeps.pruning import PruningReporter
+    from meshgnn.sweeps.sweeper import PruningOptunaSweeper
+
+    study = optuna.create_study(storage=open_storage(f"sqlite:///{tmp_path / 'optuna.db'}", 1, 2))
+    trial = study.ask()
+    study._storage.set_trial_user_attr(trial._trial_id, "failure", STALE)
+    study._storage.set_trial_state(trial._trial_id, TrialState.FAIL)
+    with pytest.raises(optuna.TrialPruned, match="closed by another worker"):
+        PruningReporter(trial, "val/loss/total", last_epoch=5)(1, {"val/loss/total": 0.5})
+    done = JobReturn()
+    done.status, done.return_value = JobStatus.COMPLETED, 0.25
+    PruningOptunaSweeper._record(study, trial, done)
+    (frozen,) = study.get_trials()
+    assert frozen.state == TrialState.FAIL and frozen.user_attrs["failure"] == STALE
+    assert "closed by another worker" in caplog.text and "dropped" in caplog.text
