@@ -37,6 +37,16 @@ class StorageURL(Check):
         return None
 
 
+def shown_url(url: Optional[str]) -> Optional[str]:
+    """The storage URL as logs and result files show it: its password, if any, as ***."""
+    if url is None:
+        return None
+    from sqlalchemy.engine import make_url
+
+    return make_url(str(url)).render_as_string(hide_password=True)
+
+
+
 @dataclass
 class PrunerConf:
     """`none`, `median` (MedianPruner) or `hyperband` (HyperbandPruner), on epochs."""

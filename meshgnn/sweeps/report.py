@@ -17,6 +17,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from meshgnn.atomic import atomic_write_text
+from meshgnn.sweeps.config import shown_url
 from meshgnn.sweeps.report_plots import write_plots
 from meshgnn.sweeps.study import STATES, Sweep, TrialRow, load_sweep
 
@@ -118,7 +119,7 @@ def write_tables(sweep: Sweep) -> list[Path]:
     json_path = sweep.sweep_dir / "report.json"
     best = sweep.best
     atomic_write_text(json_path, json.dumps({
-        "study_name": sweep.study_name, "storage": sweep.storage, "objective": sweep.objective,
+        "study_name": sweep.study_name, "storage": shown_url(sweep.storage), "objective": sweep.objective,
         "direction": sweep.direction, "counts": state_counts(sweep),
         "best_trial": None if best is None else _record(best), "trials": records}, indent=2) + "\n")
     return [csv_path, json_path]
@@ -129,7 +130,7 @@ def _summary_lines(sweep: Sweep) -> list[str]:
     lines = [f"study {sweep.study_name}: {len(sweep.rows)} trials ("
              + ", ".join(f"{n} {state}" for state, n in counts.items() if n)
              + f"), objective {sweep.objective} ({sweep.direction})",
-             f"storage {sweep.storage}"]
+             f"storage {shown_url(sweep.storage)}"]
     if counts["RUNNING"]:
         lines.append(f"{counts['RUNNING']} trial(s) RUNNING: still in progress, or left by a killed launch")
     return lines

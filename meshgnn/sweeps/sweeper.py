@@ -42,6 +42,7 @@ from optuna.trial import TrialState
 
 from meshgnn.atomic import atomic_write_bytes
 from meshgnn.errors import Interrupted
+from meshgnn.sweeps.config import shown_url
 from meshgnn.sweeps.launchers import requeue_overrides, trials_in_flight
 from meshgnn.sweeps.slots import parallel_slots, size_worker_pool
 from meshgnn.sweeps.workers import (BEYOND_BUDGET, INTERRUPTED, NOT_COUNTED, Heartbeat, already_finished, beyond_budget,
@@ -142,7 +143,8 @@ class PruningOptunaSweeper(OptunaSweeperImpl):
             "objective": OmegaConf.select(self.config, "objective"), "direction": direction}, indent=1).encode())
         finished, running = counts(study)
         log.info("study %s in %s: %d trials done, %d in flight, %d to go (n_trials=%d in total)", study.study_name,
-                 self.storage, finished, running, max(0, self.n_trials - finished - running), self.n_trials)
+                 shown_url(self.storage), finished, running, max(0, self.n_trials - finished - running),
+                 self.n_trials)
         lanes = Lanes(self, study, distributions, fixed_params, sweep_dir)
         if lanes.count > 1:
             # Logging is configured already (Hydra's start-up); a launcher reconfiguring it at
@@ -241,7 +243,7 @@ class PruningOptunaSweeper(OptunaSweeperImpl):
         counts = {s.name: len(study.get_trials(deepcopy=False, states=(s,)))
                   for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
         results: Dict[str, Any] = {"name": "optuna", "study_name": study.study_name,
-                                   "storage": self.storage, "trials": counts}
+                                   "storage": shown_url(self.storage), "trials": counts}
         complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if complete:
             best = study.best_trial

@@ -14,13 +14,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import fcntl
 import hashlib
 import json
 import logging
 import threading
 import warnings
-from typing import Any, Callable, Dict, Iterable, Optional, TypeVar
+from typing import Any, Callable, Dict, Iterable, Iterator, Optional, TypeVar
 
 import optuna
 from optuna.distributions import BaseDistribution, distribution_to_json
@@ -66,12 +68,28 @@ def open_storage(url: Optional[str], heartbeat_interval: int, grace_period: int)
     if url is None:
         return None
     engine_kwargs = {"connect_args": {"timeout": 60}} if str(url).startswith("sqlite") else {}
-    # another worker may create the schema of a new database at the same moment (both insert
-    # alembic_version): then it exists
-    return once_more_after_a_race(
-        lambda: optuna.storages.RDBStorage(str(url), engine_kwargs=engine_kwargs,
-                                           heartbeat_interval=heartbeat_interval, grace_period=grace_period),
-        IntegrityError)
+    with schema_lock(str(url)):
+        # another worker may create the schema of a new database at the same moment (both
+        # insert alembic_version): then it exists
+        return once_more_after_a_race(
+            lambda: optuna.storages.RDBStorage(str(url), engine_kwargs=engine_kwargs,
+                                               heartbeat_interval=heartbeat_interval, grace_period=grace_period),
+            IntegrityError)
+
+
+@contextlib.contextmanager
+def schema_lock(url: str) -> Iterator[None]:
+    """For a SQLite file, an exclusive lock (`<db>.lock`, flock) while its tables are created or
+    checked: workers opening a new database at once otherwise fail with "table ... already
+    exists" (SQLite has no transactional DDL that would make one of them wait). Other
+    databases create their schema in a transaction, so the IntegrityError retry suffices."""
+    path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else ""
+    if not path or path == ":memory:":
+        yield
+        return
+    with open(f"{path}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def create_or_load_study(**kwargs: Any) -> optuna.Study:
