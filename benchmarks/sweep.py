@@ -276,7 +276,9 @@ def main() -> None:
         result = search(args, work)
         save("search", result)
         rows = search_rows(result) + rows
-    print_table(rows, f"commit {results['commit']}, {args.threads} torch threads per trial, "
+    threads = {"parallel": args.threads, "search": args.search_threads}
+    print_table(rows, f"commit {results['commit']}, torch threads per trial: "
+                      f"{', '.join(f'{part} {threads[part]}' for part in args.parts)}, "
                       f"objective {OBJECTIVE}, {args.samples} heat2d meshes (debug=default)")
 
 

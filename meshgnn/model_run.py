@@ -31,7 +31,7 @@ from meshgnn.objectives import check_objective, check_target_weights, objective_
 from meshgnn.resume import StartPoint, recorded_choices, run_checkpoint
 from meshgnn.run_records import (describe_start, hparam_settings, lineage_of, record_divergence, write_results,
                                  write_run_json)
-from meshgnn.sweeps.pruning import PruningReporter
+from meshgnn.sweeps.pruning import PruningReporter, is_sweep_trial
 from meshgnn.training.checkpoint import load_checkpoint
 from meshgnn.training.losses import TERMS, CompositeLoss
 from meshgnn.training.metrics_log import MetricsLog, read_metrics
@@ -210,6 +210,8 @@ def _apply_start(trainer: Trainer, start: StartPoint, cfg: DictConfig) -> None:
 
 
 def resume_command(run_dir: Path) -> str:
+    if is_sweep_trial():  # the study reruns a stopped trial's point (a new trial), not this directory
+        return "the sweep's own command again: the study continues, and this trial's point runs again"
     if not Dist.current().enabled:
         return f"python train.py resume={run_dir}"
     return relaunch_command(f"train.py resume={run_dir}")

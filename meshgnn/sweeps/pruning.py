@@ -36,11 +36,9 @@ class PruningReporter:
 
         Optuna is imported only then: plain training runs do not pay for it.
         """
-        if not HydraConfig.initialized():
+        if not is_sweep_trial():
             return None
         hydra = HydraConfig.get()
-        if hydra.mode != RunMode.MULTIRUN or hydra.sweeper.get("_target_") != SWEEPER_TARGET:
-            return None
         if not hydra.sweeper.storage or not hydra.sweeper.study_name:
             log.warning("no pruning: hydra.sweeper.storage and study_name must be set for trials to report")
             return None
@@ -75,3 +73,10 @@ class PruningReporter:
         if epoch < self.last_epoch and self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned at epoch {epoch}: {self.monitor}={value:.6g}")
 
+
+def is_sweep_trial() -> bool:
+    """Whether this job is a trial of a meshgnn Optuna sweep."""
+    if not HydraConfig.initialized():
+        return False
+    hydra = HydraConfig.get()
+    return hydra.mode == RunMode.MULTIRUN and hydra.sweeper.get("_target_") == SWEEPER_TARGET

@@ -152,6 +152,8 @@ def test_ctrl_c_on_a_parallel_sweep_fails_its_running_trials_in_one_line(tmp_pat
     assert console.rstrip().splitlines()[-1].endswith(
         'sweep interrupted: 2 trials left FAIL "interrupted" (not counted, they are run again); '
         "relaunch the same command to continue"), console[-3000:]
+    # a stopped trial points to the sweep's command, not to resuming its own directory
+    assert "train.py resume=" not in console and "the sweep's own command again" in console, console[-3000:]
     trials = optuna.load_study(study_name="shared", storage=storage).trials
     assert trials[0].number == other.number and trials[0].state == TrialState.RUNNING
     mine = [t for t in trials[1:] if "rerun_of" not in t.system_attrs]
