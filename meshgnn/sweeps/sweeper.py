@@ -5,7 +5,7 @@ its sweep loop to add:
 - one study per sweep: its default name is derived from the sweep (meshgnn.sweeps.workers),
   so relaunching the same command continues it up to `n_trials` trials in all (SQLite by
   default); `hydra.sweeper.study_name` joins a named study, whose search space must fit;
-- asynchronous trials: `n_jobs` lanes (`Lanes`), each launching one trial and asking the next
+- asynchronous trials: `n_jobs` lanes (`meshgnn.sweeps.lanes`), each launching one trial and asking the next
   as soon as it ends, through a launcher that runs trials in other processes (joblib, submitit);
 - many workers on one study: trials are counted across workers (finished + in flight), a
   heartbeat thread keeps each running trial of this worker alive, and a dead worker's trials
@@ -29,8 +29,6 @@ import logging
 import math
 import os
 import signal
-import threading
-import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -41,20 +39,17 @@ from omegaconf import OmegaConf, read_write
 from optuna.trial import TrialState
 
 from meshgnn.atomic import atomic_write_bytes
-from meshgnn.errors import Interrupted
 from meshgnn.sweeps.config import shown_url
-from meshgnn.sweeps.launchers import requeue_overrides, trials_in_flight
-from meshgnn.sweeps.slots import parallel_slots, size_worker_pool
-from meshgnn.sweeps.workers import (BEYOND_BUDGET, INTERRUPTED, NOT_COUNTED, Heartbeat, already_finished, beyond_budget,
-                                    check_search_space, counts, create_or_load_study, derived_study_name,
-                                    duplicate_grid_point, fail_stale, first_heartbeat, keep_rerun_grid_point,
-                                    open_storage, queue_rerun, take_rerun)
+from meshgnn.sweeps.lanes import Lanes
+from meshgnn.sweeps.launchers import requeue_overrides
+from meshgnn.sweeps.slots import size_worker_pool
+from meshgnn.sweeps.workers import (BEYOND_BUDGET, NOT_COUNTED, already_finished, beyond_budget, check_search_space,
+                                    counts, create_or_load_study, derived_study_name, duplicate_grid_point, fail_stale,
+                                    first_heartbeat, keep_rerun_grid_point, open_storage)
 
 log = logging.getLogger(__name__)
 
 EXIT_SIGINT = 128 + signal.SIGINT  # the shell's exit code for a command stopped by Ctrl-C
-# Seconds the running trials get to stop on Ctrl-C before the sweep says it waits for them.
-STOP_QUIETLY_S = 30
 
 
 def build_pruner(conf: Any) -> optuna.pruners.BasePruner:
@@ -262,134 +257,3 @@ class PruningOptunaSweeper(OptunaSweeperImpl):
             run_dir = trial.user_attrs.get("run_dir", "?")
             log.warning("failed trial %d: %s (log: %s/train.log)", trial.number,
                         trial.user_attrs.get("failure", "unknown"), run_dir)
-
-
-class Lanes:
-    """The trials of one worker: `count` lanes, each asking ONE trial, launching it as a
-    one-job launch (job number = trial number, so trial n runs in <sweep dir>/n whichever
-    worker or lane runs it), recording it and asking the next at once, until the study's
-    totals say stop. So `count` trials are in flight and none waits for a slower one.
-
-    Lanes are threads of this process for a launcher that runs its jobs in other processes
-    (as many as launchers.trials_in_flight says: one per trial slot, or n_jobs on SLURM); the
-    basic launcher runs the task in this process (its cwd, Hydra's singletons), so one lane,
-    the main thread. joblib is called from several threads at once: each call is its own
-    Parallel on loky's one reusable executor (whose creation is locked), with one job. Asks,
-    tells and totals go through one lock (`changed`), so two lanes never ask for the last
-    trial of the budget both; each running trial has its heartbeat thread.
-    """
-
-    def __init__(self, sweeper: PruningOptunaSweeper, study: optuna.Study, distributions: Dict[str, Any],
-                 fixed_params: Dict[str, Any], sweep_dir: Path) -> None:
-        self.sweeper, self.study, self.sweep_dir = sweeper, study, sweep_dir
-        self.distributions, self.fixed_params = distributions, fixed_params
-        launcher = sweeper.config.hydra.launcher
-        self.count = trials_in_flight(launcher.get("_target_"), sweeper.n_jobs, parallel_slots(
-            launcher.get("_target_"), sweeper.n_jobs, launcher.get("n_jobs"), len(os.sched_getaffinity(0))))
-        self.command = list(sweeper.config.hydra.overrides.task)
-        self.changed = threading.Condition()  # held for every ask, tell and count; notified on a tell
-        self.running: Dict[int, optuna.Trial] = {}  # this worker's trials in flight, by number
-        self.stopping = False
-        self.error: Optional[BaseException] = None
-        self.started, self.recorded = time.monotonic(), 0
-
-    def run(self) -> None:
-        """Run the lanes to the end of the study; a lane's exception (KeyboardInterrupt from an
-        interrupted trial too) is raised here, once every lane has stopped. On Ctrl-C no trial
-        is asked any more and the running ones end (the signal stops them too) before it is
-        raised; a trial that ends COMPLETE meanwhile is recorded so."""
-        if self.count == 1:
-            self._lane()
-            return
-        threads = [threading.Thread(target=self._guarded_lane, name=f"sweep-lane-{i}", daemon=True)
-                   for i in range(self.count)]
-        for thread in threads:
-            thread.start()
-        try:
-            for thread in threads:
-                thread.join()
-        except KeyboardInterrupt:  # Ctrl-C reached every local trial too: each stops within a step
-            with self.changed:
-                self.stopping = True
-            try:  # so the launches end cleanly (joblib, loky), then the trials are recorded
-                if not self._joined(threads, timeout=STOP_QUIETLY_S):  # e.g. cluster jobs, which Ctrl-C misses
-                    log.warning("stopping: waiting for the running trials to end (Ctrl-C again to leave them)")
-                    self._joined(threads, timeout=None)
-            except KeyboardInterrupt:  # a second Ctrl-C: stop waiting
-                pass
-            raise
-        if self.error is not None:
-            raise self.error
-
-    @staticmethod
-    def _joined(threads: List[threading.Thread], timeout: Optional[float]) -> bool:
-        """Whether all `threads` ended within `timeout` seconds (None: wait for them)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        for thread in threads:
-            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
-        return not any(thread.is_alive() for thread in threads)
-
-    def interrupt(self) -> int:
-        """Stop asking, and record this worker's running trials (never another worker's) FAIL
-        "interrupted", each point queued to run again; returns how many."""
-        with self.changed:
-            self.stopping = True
-            trials, self.running = list(self.running.values()), {}
-            for trial in trials:
-                trial.set_user_attr("failure", INTERRUPTED)
-                frozen = self.study._storage.get_trial(trial._trial_id)
-                self.sweeper._tell(self.study, trial, state=TrialState.FAIL)
-                queue_rerun(self.study, frozen)
-            self.changed.notify_all()
-        return len(trials)
-
-    def _guarded_lane(self) -> None:
-        try:
-            self._lane()
-        except BaseException as exc:  # handed to the main thread (run), which reports it
-            with self.changed:
-                self.error = self.error or exc
-                self.stopping = True
-                self.changed.notify_all()
-
-    def _lane(self) -> None:
-        while True:
-            with self.changed:
-                trial = self._next()
-                if trial is None:
-                    return
-                (overrides,) = self.sweeper._configure_trials([trial], self.distributions, self.fixed_params)
-            with Heartbeat(self.study, [trial._trial_id]):
-                (ret,) = self.sweeper.launcher.launch([[*overrides, *self.sweeper.trial_overrides()]],
-                                                      initial_job_idx=trial.number)
-            if isinstance(ret._return_value, Interrupted):  # a stop signal reached the trial: stop the sweep
-                raise KeyboardInterrupt(str(ret._return_value))
-            with self.changed:
-                if self.running.pop(trial.number, None) is None:  # recorded "interrupted" meanwhile
-                    return
-                self.sweeper._record(self.study, trial, ret)
-                self.recorded += 1
-                self.sweeper._progress(self.study, self.recorded, time.monotonic() - self.started)
-                self.changed.notify_all()
-
-    def _next(self) -> Optional[optuna.Trial]:
-        """The next trial for a lane (the lock held), or None when the study is done or the
-        sweep stops. While the last trials run elsewhere (other lanes, other workers), wait for
-        one to end here, or a heartbeat interval for one elsewhere to end or go stale."""
-        while not self.stopping:
-            fail_stale(self.study)
-            finished, in_flight = counts(self.study)
-            if finished >= self.sweeper.n_trials:
-                return None
-            trial = take_rerun(self.study)  # a queued rerun holds its seat already
-            if trial is None and finished + in_flight >= self.sweeper.n_trials:
-                self.changed.wait(self.sweeper.heartbeat_interval)
-                continue
-            trial = self.sweeper._ask_unique(self.study, trial)
-            if trial is None:
-                continue
-            trial.set_user_attr("run_dir", str((self.sweep_dir / str(trial.number)).absolute()))
-            trial.set_user_attr("command_overrides", self.command)
-            self.running[trial.number] = trial
-            return trial
-        return None
