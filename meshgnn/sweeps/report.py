@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 
 from meshgnn.atomic import atomic_write_text
 from meshgnn.sweeps.config import shown_url
+from meshgnn.sweeps.launchers import REQUEUE_RESUME
 from meshgnn.sweeps.report_plots import write_plots
 from meshgnn.sweeps.study import STATES, Sweep, TrialRow, load_sweep
 
@@ -46,6 +47,8 @@ def winner_command(sweep: Sweep) -> str | None:
     overrides_file = best.run_dir / ".hydra" / "overrides.yaml" if best.run_dir else None
     if overrides_file is not None and overrides_file.is_file():
         overrides = [str(o) for o in OmegaConf.to_container(OmegaConf.load(overrides_file))]
+        # the launcher's own (a submitit trial's resume=auto, for its requeue), not the user's
+        overrides = [o for o in overrides if o != REQUEUE_RESUME or o in (best.command_overrides or [])]
     else:
         # A param given on the sweep command line holds its search range there, not a value.
         overrides = [o for o in best.command_overrides or [] if _override_key(o) not in best.params]

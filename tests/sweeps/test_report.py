@@ -254,3 +254,25 @@ def test_user_errors_about_the_study(tmp_path, capsys, case, needle):
     assert info.value.code == 2
     stderr = capsys.readouterr().err
     assert len(stderr.splitlines()) == 1 and needle in stderr
+
+
+def test_the_winner_command_leaves_out_the_resume_auto_a_cluster_launcher_added(tmp_path):
+    # Each submitit trial runs with resume=auto (its requeue resumes it); a plain rerun must not.
+    from types import SimpleNamespace
+
+    from meshgnn.sweeps.report import winner_command
+    from meshgnn.sweeps.study import TrialRow
+
+    run_dir = tmp_path / "0"
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / ".hydra" / "overrides.yaml").write_text("- model.hidden_dim=16\n- debug=default\n- resume=auto\n")
+
+    def best_of(command_overrides):
+        row = TrialRow(number=0, state="COMPLETE", value=1.0, last_intermediate=None, epochs=2,
+                       params={"model.hidden_dim": 16}, run_dir=run_dir, failure=None,
+                       command_overrides=command_overrides)
+        return SimpleNamespace(best=row)
+
+    assert winner_command(best_of(["debug=default"])) == "python train.py model.hidden_dim=16 debug=default"
+    # the user's own resume=auto on the sweep command stays
+    assert winner_command(best_of(["debug=default", "resume=auto"])).endswith("debug=default resume=auto")
