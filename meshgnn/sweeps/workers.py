@@ -156,7 +156,7 @@ def stale_trial_ids(study: optuna.Study) -> list[int]:
     from sqlalchemy import func, orm
 
     backend = getattr(study._storage, "_backend", study._storage)
-    grace = backend.grace_period or 2 * backend.heartbeat_interval  # Optuna's default
+    grace = grace_seconds(study)
     with _create_scoped_session(backend.scoped_session, True) as session:
         now = session.execute(func.now()).scalar().replace(tzinfo=None)  # PostgreSQL's is aware
         running = (session.query(models.TrialModel).options(orm.selectinload(models.TrialModel.heartbeats))
@@ -166,14 +166,25 @@ def stale_trial_ids(study: optuna.Study) -> list[int]:
                 if trial.heartbeats and (now - trial.heartbeats[0].heartbeat).total_seconds() > grace]
 
 
+def grace_seconds(study: optuna.Study) -> float:
+    """The storage's grace period: a running trial silent this long is stale (Optuna's default
+    when unset: two heartbeat intervals)."""
+    backend = getattr(study._storage, "_backend", study._storage)
+    return backend.grace_period or 2 * backend.heartbeat_interval
+
+
+def rerun_origins(trials: Iterable[FrozenTrial]) -> set[int]:
+    """The numbers of the trials whose point is queued (or run) again by one of `trials`."""
+    return {t.system_attrs[RERUN_OF] for t in trials if RERUN_OF in t.system_attrs}
+
+
 def queue_forgotten_reruns(study: optuna.Study) -> None:
     """Queue the rerun of each stale or interrupted trial whose worker died before queueing it
     (or recorded it before reruns existed): one finished longer than the grace period ago
     without a rerun, whose seat would otherwise be held for ever (`counts`)."""
-    backend = getattr(study._storage, "_backend", study._storage)
-    grace = backend.grace_period or 2 * backend.heartbeat_interval
+    grace = grace_seconds(study)
     trials = study.get_trials(deepcopy=False)
-    rerun = {t.system_attrs[RERUN_OF] for t in trials if RERUN_OF in t.system_attrs}
+    rerun = rerun_origins(trials)
     now = datetime.datetime.now()
     for trial in trials:
         if (trial.user_attrs.get("failure") in NOT_COUNTED and trial.number not in rerun
@@ -188,7 +199,7 @@ def queue_rerun(study: optuna.Study, trial: FrozenTrial) -> None:
     the next `ask` of any worker takes: Optuna's RetryFailedTrialCallback idiom, without its
     copy of the user attributes (the failure reason and run directory are the old trial's).
     A point already queued again is not queued twice."""
-    if any(t.system_attrs.get(RERUN_OF) == trial.number for t in study.get_trials(deepcopy=False)):
+    if trial.number in rerun_origins(study.get_trials(deepcopy=False)):
         return
     system_attrs: Dict[str, Any] = {RERUN_OF: trial.number}
     if "grid_id" in trial.system_attrs:
@@ -236,7 +247,7 @@ def beyond_budget(study: optuna.Study, trial: optuna.Trial, n_trials: int) -> bo
             seat = by_number[seat.system_attrs[RERUN_OF]]
         return seat.number
 
-    rerun = {t.system_attrs[RERUN_OF] for t in trials if RERUN_OF in t.system_attrs}
+    rerun = rerun_origins(trials)
     seats = [t for t in trials if t.number != trial.number and not skipped(t) and (
         (t.user_attrs.get("failure") in NOT_COUNTED and t.number not in rerun)
         or (t.user_attrs.get("failure") not in NOT_COUNTED
@@ -291,7 +302,7 @@ def counts(study: optuna.Study) -> tuple[int, int]:
     again (its queued rerun, or the rerun its worker is queueing), so that no worker asks a new
     trial for that seat meanwhile (the study would end with more than n_trials)."""
     trials = study.get_trials(deepcopy=False)
-    rerun = {t.system_attrs[RERUN_OF] for t in trials if RERUN_OF in t.system_attrs}
+    rerun = rerun_origins(trials)
     finished = in_flight = 0
     for trial in trials:
         if skipped(trial):
