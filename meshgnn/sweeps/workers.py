@@ -28,9 +28,10 @@ import optuna
 from optuna.distributions import BaseDistribution, distribution_to_json
 from optuna.exceptions import DuplicatedStudyError, ExperimentalWarning
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from meshgnn.errors import UserError
+from meshgnn.sweeps.config import shown_url
 
 T = TypeVar("T")
 
@@ -68,13 +69,18 @@ def open_storage(url: Optional[str], heartbeat_interval: int, grace_period: int)
     if url is None:
         return None
     engine_kwargs = {"connect_args": {"timeout": 60}} if str(url).startswith("sqlite") else {}
-    with schema_lock(str(url)):
-        # another worker may create the schema of a new database at the same moment (both
-        # insert alembic_version): then it exists
-        return once_more_after_a_race(
-            lambda: optuna.storages.RDBStorage(str(url), engine_kwargs=engine_kwargs,
-                                               heartbeat_interval=heartbeat_interval, grace_period=grace_period),
-            IntegrityError)
+    try:
+        with schema_lock(str(url)):
+            # another worker may create the schema of a new database at the same moment (both
+            # insert alembic_version): then it exists
+            return once_more_after_a_race(
+                lambda: optuna.storages.RDBStorage(str(url), engine_kwargs=engine_kwargs,
+                                                   heartbeat_interval=heartbeat_interval, grace_period=grace_period),
+                IntegrityError)
+    except OperationalError as exc:  # no server there, a wrong user or password, an unwritable file
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise UserError(f"hydra.sweeper.storage={shown_url(url)}: cannot open the database ({reason}); check "
+                        "that its server runs and the URL, user and password (docs/sweep_storage.md)") from None
 
 
 @contextlib.contextmanager

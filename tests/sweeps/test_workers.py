@@ -220,3 +220,13 @@ def test_workers_opening_a_new_sqlite_database_at_once_all_get_it(tmp_path):
     for worker in workers:
         worker.join()
     assert outcomes == ["ok"] * 4
+
+
+@pytest.mark.parametrize("url, reason", [("postgresql://meshgnn:s3cret@127.0.0.1:1/optuna", "Connection refused"),
+                                         ("sqlite:///{tmp}", "unable to open database file")])
+def test_a_storage_that_cannot_be_opened_is_one_line_without_its_password(tmp_path, url, reason):
+    if url.startswith("postgresql"):
+        pytest.importorskip("psycopg2")
+    with pytest.raises(UserError, match=f"cannot open the database \\(.*{reason}") as refused:
+        open_storage(url.format(tmp=tmp_path), heartbeat_interval=1, grace_period=2)  # port 1: no server; a folder
+    assert "s3cret" not in str(refused.value) and "\n" not in str(refused.value)
