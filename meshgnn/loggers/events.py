@@ -26,6 +26,17 @@ from meshgnn.atomic import writing
 _uid = itertools.count()
 
 
+def _stamp_after_existing(log_dir: Path) -> int:
+    """The file name's time, later than every event file already in `log_dir`.
+
+    TensorBoard reads a directory's files in name order, so a resume's file must sort after
+    the run's earlier ones or its purge hides nothing; within one second the pid and counter
+    that follow the time would decide that order by chance."""
+    stamps = [int(name.split(".")[3]) for name in (p.name for p in log_dir.glob("events.out.tfevents.*"))
+              if name.split(".")[3].isdigit()] if log_dir.is_dir() else []
+    return max([int(time.time()), *(s + 1 for s in stamps)])
+
+
 class EventFile:
     """One new events.out.tfevents.* file in `log_dir`.
 
@@ -33,7 +44,7 @@ class EventFile:
     from earlier files, as SummaryWriter(purge_step=...) does."""
 
     def __init__(self, log_dir: Path, purge_step: int | None = None) -> None:
-        self.path = Path(log_dir) / (f"events.out.tfevents.{int(time.time()):010d}."
+        self.path = Path(log_dir) / (f"events.out.tfevents.{_stamp_after_existing(Path(log_dir)):010d}."
                                      f"{socket.gethostname()}.{os.getpid()}.{next(_uid)}")
         with writing(self.path):
             self.path.parent.mkdir(parents=True, exist_ok=True)

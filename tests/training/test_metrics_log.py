@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from meshgnn.errors import Interrupted
+from meshgnn.loggers import events as events_module
 from meshgnn.loggers.base import RunInfo, Status
 from meshgnn.loggers.csv_logger import CsvLogger
 from meshgnn.loggers.fanout import Loggers
@@ -45,7 +47,9 @@ def test_without_loggers_epochs_go_to_metrics_jsonl_and_tensorboard(tmp_path):
     assert read_metrics(tmp_path) == [{"epoch": 1, "val/loss/total": 2.0}]
 
 
-def test_a_resume_drops_the_epochs_it_trains_again(tmp_path):
+@pytest.mark.parametrize("first_file_counter", [0, 9])  # 9 -> 10: "...10" sorts before "...9" by name
+def test_a_resume_drops_the_epochs_it_trains_again(tmp_path, monkeypatch, first_file_counter):
+    monkeypatch.setattr(events_module, "_uid", itertools.count(first_file_counter))
     with MetricsLog(tmp_path) as log:
         for epoch in (1, 2, 3):
             log.write(epoch, {"val/loss/total": float(epoch)})
