@@ -23,87 +23,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
-import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from hydra import compose, initialize_config_dir  # noqa: E402
-
-from meshgnn.config import register_configs  # noqa: E402
-from meshgnn.data.dataset import generating_keys, load_datasets  # noqa: E402
-from meshgnn.data.features import ModelInputs  # noqa: E402
 from table import machine_line  # noqa: E402
+from train_jobs import Job, compose_args, pregenerate, run_all  # noqa: E402
 
 CURVE_HELD_OUT = 100  # val and test meshes of every learning-curve point
-
-
-@dataclass
-class Job:
-    """One train.py run; `after` names the job whose checkpoint it starts from."""
-
-    name: str
-    args: list[str]
-    after: str | None = None
-    seconds: float = 0.0
-    results: dict = field(default_factory=dict)
-    error: str = ""
-
-
-def run_job(job: Job, out: Path, common: list[str]) -> Job:
-    run_dir = out / job.name
-    log = out / f"{job.name.replace('/', '_')}.log"
-    args = [*job.args, *common, f"hydra.run.dir={run_dir}", f"paths.data_dir={out / 'data_cache'}"]
-    start = time.perf_counter()
-    with log.open("w") as stream:
-        proc = subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT,
-                              stdout=stream, stderr=subprocess.STDOUT,
-                              env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    job.seconds = time.perf_counter() - start
-    results = run_dir / "results.json"
-    if proc.returncode == 0 and results.is_file():
-        job.results = json.loads(results.read_text())
-    else:
-        job.error = f"exit {proc.returncode}, see {log}"
-    print(f"  {job.name}: {job.seconds:.0f} s {job.error}", flush=True)
-    return job
-
-
-def run_all(jobs: list[Job], out: Path, common: list[str], parallel: int) -> dict[str, Job]:
-    """Run jobs `parallel` at a time; a job with `after` waits for that job's checkpoint."""
-    done: dict[str, Job] = {}
-    pending = list(jobs)
-    with ThreadPoolExecutor(parallel) as pool:
-        while pending:
-            ready = [j for j in pending if j.after is None or j.after in done]
-            pending = [j for j in pending if j not in ready]
-            for job in pool.map(lambda j: run_job(j, out, common), ready):
-                done[job.name] = job
-    return done
-
-
-def compose_args(args: list[str]):
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose(config_name="config", overrides=[a for a in args if not a.startswith("init_from=")])
-
-
-def pregenerate(jobs: list[Job], data_dir: Path) -> None:
-    """Generate every dataset the jobs need once, up front, with all cores (instead of
-    several parallel runs generating the same one)."""
-    seen = set()
-    for job in jobs:
-        cfg = compose_args(job.args)
-        keys = json.dumps(generating_keys(cfg.data), sort_keys=True)
-        if keys not in seen:
-            seen.add(keys)
-            load_datasets(cfg.data, data_dir, ModelInputs(broadcast_globals=True, residual=False, hierarchy=None))
 
 
 def plan(args: argparse.Namespace) -> list[Job]:
@@ -190,10 +120,9 @@ def main() -> None:
     args = parser.parse_args()
     args.out = args.out.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
-    register_configs()
     common = [f"trainer.device={args.device}", f"trainer.threads={args.threads}", *args.overrides]
     jobs = plan(args)
-    pregenerate(jobs, args.out / "data_cache")
+    pregenerate(jobs, args.out, common)
     done = run_all(jobs, args.out, common, args.parallel)
     report(args, done)
     summary = {name: {"seconds": j.seconds, "results": j.results, "error": j.error} for name, j in done.items()}
