@@ -1,8 +1,8 @@
-"""2D triangle meshes of plates with circular holes (and annuli) via Shewchuk's Triangle.
+"""2D triangle meshes of polygonal parts with holes (and annuli) via Shewchuk's Triangle.
 
 Every boundary is given to Triangle as a labelled polyline, so the labels survive Triangle's
 segment splitting and the sources can turn them into node types and loaded facets without
-re-deriving geometry from coordinates.
+re-deriving geometry from coordinates. The shapes themselves come from meshgnn.data.geometry.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import triangle
 
-# Boundary labels of `mesh_plate`. A corner belongs to its vertical edge, because the sources
-# treat the left/right edges (clamped/loaded) as the ones whose corners matter.
+# Boundary labels of `mesh_part` (and `mesh_plate`). A corner belongs to its vertical edge,
+# because the sources treat the left/right edges (clamped/loaded) as the ones whose corners matter.
 LEFT, RIGHT, BOTTOM, TOP = 0, 1, 2, 3
 FIRST_HOLE = 4  # hole k has label FIRST_HOLE + k
 
@@ -95,19 +95,52 @@ def random_plate(
 def mesh_plate(length: float, holes: Sequence[Circle], mesh_size: float) -> TriMesh:
     """Mesh [0, length] x [0, 1] minus `holes` (which must lie inside and not overlap)."""
     corners = np.array([[0.0, 0.0], [length, 0.0], [length, 1.0], [0.0, 1.0]])
-    # Corner i starts edge i (counter-clockwise); corners take their vertical edge's label.
-    edge_labels = (BOTTOM, RIGHT, TOP, LEFT)
-    corner_labels = (LEFT, RIGHT, RIGHT, LEFT)
-    loops = [_polygon_loop(corners, edge_labels, corner_labels, mesh_size)]
-    loops += [_circle_loop(h, FIRST_HOLE + k, mesh_size) for k, h in enumerate(holes)]
-    return _triangulate(loops, [(h.x, h.y) for h in holes], mesh_size)
+    polylines = [_circle_points(h, mesh_size) for h in holes]
+    return mesh_part(corners, length, polylines, [(h.x, h.y) for h in holes], mesh_size)
+
+
+def mesh_part(
+    outer: np.ndarray,
+    length: float,
+    holes: Sequence[np.ndarray],
+    hole_seeds: Sequence[tuple[float, float]],
+    mesh_size: float,
+) -> TriMesh:
+    """Mesh the polygon `outer` minus the closed polylines `holes`.
+
+    `outer` ([n, 2] counter-clockwise corners, starting at (0, 0)) has its edges split to
+    about `mesh_size`; each hole is meshed vertex by vertex as given, with `hole_seeds[k]` a
+    point inside hole k. Labels (`outer_labels`): edges on x == 0 LEFT, on x == length RIGHT,
+    the others BOTTOM before the right edge and TOP after it; hole k is FIRST_HOLE + k.
+    """
+    edge_labels, corner_labels = outer_labels(outer, length)
+    loops = [_polygon_loop(outer, edge_labels, corner_labels, mesh_size)]
+    loops += [_fixed_loop(hole, FIRST_HOLE + k) for k, hole in enumerate(holes)]
+    return _triangulate(loops, [tuple(seed) for seed in hole_seeds], mesh_size)
+
+
+def outer_labels(outer: np.ndarray, length: float) -> tuple[np.ndarray, np.ndarray]:
+    """Labels of the outline's edges (edge i runs from corner i to i + 1) and of its corners
+    (a corner takes its vertical LEFT/RIGHT edge's label, else its edges' shared one)."""
+    start, end = outer, np.roll(outer, -1, axis=0)
+    on_left = (start[:, 0] == 0.0) & (end[:, 0] == 0.0)
+    on_right = (start[:, 0] == length) & (end[:, 0] == length)
+    if not on_left.any() or not on_right.any():
+        raise ValueError("an outline needs an edge on x == 0 and one on x == length")
+    before_right = np.arange(len(outer)) < np.argmax(on_right)
+    edge = np.where(before_right, BOTTOM, TOP)
+    edge[on_left], edge[on_right] = LEFT, RIGHT
+    previous = np.roll(edge, 1)
+    vertical = np.isin(edge, (LEFT, RIGHT))
+    corner = np.where(vertical, edge, np.where(np.isin(previous, (LEFT, RIGHT)), previous, edge))
+    return edge, corner
 
 
 def mesh_annulus(inner_radius: float, outer_radius: float, mesh_size: float) -> TriMesh:
     """Mesh the ring inner_radius < |x| < outer_radius centred at the origin."""
     loops = [
-        _circle_loop(Circle(0.0, 0.0, outer_radius), OUTER, mesh_size),
-        _circle_loop(Circle(0.0, 0.0, inner_radius), INNER, mesh_size),
+        _fixed_loop(_circle_points(Circle(0.0, 0.0, outer_radius), mesh_size), OUTER),
+        _fixed_loop(_circle_points(Circle(0.0, 0.0, inner_radius), mesh_size), INNER),
     ]
     return _triangulate(loops, [(0.0, 0.0)], mesh_size)
 
@@ -117,7 +150,7 @@ _Loop = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def _polygon_loop(
-    corners: np.ndarray, edge_labels: tuple[int, ...], corner_labels: tuple[int, ...], h: float
+    corners: np.ndarray, edge_labels: np.ndarray, corner_labels: np.ndarray, h: float
 ) -> _Loop:
     """Split each polygon edge into segments of length ~h (corners kept exactly)."""
     points, point_labels, segment_labels = [], [], []
@@ -130,14 +163,18 @@ def _polygon_loop(
     return np.concatenate(points), np.concatenate(point_labels), np.concatenate(segment_labels)
 
 
-def _circle_loop(circle: Circle, label: int, h: float) -> _Loop:
+def _fixed_loop(points: np.ndarray, label: int) -> _Loop:
+    """A closed polyline meshed vertex by vertex, every vertex and segment labelled `label`."""
+    return points, np.full(len(points), label), np.full(len(points), label)
+
+
+def _circle_points(circle: Circle, h: float) -> np.ndarray:
     n = max(_MIN_CIRCLE_SEGMENTS, int(np.ceil(2 * np.pi * circle.r / h)))
     angle = 2 * np.pi * np.arange(n) / n
-    points = np.c_[circle.x + circle.r * np.cos(angle), circle.y + circle.r * np.sin(angle)]
-    return points, np.full(n, label), np.full(n, label)
+    return np.c_[circle.x + circle.r * np.cos(angle), circle.y + circle.r * np.sin(angle)]
 
 
-def _triangulate(loops: list[_Loop], hole_points: list[tuple[float, float]], h: float) -> TriMesh:
+def _triangulate(loops: list[_Loop], hole_points: list[tuple[float, ...]], h: float) -> TriMesh:
     vertices, vertex_markers, segments, segment_markers = [], [], [], []
     offset = 0
     for points, point_labels, segment_labels in loops:
