@@ -93,6 +93,11 @@ def random_part(
     """
     _check_names(families, FAMILIES, "geometry family")
     _check_names(hole_shapes, HOLE_SHAPES, "hole shape")
+    _check_range(length_range, "length_range")
+    _check_range(hole_size_range, "hole_size_range")
+    if hole_size_range[0] + margin >= 0.5:
+        raise ValueError(f"hole_size_range {tuple(hole_size_range)} with margin {margin}: no hole "
+                         "fits the part's unit height; keep the smallest size + margin below 0.5")
     family = _choose(rng, families)
     length = float(rng.uniform(*length_range))
     outer = draw_outline(rng, family, length)
@@ -140,6 +145,11 @@ def _fits(candidate: Hole, outer: np.ndarray, holes: list[Hole], margin: float) 
 
 def _choose(rng: np.random.Generator, names: Sequence[str]) -> str:
     return names[0] if len(names) == 1 else names[int(rng.integers(len(names)))]
+
+
+def _check_range(bounds: tuple[float, float], name: str) -> None:
+    if len(bounds) != 2 or not 0 < bounds[0] <= bounds[1]:
+        raise ValueError(f"{name} must be (low, high) with 0 < low <= high, got {tuple(bounds)}")
 
 
 def _check_names(names: Sequence[str], valid: tuple[str, ...], what: str) -> None:
