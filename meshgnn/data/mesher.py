@@ -95,7 +95,7 @@ def random_plate(
 def mesh_plate(length: float, holes: Sequence[Circle], mesh_size: float) -> TriMesh:
     """Mesh [0, length] x [0, 1] minus `holes` (which must lie inside and not overlap)."""
     corners = np.array([[0.0, 0.0], [length, 0.0], [length, 1.0], [0.0, 1.0]])
-    polylines = [_circle_points(h, mesh_size) for h in holes]
+    polylines = [_circle_points(h.x, h.y, h.r, mesh_size) for h in holes]
     return mesh_part(corners, length, polylines, [(h.x, h.y) for h in holes], mesh_size)
 
 
@@ -139,8 +139,8 @@ def outer_labels(outer: np.ndarray, length: float) -> tuple[np.ndarray, np.ndarr
 def mesh_annulus(inner_radius: float, outer_radius: float, mesh_size: float) -> TriMesh:
     """Mesh the ring inner_radius < |x| < outer_radius centred at the origin."""
     loops = [
-        _fixed_loop(_circle_points(Circle(0.0, 0.0, outer_radius), mesh_size), OUTER),
-        _fixed_loop(_circle_points(Circle(0.0, 0.0, inner_radius), mesh_size), INNER),
+        _fixed_loop(_circle_points(0.0, 0.0, outer_radius, mesh_size), OUTER),
+        _fixed_loop(_circle_points(0.0, 0.0, inner_radius, mesh_size), INNER),
     ]
     return _triangulate(loops, [(0.0, 0.0)], mesh_size)
 
@@ -168,10 +168,10 @@ def _fixed_loop(points: np.ndarray, label: int) -> _Loop:
     return points, np.full(len(points), label), np.full(len(points), label)
 
 
-def _circle_points(circle: Circle, h: float) -> np.ndarray:
-    n = max(_MIN_CIRCLE_SEGMENTS, int(np.ceil(2 * np.pi * circle.r / h)))
+def _circle_points(x: float, y: float, r: float, h: float) -> np.ndarray:
+    n = max(_MIN_CIRCLE_SEGMENTS, int(np.ceil(2 * np.pi * r / h)))
     angle = 2 * np.pi * np.arange(n) / n
-    return np.c_[circle.x + circle.r * np.cos(angle), circle.y + circle.r * np.sin(angle)]
+    return np.c_[x + r * np.cos(angle), y + r * np.sin(angle)]
 
 
 def _triangulate(loops: list[_Loop], hole_points: list[tuple[float, ...]], h: float) -> TriMesh:
