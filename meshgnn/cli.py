@@ -125,7 +125,9 @@ def cmd_data_check(args: argparse.Namespace) -> None:
 
 def cmd_data_export(args: argparse.Namespace) -> None:
     from meshgnn.data.export import export_samples, folder_commands
+    from meshgnn.data.generate import describe_mesh_size
     from meshgnn.data.sources import get_source
+    from meshgnn.data_config import MeshSize
 
     if bool(args.source) == bool(args.data):
         raise UserError("name one built-in source: `meshgnn data export heat2d --out DIR` "
@@ -140,15 +142,16 @@ def cmd_data_export(args: argparse.Namespace) -> None:
         if not conf.is_file():
             raise UserError(f"no config {conf} to take the default mesh size and max holes from; pass "
                             "--mesh-size and --max-holes (or --conf CONF_DIR)")
-        defaults = OmegaConf.load(conf)
-        mesh_size = float(defaults.mesh_size) if mesh_size is None else mesh_size
-        max_holes = int(defaults.max_holes) if max_holes is None else max_holes
-    if not mesh_size > 0:
-        raise UserError(f"--mesh-size must be positive, got {mesh_size}")
+        defaults = OmegaConf.to_container(OmegaConf.load(conf))
+        mesh_size = defaults["mesh_size"] if mesh_size is None else mesh_size  # a number or a [min, max] range
+        max_holes = int(defaults["max_holes"]) if max_holes is None else max_holes
+    problem = MeshSize().problem(mesh_size, "data.mesh_size")
+    if problem:
+        raise UserError(f"--mesh-size {mesh_size} {problem.split(';')[0]}; pass e.g. --mesh-size 0.08")
     paths = export_samples(args.data, args.out, args.num_samples, args.seed, mesh_size, max_holes,
                            args.workers)
     check, train = folder_commands(args.data, args.out)
-    print(f"wrote {len(paths)} {args.data} samples (mesh size {mesh_size:g}, max holes {max_holes}) "
+    print(f"wrote {len(paths)} {args.data} samples (mesh size {describe_mesh_size(mesh_size)}, max holes {max_holes}) "
           f"to {args.out}, commands in {args.out / 'README.txt'}")
     print(f"check:  {check}")
     print(f"train:  {train}")

@@ -26,6 +26,7 @@ from omegaconf.errors import OmegaConfBaseException
 from meshgnn.constraints import (Each, EachValue, Nested, OneOf, Range, Relation, Text, at_least, check_values,
                                  fraction, key, positive)
 from meshgnn.data.splits import min_samples, split_sizes
+from meshgnn.data_config import Elasticity2dRanges, GeometryNames, Heat2dRanges, MeshSize
 from meshgnn.errors import UserError
 from meshgnn.logger_config import LoggerConfig
 
@@ -120,17 +121,36 @@ class DataConfig:
 @dataclass
 class GeneratedDataConfig(DataConfig):
     num_samples: int = key(at_least(1))
-    mesh_size: float = key(positive("target element size", eg=0.08))
+    # A number, or [min, max] drawn per sample (meshgnn.data.generate.sample_mesh_size).
+    mesh_size: Any = key(MeshSize())
     max_holes: int = key(at_least(0))
     generate_workers: int = key(at_least(0, "0 = one per core"))
     relations: ClassVar[tuple[Relation, ...]] = (_enough_samples,)
 
 
 @dataclass
-class Heat2dDataConfig(GeneratedDataConfig):
-    """heat2d's own key: its Shepard baseline's neighbourhood (meshgnn.data.sources.heat2d)."""
+class Parts2dDataConfig(GeneratedDataConfig):
+    """The 2D generators' parts (meshgnn.data.geometry.random_part) and their labels' mesh."""
 
+    families: List[str] = key(GeometryNames("FAMILIES"))
+    hole_shapes: List[str] = key(GeometryNames("HOLE_SHAPES"))
+    label_refinement: int = key(at_least(0, "0 = labels solved on the training mesh itself"))
+
+
+@dataclass
+class Heat2dDataConfig(Parts2dDataConfig):
+    """heat2d's own keys: its parameter ranges and its Shepard baseline's neighbourhood
+    (meshgnn.data.sources.heat2d)."""
+
+    ranges: Heat2dRanges = key(Nested(), default_factory=Heat2dRanges)
     shepard_neighbours: int = key(at_least(1, "Dirichlet nodes each node's baseline averages over"))
+
+
+@dataclass
+class Elasticity2dDataConfig(Parts2dDataConfig):
+    """elasticity2d's own keys: its parameter ranges (meshgnn.data.sources.elasticity2d)."""
+
+    ranges: Elasticity2dRanges = key(Nested(), default_factory=Elasticity2dRanges)
 
 
 @dataclass
@@ -260,6 +280,7 @@ def register_configs() -> None:
     # Outside the data group, so `--help` does not list them as data options.
     store.store(group="schema/data", name="generated", node=GeneratedDataConfig)
     store.store(group="schema/data", name="heat2d", node=Heat2dDataConfig)
+    store.store(group="schema/data", name="elasticity2d", node=Elasticity2dDataConfig)
     store.store(group="schema/data", name="mesh_folder", node=MeshFolderDataConfig)
     OmegaConf.register_new_resolver("meshgnn_run_dir", run_dir_resolver, replace=True)
     OmegaConf.register_new_resolver("meshgnn_run_name", lambda task_name, overrides: run_name(task_name, overrides),
@@ -274,8 +295,8 @@ GROUPS: dict[str, type] = {"model": ModelConfig, "loss": LossConfig, "optim": Op
 
 def data_schema(values: Mapping[str, Any]) -> type:
     """The schema of a data section: a mesh folder's, heat2d's, or the other built-in generators'."""
-    return {"mesh_folder": MeshFolderDataConfig, "heat2d": Heat2dDataConfig}.get(values.get("name"),
-                                                                                GeneratedDataConfig)
+    return {"mesh_folder": MeshFolderDataConfig, "heat2d": Heat2dDataConfig,
+            "elasticity2d": Elasticity2dDataConfig}.get(values.get("name"), GeneratedDataConfig)
 
 
 def check_group(group: str, values: Mapping[str, Any], where: str) -> None:

@@ -66,7 +66,11 @@ def test_debug_switch_shrinks_every_data_option(data):
     validate(cfg)
     assert (cfg.trainer.epochs, cfg.model.hidden_dim, cfg.trainer.image_every) == (2, 16, 0)
     if "num_samples" in full.data:  # generated: a debug/data/default/<data>.yaml shrinks it
-        assert cfg.data.num_samples <= 40 < full.data.num_samples and cfg.data.mesh_size > full.data.mesh_size
+        def coarsest(size):  # a number, or the coarse end of a [min, max] range
+            return max(size) if OmegaConf.is_list(size) else size
+
+        assert cfg.data.num_samples <= 40 < full.data.num_samples
+        assert coarsest(cfg.data.mesh_size) >= coarsest(full.data.mesh_size)
 
 
 @pytest.mark.parametrize("experiment", options("experiment"))
@@ -123,7 +127,8 @@ def _schemas():
     from meshgnn import config
     from meshgnn.sweeps.config import MeshgnnSweeperConf, PrunerConf
 
-    seen, todo = [], [config.Config, config.GeneratedDataConfig, config.Heat2dDataConfig, config.MeshFolderDataConfig, PrunerConf,
+    seen, todo = [], [config.Config, config.GeneratedDataConfig, config.Heat2dDataConfig, config.Elasticity2dDataConfig,
+                      config.MeshFolderDataConfig, PrunerConf,
                       MeshgnnSweeperConf]
     while todo:
         schema = todo.pop()

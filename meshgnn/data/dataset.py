@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 from torch_geometric.data import Dataset, InMemoryDataset
 from torch_geometric.loader import DataLoader
@@ -32,10 +32,11 @@ log = logging.getLogger(__name__)
 
 def generating_keys(cfg: DictConfig) -> dict:
     """The data keys that change generated samples (and so the cache key), the source's own
-    knobs (e.g. heat2d's shepard_neighbours) included."""
+    knobs (e.g. heat2d's shepard_neighbours, ranges, families) included, as plain values."""
     source = get_source(cfg.name)
+    mesh_size = OmegaConf.to_container(cfg.mesh_size) if OmegaConf.is_config(cfg.mesh_size) else cfg.mesh_size
     return {"name": cfg.name, "version": source.version, "num_samples": cfg.num_samples,
-            "mesh_size": cfg.mesh_size, "max_holes": cfg.max_holes, "seed": cfg.seed,
+            "mesh_size": mesh_size, "max_holes": cfg.max_holes, "seed": cfg.seed,
             **source.knob_values(cfg)}
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import meshio
 import numpy as np
 
-from meshgnn.data.generate import generate_samples
+from meshgnn.data.generate import MeshSizeSpec, describe_mesh_size, generate_samples
 from meshgnn.data.sample import MeshSample, SourceSpec
 from meshgnn.data.sources import get_source
 from meshgnn.errors import UserError
@@ -78,12 +78,13 @@ def _prepare(out_dir: Path) -> None:
         path.unlink()
 
 
-def export_samples(source_name: str, out_dir: str | Path, num_samples: int, seed: int, mesh_size: float,
+def export_samples(source_name: str, out_dir: str | Path, num_samples: int, seed: int, mesh_size: MeshSizeSpec,
                    max_holes: int, workers: int) -> list[Path]:
     """Generate samples 0..num_samples-1 of a built-in source and write `sample_00000.vtu`
     (inputs, targets and an integer "node_type" as point_data), `sample_00000.json` (the
-    globals by name) and a README.txt with the check and train command lines. Returns the
-    VTU paths."""
+    globals by name) and a README.txt with the check and train command lines; `mesh_size` as
+    data.mesh_size (a range is drawn per sample), the other generator keys are
+    conf/data/<name>.yaml's. Returns the VTU paths."""
     source = get_source(source_name)
     if num_samples < 1:
         raise UserError(f"--num-samples must be >= 1, got {num_samples}")
@@ -102,7 +103,7 @@ def export_samples(source_name: str, out_dir: str | Path, num_samples: int, seed
     return written
 
 
-def _readme(source_name: str, out_dir: Path, num_samples: int, seed: int, mesh_size: float,
+def _readme(source_name: str, out_dir: Path, num_samples: int, seed: int, mesh_size: MeshSizeSpec,
             max_holes: int) -> str:
     spec = get_source(source_name).spec
     check, train = folder_commands(source_name, out_dir)
@@ -113,7 +114,7 @@ def _readme(source_name: str, out_dir: Path, num_samples: int, seed: int, mesh_s
     kinds = ", ".join(f"{i} = {name}" for i, name in enumerate(spec.node_types))
     return "\n".join([
         f"{num_samples} samples of the built-in {source_name!r} source (seed {seed}, mesh size "
-        f"{mesh_size:g}, max holes {max_holes}), written by `meshgnn data export`.",
+        f"{describe_mesh_size(mesh_size)}, max holes {max_holes}), written by `meshgnn data export`.",
         "",
         "sample_NNNNN.vtu   mesh and point_data fields (2D meshes have z = 0)",
         "sample_NNNNN.json  the sample's global parameters by name",

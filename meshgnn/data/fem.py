@@ -2,6 +2,8 @@
 
 The solvers know nothing about plates or sources: boundary conditions arrive as node masks and
 facet lists, so the same code runs the dataset generators and the analytic verification tests.
+`refine_uniform` gives the generators a finer mesh of the same geometry to solve reference
+fields on (data.label_refinement).
 Derived nodal fields (heat flux, stress) go through `nodal_gradient`, which the baselines use
 too, so a baseline and the truth are always post-processed identically.
 """
@@ -47,6 +49,41 @@ def nodal_gradient(points: np.ndarray, triangles: np.ndarray, values: np.ndarray
 
     gradient = _measure_weighted_nodal_mean(triangles, 0.5 * np.abs(det), element_gradient, len(points))
     return gradient.reshape(values.shape + (2,))
+
+
+class Refinement(NamedTuple):
+    """A uniformly refined triangle mesh: `points` starts with the coarse mesh's points in
+    their order (so a fine solution restricted to the coarse nodes is `values[:num_coarse]`);
+    `facet_origin[i]` is the coarse facet that fine facet i is a piece of."""
+
+    points: np.ndarray
+    triangles: np.ndarray
+    facets: np.ndarray
+    facet_origin: np.ndarray
+
+
+def refine_uniform(points: np.ndarray, triangles: np.ndarray, facets: np.ndarray, times: int) -> Refinement:
+    """Split every triangle into 4 at its edge midpoints, `times` times, carrying the boundary
+    facets along (each split in 2), so reference fields can be solved on a finer mesh of the
+    very same discrete geometry and read back at the coarse nodes. Counter-clockwise triangles
+    stay counter-clockwise."""
+    origin = np.arange(len(facets))
+    for _ in range(times):
+        n = len(points)
+        edges = np.sort(triangles[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
+        codes, inverse = np.unique(edges[:, 0] * n + edges[:, 1], return_inverse=True)
+        ends = np.c_[codes // n, codes % n]
+        ab, bc, ca = (n + inverse.reshape(-1, 3)).T  # the midpoints of edges (0, 1), (1, 2), (2, 0)
+        a, b, c = triangles.T
+        triangles = np.concatenate([np.c_[a, ab, ca], np.c_[ab, b, bc], np.c_[ca, bc, c], np.c_[ab, bc, ca]])
+        points = np.concatenate([points, 0.5 * (points[ends[:, 0]] + points[ends[:, 1]])])
+        facet_codes = facets.min(axis=1) * n + facets.max(axis=1)
+        middle = n + np.searchsorted(codes, facet_codes)
+        if not np.array_equal(codes[middle - n], facet_codes):
+            raise ValueError("refine_uniform: facets contains node pairs that are not triangle edges")
+        facets = np.concatenate([np.c_[facets[:, 0], middle], np.c_[middle, facets[:, 1]]])
+        origin = np.concatenate([origin, origin])
+    return Refinement(points, triangles, facets, origin)
 
 
 @functools.cache

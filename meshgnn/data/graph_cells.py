@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 from torch_geometric.data import Dataset
 
 from meshgnn.data.folder_dataset import FileGraphDataset
+from meshgnn.data.generate import sample_mesh_size
 from meshgnn.data.mesh_read import read_sample
 from meshgnn.data.sample import MeshSample
 from meshgnn.data.sources import get_source
@@ -27,7 +28,8 @@ def graph_cells(data_cfg: DictConfig, dataset: Dataset, position: int) -> list[t
         where = str(entry.mesh)
     else:
         index = int(dataset.indices()[position])
-        sample = get_source(data_cfg.name).generate(index, data_cfg.seed, data_cfg.mesh_size, data_cfg.max_holes)
+        size = sample_mesh_size(data_cfg.mesh_size, data_cfg.seed, index)
+        sample = get_source(data_cfg.name).generate(index, data_cfg.seed, size, data_cfg.max_holes, data_cfg)
         where = f"{data_cfg.name} sample {index}"
     _check_nodes(sample, dataset[position].pos.double().cpu().numpy(), where)
     return sample.cells

@@ -18,6 +18,7 @@ import torch
 
 import meshgnn
 from meshgnn.atomic import atomic_write_bytes, atomic_write_text, writing
+from meshgnn.data.generate import sample_mesh_size
 from meshgnn.data.hierarchy import MultiScaleData
 from meshgnn.data.sources import get_source
 from meshgnn.errors import UserError
@@ -91,8 +92,9 @@ def example_graph(package: Package) -> MultiScaleData:
     sample of a built-in source, or the first file of the training mesh folder."""
     data = package.data
     if package.source is not None:
-        sample = get_source(package.source).generate(0, int(data["seed"]), float(data["mesh_size"]),
-                                                     int(data["max_holes"]), data)
+        source, seed = get_source(package.source), int(data["seed"])
+        sample = source.generate(0, seed, sample_mesh_size(data["mesh_size"], seed, 0), int(data["max_holes"]),
+                                 source.with_generator_defaults(data))  # a package from before the knobs too
         return prepare_graph(package, sample)
     folder = Path(data["path"])
     files = mesh_files([folder]) if folder.is_dir() else []

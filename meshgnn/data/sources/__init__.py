@@ -32,12 +32,14 @@ class GeneratedSource:
     caches are never reused.
     `make(index, seed, mesh_size, max_holes, **knobs)` must depend only on its arguments, so a
     dataset is reproducible and can be generated in any order, by any number of workers.
-    `analytic(sample, **knobs)` recomputes the analytic `sample.baseline` that `make` attaches,
-    from the points, cells, node types, inputs and globals alone (never the targets), so a model
-    that needs the baseline (`model.residual`, `data.baseline_input`) gets it for a new mesh
-    file too; `make` itself calls it, so both always agree exactly.
-    `knobs` names the source's own data config keys that both take (e.g. heat2d's
-    shepard_neighbours); they are part of the dataset cache key.
+    `analytic(sample, **baseline_knobs)` recomputes the analytic `sample.baseline` that `make`
+    attaches, from the points, cells, node types, inputs and globals alone (never the targets),
+    so a model that needs the baseline (`model.residual`, `data.baseline_input`) gets it for a
+    new mesh file too; `make` itself calls it, so both always agree exactly.
+    The knobs are the source's own data config keys, all part of the dataset cache key:
+    `baseline_knobs` those both take (e.g. heat2d's shepard_neighbours), `generator_knobs` those
+    only `make` takes (data.ranges, data.families, ...). A model package's data section keeps
+    predicting as long as it has the baseline's, so a generator knob never becomes one of those.
     """
 
     name: str
@@ -45,34 +47,58 @@ class GeneratedSource:
     version: int
     make: Callable[..., MeshSample]
     analytic: Callable[..., dict[str, np.ndarray]]
-    knobs: tuple[str, ...] = ()
+    baseline_knobs: tuple[str, ...] = ()
+    generator_knobs: tuple[str, ...] = ()
 
-    def knob_values(self, data: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """The knobs' values in `data` (a data config, or a model package's data section), or
-        without one the defaults of conf/data/<name>.yaml (tests, benchmarks, examples)."""
+    @property
+    def knobs(self) -> tuple[str, ...]:
+        return self.baseline_knobs + self.generator_knobs
+
+    def knob_values(self, data: Mapping[str, Any] | None = None,
+                    knobs: tuple[str, ...] | None = None) -> dict[str, Any]:
+        """The values (plain Python: lists, dicts) of `knobs` (default: all of them) in `data`
+        (a data config, or a model package's data section), or without one the defaults of
+        conf/data/<name>.yaml (tests, benchmarks, examples)."""
+        knobs = self.knobs if knobs is None else knobs
         if data is None:
             data = _conf_defaults(self.name)
-        missing = [knob for knob in self.knobs if knob not in data]
+        missing = [knob for knob in knobs if knob not in data]
         if missing:
             raise UserError(f"the {self.name} data config has no {', '.join(missing)}: it predates data version "
                             f"{self.version} of {self.name}; retrain the model (or add the key) to use it")
-        return {knob: data[knob] for knob in self.knobs}
+        return {knob: _plain(data[knob]) for knob in knobs}
+
+    def with_generator_defaults(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """`data` with the generator knobs it lacks (a model package's data section written
+        before they existed) from conf/data/<name>.yaml: enough to generate an example mesh."""
+        return {**self.knob_values(None, self.generator_knobs), **data}
 
     def generate(self, index: int, seed: int, mesh_size: float, max_holes: int,
                  data: Mapping[str, Any] | None = None) -> MeshSample:
+        """Sample `index` at the (resolved, per-sample) `mesh_size`: see
+        meshgnn.data.generate.sample_mesh_size for a data.mesh_size range."""
         return self.make(index, seed, mesh_size, max_holes, **self.knob_values(data))
 
     def baseline(self, sample: MeshSample, data: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
-        return self.analytic(sample, **self.knob_values(data))
+        return self.analytic(sample, **self.knob_values(data, self.baseline_knobs))
 
+
+def _plain(value: Any) -> Any:
+    """An OmegaConf node as plain lists and dicts (picklable to workers, JSON for cache keys)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+
+
+PARTS_2D = ("ranges", "families", "hole_shapes", "label_refinement")  # data config keys of the 2D parts
 
 SOURCES: dict[str, GeneratedSource] = {
     source.name: source
     for source in (
         GeneratedSource("heat2d", heat2d.SPEC, heat2d.VERSION, heat2d.generate, heat2d.baseline,
-                        knobs=("shepard_neighbours",)),
+                        baseline_knobs=("shepard_neighbours",), generator_knobs=PARTS_2D),
         GeneratedSource("elasticity2d", elasticity2d.SPEC, elasticity2d.VERSION, elasticity2d.generate,
-                        elasticity2d.baseline),
+                        elasticity2d.baseline, generator_knobs=PARTS_2D),
         GeneratedSource("elasticity3d", elasticity3d.SPEC, elasticity3d.VERSION, elasticity3d.generate,
                         elasticity3d.baseline),
     )

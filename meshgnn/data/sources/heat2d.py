@@ -1,12 +1,15 @@
-"""Steady heat conduction in plates with insulated holes.
+"""Steady heat conduction in 2D parts with insulated holes.
 
-A plate [0, Lx] x [0, 1] (Lx in [1, 2]) with random circular holes solves
--div(k grad T) = q. The outer boundary carries a Dirichlet temperature that is a smooth periodic
-function of arclength (t0 plus a few Fourier modes of decaying amplitude), so it is continuous
-at the corners: side-wise constant temperatures would make the flux singular there, and a
-network would spend its capacity on four singular points. Holes are insulated. The heat source
-is one Gaussian blob, at least a few cells wide at the default mesh size so that the mesh
-resolves it.
+A part (meshgnn.data.geometry: a plate, an L-shape, a notched, tapered, ... outline of height
+1 and x-extent Lx, with holes of several shapes; data.families, data.hole_shapes) solves
+-div(k grad T) = q. The outer boundary carries a Dirichlet temperature that is a smooth
+periodic function of its arclength (t0 plus a few Fourier modes of decaying amplitude), so it
+is continuous at the corners: side-wise constant temperatures would make the flux singular
+there, and a network would spend its capacity on the singular points. Holes are insulated. The
+heat source is one Gaussian blob, at least a few cells wide at the default mesh size so that
+the mesh resolves it. Every parameter is drawn uniformly from its data.ranges entry.
+With data.label_refinement = r > 0 the fields are solved on the mesh refined r times and
+taken at its own nodes (better labels; the inputs stay those of the training mesh).
 
 Baseline: the Dirichlet values interpolated to every node by Shepard's inverse-distance
 weighting (power 2) over the `shepard_neighbours` nearest Dirichlet nodes (data config; a
@@ -19,21 +22,15 @@ small neighbourhood (README, "heat2d baseline"); k >= the Dirichlet node count i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from scipy.spatial import cKDTree
 
 from meshgnn.data.fem import nodal_gradient, solve_heat
-from meshgnn.data.mesher import (
-    BOTTOM,
-    FIRST_HOLE,
-    INTERIOR,
-    LEFT,
-    RIGHT,
-    TOP,
-    Circle,
-    random_plate,
-)
+from meshgnn.data.mesher import FIRST_HOLE, INTERIOR
 from meshgnn.data.sample import FieldSpec, MeshSample, SourceSpec
+from meshgnn.data.sources.parts import Ranges, draw_part, label_mesh, point_in_material, streams, uniform
 
 NUM_MODES = 3
 
@@ -48,48 +45,49 @@ SPEC = SourceSpec(
         + ("A", "cx", "cy", "s", "Lx")
     ),
 )
-VERSION = 3  # 3: Shepard over the nearest shepard_neighbours Dirichlet nodes, not all of them
-
-CONDUCTIVITY_RANGE = (0.5, 2.0)
-MEAN_TEMPERATURE_RANGE = (0.0, 1.0)
-FIRST_MODE_AMPLITUDE = 0.5  # std of mode m's coefficients is FIRST_MODE_AMPLITUDE / m
-# At k = 1, A = 40 heats the blob about as much as the boundary temperature varies, so
-# neither the source nor the boundary data dominates a sample.
-SOURCE_AMPLITUDE_RANGE = (0.0, 40.0)
-SOURCE_WIDTH_RANGE = (0.1, 0.25)
+# 3: Shepard over the nearest shepard_neighbours Dirichlet nodes, not all of them.
+# 4: parts of data.families/hole_shapes, data.ranges, boundary modes of uniform amplitude and
+#    random phase (were normal coefficients), separate part/parameter streams, label_refinement.
+VERSION = 4
+RANGES = ("conductivity", "mean_temperature", "boundary_amplitude", "source_amplitude", "source_width",
+          "length", "hole_size")
 
 
-def generate(index: int, seed: int, mesh_size: float, max_holes: int, shepard_neighbours: int) -> MeshSample:
-    rng = np.random.default_rng([seed, index])
-    plate = random_plate(rng, mesh_size, max_holes)
-    mesh, length = plate.mesh, plate.length
+def generate(index: int, seed: int, mesh_size: float, max_holes: int, *, ranges: Ranges,
+             families: Sequence[str], hole_shapes: Sequence[str], label_refinement: int,
+             shepard_neighbours: int) -> MeshSample:
+    part_rng, rng = streams(seed, index)
+    part = draw_part(part_rng, mesh_size, max_holes, ranges, families, hole_shapes)
+    mesh, length = part.mesh, part.length
 
-    k = rng.uniform(*CONDUCTIVITY_RANGE)
-    t0 = rng.uniform(*MEAN_TEMPERATURE_RANGE)
-    decay = FIRST_MODE_AMPLITUDE / np.arange(1, NUM_MODES + 1)[:, None]
-    modes = rng.normal(size=(NUM_MODES, 2)) * decay  # row m-1: (a_m, b_m)
-    amplitude = rng.uniform(*SOURCE_AMPLITUDE_RANGE)
-    width = rng.uniform(*SOURCE_WIDTH_RANGE)
-    centre = _point_in_material(rng, length, plate.holes)
+    k = uniform(rng, ranges, "conductivity")
+    t0 = uniform(rng, ranges, "mean_temperature")
+    # Mode m: amplitude (a draw from the range) / m at a uniform phase; row m-1 holds (a_m, b_m).
+    amplitude_m = uniform(rng, ranges, "boundary_amplitude", NUM_MODES) / np.arange(1, NUM_MODES + 1)
+    phase_m = rng.uniform(0.0, 2 * np.pi, NUM_MODES)
+    modes = amplitude_m[:, None] * np.c_[np.cos(phase_m), np.sin(phase_m)]
+    amplitude = uniform(rng, ranges, "source_amplitude")
+    width = uniform(rng, ranges, "source_width")
+    centre = point_in_material(rng, part)  # last: its number of draws depends on the part
 
     def source(x: np.ndarray) -> np.ndarray:
         r2 = (x[0] - centre[0]) ** 2 + (x[1] - centre[1]) ** 2
         return amplitude * np.exp(-r2 / (2 * width**2))
 
-    outer = (mesh.node_label != INTERIOR) & (mesh.node_label < FIRST_HOLE)
-    dirichlet_nodes = np.flatnonzero(outer)
-    s = _outer_arclength(mesh.points[dirichlet_nodes], mesh.node_label[dirichlet_nodes], length)
-    dirichlet_values = _fourier(s / (2 * (length + 1)), t0, modes)
+    fine = label_mesh(mesh, label_refinement)
+    fine_dirichlet = np.flatnonzero(_outer(fine.node_label))
+    fine_values = _fourier(part.outer_arclength(fine.points[fine_dirichlet]) / part.perimeter, t0, modes)
+    temperature, flux = solve_heat(fine.points, fine.triangles, k, source, fine_dirichlet, fine_values)
+    n = len(mesh.points)  # the fine mesh's first nodes are the training mesh's
+    temperature, flux = temperature[:n], flux[:n]
 
-    temperature, flux = solve_heat(
-        mesh.points, mesh.triangles, k, source, dirichlet_nodes, dirichlet_values
-    )
-
-    node_type = np.zeros(len(mesh.points), dtype=np.int64)
+    outer = _outer(mesh.node_label)
+    node_type = np.zeros(n, dtype=np.int64)
     node_type[outer] = SPEC.node_types.index("dirichlet")
     node_type[mesh.node_label >= FIRST_HOLE] = SPEC.node_types.index("insulated")
-    boundary_temperature = np.zeros(len(mesh.points))
-    boundary_temperature[dirichlet_nodes] = dirichlet_values
+    boundary_temperature = np.zeros(n)
+    coarse = fine_dirichlet < n
+    boundary_temperature[fine_dirichlet[coarse]] = fine_values[coarse]
 
     sample = MeshSample(
         points=mesh.points,
@@ -98,7 +96,7 @@ def generate(index: int, seed: int, mesh_size: float, max_holes: int, shepard_ne
         inputs={
             "boundary_temperature": boundary_temperature[:, None],
             "heat_source": source(mesh.points.T)[:, None],
-            "conductivity": np.full((len(mesh.points), 1), k),
+            "conductivity": np.full((n, 1), k),
         },
         targets={"temperature": temperature[:, None], "heat_flux": flux},
         globals=np.array(
@@ -107,6 +105,11 @@ def generate(index: int, seed: int, mesh_size: float, max_holes: int, shepard_ne
     )
     sample.baseline = baseline(sample, shepard_neighbours)
     return sample
+
+
+def _outer(node_label: np.ndarray) -> np.ndarray:
+    """The nodes on the part's outer boundary (the Dirichlet nodes)."""
+    return (node_label != INTERIOR) & (node_label < FIRST_HOLE)
 
 
 def baseline(sample: MeshSample, shepard_neighbours: int) -> dict[str, np.ndarray]:
@@ -137,29 +140,6 @@ def _global(sample: MeshSample, name: str) -> np.float64:
         raise ValueError(f"heat2d sample needs {len(SPEC.global_names)} globals "
                          f"{SPEC.global_names}, got shape {sample.globals.shape}")
     return sample.globals[SPEC.global_names.index(name)]
-
-
-def _point_in_material(
-    rng: np.random.Generator, length: float, holes: tuple[Circle, ...]
-) -> np.ndarray:
-    """A uniform point of the plate outside every hole (rejection sampling)."""
-    while True:
-        point = rng.uniform((0.0, 0.0), (length, 1.0))
-        if all(np.hypot(point[0] - h.x, point[1] - h.y) > h.r for h in holes):
-            return point
-
-
-def _outer_arclength(points: np.ndarray, label: np.ndarray, length: float) -> np.ndarray:
-    """Counter-clockwise arclength from (0, 0) of points on the outer rectangle.
-
-    Left-edge points (including the corner (0, 0)) come out near the full perimeter rather
-    than 0; that is harmless because the temperature is periodic in arclength.
-    """
-    x, y = points[:, 0], points[:, 1]
-    return np.select(
-        [label == BOTTOM, label == RIGHT, label == TOP, label == LEFT],
-        [x, length + y, 2 * length + 1 - x, 2 * length + 2 - y],
-    )
 
 
 def _fourier(phase: np.ndarray, mean: float, modes: np.ndarray) -> np.ndarray:
