@@ -53,45 +53,6 @@ class TriMesh:
     facet_label: np.ndarray
 
 
-@dataclass(frozen=True)
-class PlateMesh:
-    """A meshed plate [0, length] x [0, 1] and the holes cut out of it."""
-
-    mesh: TriMesh
-    length: float
-    holes: tuple[Circle, ...]
-
-
-def random_plate(
-    rng: np.random.Generator,
-    mesh_size: float,
-    max_holes: int,
-    length_range: tuple[float, float] = (1.0, 2.0),
-    radius_range: tuple[float, float] = (0.08, 0.2),
-    margin: float = 0.08,
-    attempts_per_hole: int = 50,
-) -> PlateMesh:
-    """Sample a plate length and 0..max_holes holes, then mesh it.
-
-    Holes are placed by rejection sampling; one that finds no free spot within
-    `attempts_per_hole` tries is dropped, so crowded plates get fewer holes rather than
-    overlapping ones. `margin` is the least ligament left between holes and to the edges.
-    The draws do not depend on `mesh_size`, so a seed gives the same plate at every
-    resolution (what a mesh-convergence or resolution-transfer study needs).
-    """
-    length = float(rng.uniform(*length_range))
-    holes: list[Circle] = []
-    for _ in range(int(rng.integers(0, max_holes + 1))):
-        for _ in range(attempts_per_hole):
-            r = float(rng.uniform(*radius_range))
-            x = float(rng.uniform(r + margin, length - r - margin))
-            y = float(rng.uniform(r + margin, 1.0 - r - margin))
-            if all(np.hypot(x - h.x, y - h.y) > r + h.r + margin for h in holes):
-                holes.append(Circle(x, y, r))
-                break
-    return PlateMesh(mesh_plate(length, holes, mesh_size), length, tuple(holes))
-
-
 def mesh_plate(length: float, holes: Sequence[Circle], mesh_size: float) -> TriMesh:
     """Mesh [0, length] x [0, 1] minus `holes` (which must lie inside and not overlap)."""
     corners = np.array([[0.0, 0.0], [length, 0.0], [length, 1.0], [0.0, 1.0]])
