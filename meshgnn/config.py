@@ -184,6 +184,8 @@ class ModelConfig:
     aggregation: str = key(OneOf(("sum", "mean", "max")))
     num_levels: int = key(at_least(0, "0 = single-level"))
     coarsening: float = key(at_least(1.5, "each level coarser than the one below; 2.0 halves the resolution"))
+    cell_size: Optional[float] = key(positive("level-1 coarse cell side in mesh length units; null = "
+                                              "model.coarsening x the training meshes' mean edge length", eg=0.16))
     broadcast_globals: bool = MISSING
     residual: bool = MISSING
 

@@ -18,7 +18,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from meshgnn.data.dataset import load_datasets, make_loader, move_to_device
-from meshgnn.data.features import ModelInputs
+from meshgnn.data.features import ModelInputs, check_resumable
 from meshgnn.data.normalizer import Normalizer
 from meshgnn.devices import resolve_device
 from meshgnn.distributed import Dist, relaunch_command
@@ -78,6 +78,8 @@ def _train(cfg: DictConfig, start: StartPoint, run_dir: Path) -> float:
     device = _device(cfg.trainer.device, dist)
     _configure_torch(cfg)
 
+    if start.kind in ("resume", "branch"):
+        check_resumable(start.payload.get("features"), start.checkpoint)
     saved_normalizer = Normalizer.from_state_dict(start.payload["normalizer"]) if start.payload else None
     data = _in_turn(dist, lambda: load_datasets(cfg.data, cfg.paths.data_dir, ModelInputs.of_model(cfg.model),
                                                 normalizer=saved_normalizer))

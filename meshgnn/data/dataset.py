@@ -17,8 +17,8 @@ from torch_geometric.data import Dataset, InMemoryDataset
 from torch_geometric.loader import DataLoader
 
 from meshgnn.data.cache import cached, config_hash
-from meshgnn.data.features import (SPLITS, GraphDataset, MeshDatasets, ModelInputs, add_features, check_normalizer,
-                                   feature_spec, normalize, split_indices)
+from meshgnn.data.features import (SPLITS, GraphDataset, MeshDatasets, ModelInputs, add_levels, add_node_features,
+                                   check_normalizer, feature_spec, fix_cell_size, normalize, split_indices)
 from meshgnn.data.generate import generate_samples
 from meshgnn.data.graph import row_graph, sample_to_graph
 from meshgnn.data.hierarchy import MultiScaleData
@@ -84,7 +84,7 @@ def load_datasets(cfg: DictConfig, data_dir: str | Path, model_inputs: ModelInpu
     store, slices = MultiScaleData.from_dict(raw["store"]), raw["slices"]
     num_graphs = len(slices["pos"]) - 1
     features = feature_spec(cfg, source.spec, model_inputs)
-    add_features(store, slices, features)
+    add_node_features(store, slices, features)
 
     index = split_indices(num_graphs, (cfg.split.train, cfg.split.val, cfg.split.test), cfg.seed)
     if normalizer is None:
@@ -94,6 +94,8 @@ def load_datasets(cfg: DictConfig, data_dir: str | Path, model_inputs: ModelInpu
         normalizer = Normalizer.fit({"x": store.x[node_train], "edge_attr": store.edge_attr[edge_train],
                                      "y": store.y[node_train]}, std_floor=cfg.std_floor)
     check_normalizer(normalizer, store.x.shape[1], cfg.name)
+    features = fix_cell_size(features, normalizer)  # the levels' cells need the edge statistics
+    add_levels(store, slices, features)
     normalize(store, slices, normalizer, features.residual)
 
     full = GraphDataset(store, slices)

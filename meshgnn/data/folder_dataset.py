@@ -36,6 +36,7 @@ from meshgnn.data.features import (
     add_features,
     check_normalizer,
     feature_spec,
+    fix_cell_size,
     normalize,
     single_graph_store,
     split_indices,
@@ -160,6 +161,7 @@ def load_folder_datasets(cfg: DictConfig, data_dir: Path, model_inputs: ModelInp
     if normalizer is None:
         normalizer = _fit_normalizer(FileGraphDataset([entries[i] for i in index["train"]], records, convert,
                                                       features, None), cfg.std_floor)
+    features = fix_cell_size(features, normalizer)  # one cell size for every file, from the training files
     splits = {name: FileGraphDataset([entries[i] for i in index[name]], records, convert, features, normalizer)
               for name in SPLITS}
     check_normalizer(normalizer, int(splits["train"][0].x.shape[1]), cfg.name)

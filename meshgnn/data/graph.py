@@ -162,9 +162,17 @@ def boundary_distances(pos: Tensor, node_type: Tensor, graph_id: Tensor, num_gra
 
 def node_features(pos: Tensor, node_type: Tensor, inputs: Tensor, node_globals: Tensor,
                   graph_id: Tensor, num_graphs: int, num_node_types: int,
-                  mapper: FourierFeatureMapper, boundary_distance: bool) -> Tensor:
+                  mapper: FourierFeatureMapper, boundary_distance: bool,
+                  relative_coordinates: bool = True) -> Tensor:
     """[coordinates, Fourier features, node-type one-hot, boundary distances, input fields,
     broadcast globals] (`node_globals` may have zero columns).
+
+    The coordinates are relative to the graph's bounding-box corner, in physical units, so a
+    rigidly translated mesh gets the same features (the Fourier features and boundary
+    distances already are relative); `relative_coordinates=False` gives the raw coordinates
+    of layout 1 (`meshgnn.data.features.LAYOUT`). They are not divided by the mesh's extent:
+    the built-in physics is not scale-invariant (a heat source, a traction, carry lengths), so a
+    larger part is a different problem and must look like one.
 
     Works on one graph or on a whole collated dataset (`graph_id`, sorted, maps node -> graph),
     so the training pipeline and prediction on new meshes share it.
@@ -172,7 +180,8 @@ def node_features(pos: Tensor, node_type: Tensor, inputs: Tensor, node_globals: 
     if int(node_type.max()) >= num_node_types or int(node_type.min()) < 0:
         raise UserError(f"node_type values must lie in 0..{num_node_types - 1}; found "
                         f"{int(node_type.min())}..{int(node_type.max())}")
-    parts = [pos, mapper(unit_coordinates(pos, graph_id, num_graphs)),
+    coordinates = pos - graph_extent(pos, graph_id, num_graphs)[0][graph_id] if relative_coordinates else pos
+    parts = [coordinates, mapper(unit_coordinates(pos, graph_id, num_graphs)),
              torch.nn.functional.one_hot(node_type, num_node_types).float()]
     if boundary_distance:
         parts.append(boundary_distances(pos, node_type, graph_id, num_graphs, num_node_types))

@@ -1,16 +1,38 @@
 """Coarse graphs of a mesh for multi-scale message passing, built once per mesh at load time.
 
-Level l+1 clusters the nodes of level l by a regular grid of cell size
-`coarsening ** (l+1) * h`, h the mesh's mean edge length, anchored at the mesh's bounding-box
-corner. Two clusters are joined when any edge of level l joins their members (edge
-contraction), so coarse edges follow the mesh's connectivity. Cells are sized from the edge
-length rather than the domain so that every level has the same number of hops per cell
-whatever the mesh size: a finer mesh simply needs one more level to reach across the domain.
+Level l clusters the nodes of level l-1 (level 0 is the mesh) by a regular grid of cells of
+side `cell_size * coarsening ** (l - 1)`, anchored at the mesh's bounding-box corner. The
+cell size is a length in the mesh's own units, fixed once per run for every mesh it sees:
+`model.cell_size`, or `model.coarsening` times the training split's mean edge length
+(`meshgnn.data.features.fix_cell_size`), and stored with the model. So the coarse levels of
+a mesh twice as fine as the training meshes cover the same physical cells, and a model sees
+every mesh, whatever its resolution, at the same coarse scales. Two clusters are joined when
+any edge of level l-1 joins their members (edge contraction), so coarse edges follow the
+mesh's connectivity (a hole or a slit still separates them).
+
+At the finest levels of a much finer mesh a cell simply holds more nodes (about 16x at 4x
+finer, in 2D): the mean pooling averages more of them, and the mesh level's blocks bridge
+more hops inside a cell. That is kept on purpose rather than adding levels for finer meshes:
+the model has weights per level, and a level the training meshes never had would have no
+trained weights; a fixed set of physical scales is what lets one set of weights transfer.
+The coarse part of the model thus computes the same function of the physical domain at any
+resolution, and the mesh-level blocks stay local, as in the single-level model.
+
+Cells are anchored at the corner minus `GRID_SHIFT` of a level-1 cell (the same length at
+every level, so the grids of consecutive levels still nest): meshes often have nodes at
+exact multiples of a round cell size (a straight edge split evenly), where a translation's
+rounding in the last bit would move a node across a cell boundary. This only makes the
+floor robust; it is not a setting.
 
 A cluster's latent is the mean of its members' (weights 1/|cluster|, summing to one) and it
 sits at its members' centroid. Each level stores, in units of its own cell size, the relative
 position of every coarse edge and of every fine node from its cluster's centroid, so the model
-can interpolate on the way back up.
+can interpolate on the way back up; the same physical offset thus reads the same on every
+mesh.
+
+Layout 1 (packages and checkpoints written before cell sizes were physical) sized the cells
+of each mesh by its OWN mean edge length h, `coarsening ** l * h`, without the shift:
+`HierarchySpec.cell_size = None` builds exactly that, so old models predict as they did.
 
 Everything is vectorised over a whole collated dataset (graph ids in the high bits of the
 cluster keys), so building the hierarchy of 1,000 meshes takes a fraction of a second, and the
@@ -28,14 +50,19 @@ from torch_geometric.utils import scatter
 
 from meshgnn.data.graph import row_graph
 
+GRID_SHIFT = 1e-3  # of a level-1 cell: keeps nodes at round positions off cell boundaries
+
 
 @dataclass(frozen=True)
 class HierarchySpec:
     """What a multi-scale model asks of the data: `num_levels` coarse levels, each
-    `coarsening` times coarser than the one below."""
+    `coarsening` times coarser than the one below, level 1 of cells of side `cell_size`
+    (mesh length units). `cell_size` None: each mesh's own mean edge length times
+    `coarsening ** level` (layout 1; a new run fixes a length before building levels)."""
 
     num_levels: int
     coarsening: float
+    cell_size: float | None = None
 
 
 @dataclass
@@ -62,14 +89,12 @@ def build_levels(pos: Tensor, edge_index: Tensor, node_graph: Tensor, num_graphs
                  spec: HierarchySpec) -> list[Level]:
     """Coarse levels of graphs given with global node indices (`node_graph` sorted)."""
     pos = pos.double()
-    src, dst = edge_index
-    edge_len = (pos[dst] - pos[src]).norm(dim=1)
-    h = scatter(edge_len, node_graph[src], dim=0, dim_size=num_graphs, reduce="mean")
     corner = scatter(pos, node_graph, dim=0, dim_size=num_graphs, reduce="min")
+    sizes, shift = _cell_sizes(pos, edge_index, node_graph, num_graphs, spec)
     levels = []
-    for level in range(1, spec.num_levels + 1):
-        cell = (h * spec.coarsening ** level).clamp_min(1e-12)
-        cells = ((pos - corner[node_graph]) / cell[node_graph, None]).floor().long()
+    for size in sizes:
+        cell = size.clamp_min(1e-12)
+        cells = ((pos - corner[node_graph] + shift) / cell[node_graph, None]).floor().long()
         key = node_graph.clone()
         for d in range(pos.shape[1]):
             key = key * (int(cells[:, d].max()) + 1) + cells[:, d]
@@ -89,6 +114,19 @@ def build_levels(pos: Tensor, edge_index: Tensor, node_graph: Tensor, num_graphs
         ))
         pos, edge_index, node_graph = centroid, coarse_edges, graph
     return levels
+
+
+def _cell_sizes(pos: Tensor, edge_index: Tensor, node_graph: Tensor, num_graphs: int,
+                spec: HierarchySpec) -> tuple[list[Tensor], float]:
+    """Each level's cell side per graph ([G] float64), and the grid's shift from the corner."""
+    if spec.cell_size is None:  # layout 1: each mesh's own mean edge length
+        src, dst = edge_index
+        h = scatter((pos[dst] - pos[src]).norm(dim=1), node_graph[src], dim=0, dim_size=num_graphs,
+                    reduce="mean")
+        return [h * spec.coarsening ** level for level in range(1, spec.num_levels + 1)], 0.0
+    sizes = [torch.full((num_graphs,), spec.cell_size * spec.coarsening ** (level - 1), dtype=torch.float64)
+             for level in range(1, spec.num_levels + 1)]
+    return sizes, GRID_SHIFT * spec.cell_size
 
 
 def _contract(pairs: Tensor, num_nodes: int) -> Tensor:

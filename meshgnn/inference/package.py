@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,9 @@ REQUIRED = (WEIGHTS, CONFIG, NORMALIZATION)
 WEIGHT_DTYPES = dict(zip(fields.WEIGHT_DTYPE_NAMES, (torch.float32, torch.bfloat16, torch.float16)))
 # The node-type field of files written by `meshgnn data export` (built-in sources).
 BUILTIN_NODE_TYPE_FIELD = "node_type"
+# Model keys added after packages of format 1 were first written, with the value that means
+# what such a package did: a package without them still loads (its features say its layout).
+MODEL_KEYS_ADDED = {"cell_size": None}
 
 
 @dataclass(frozen=True)
@@ -162,14 +165,20 @@ def package_from_checkpoint(path: Path) -> Package:
     cfg = OmegaConf.create(payload["config_yaml"])
     data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
     if "features" in payload:
-        features = FeatureSpec.from_json(payload["features"])
-    elif cfg.data.name != "mesh_folder":
-        features = feature_spec(cfg.data, get_source(cfg.data.name).spec, ModelInputs.of_model(cfg.model))
+        try:
+            features = FeatureSpec.from_json(payload["features"])
+        except ValueError as exc:  # a layout of a newer meshgnn
+            raise UserError(f"{ckpt}: {exc}") from exc
+    elif cfg.data.name != "mesh_folder":  # older still: its features were those of layout 1
+        inputs = replace(ModelInputs.of_model(cfg.model), layout=1)
+        if inputs.hierarchy is not None:
+            inputs = replace(inputs, hierarchy=replace(inputs.hierarchy, cell_size=None))
+        features = feature_spec(cfg.data, get_source(cfg.data.name).spec, inputs)
     else:
         raise UserError(f"{ckpt}: this checkpoint predates model packages and does not record its "
                         "mesh folder's fields; resume it for one epoch to write a current checkpoint")
     normalizer = Normalizer.from_state_dict(payload["normalizer"])
-    model_config = OmegaConf.to_container(cfg.model, resolve=True)
+    model_config = {**MODEL_KEYS_ADDED, **OmegaConf.to_container(cfg.model, resolve=True)}
     model = _build(model_config, normalizer, features)
     load_weights(model, payload["model"], str(ckpt), "its config's model.* settings are not the ones it "
                  "was trained with; restore them (`meshgnn ckpt inspect` shows them) or use an unedited "
@@ -249,6 +258,8 @@ def load_package(path: str | Path) -> Package:
                         f"reads ({FORMAT_VERSION}); upgrade meshgnn")
     _verify_files(path, manifest["files"])
     config = _read_json(path, CONFIG, fields.REEXPORT)
+    if isinstance(config.get("model"), dict):
+        config["model"] = {**MODEL_KEYS_ADDED, **config["model"]}
     fields.check_config(config, path / CONFIG)
     features = fields.parse_field(path / CONFIG, "features", lambda: FeatureSpec.from_json(config["features"]))
     normalizer = Normalizer.load(path / NORMALIZATION)

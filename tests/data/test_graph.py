@@ -110,3 +110,23 @@ def test_node_features_layout_and_bad_node_type():
     with pytest.raises(UserError, match="node_type"):
         node_features(pos, torch.tensor([0, 1, 3]), torch.ones(3, 1), torch.zeros(3, 0),
                       torch.zeros(3, dtype=torch.long), 1, 3, mapper, boundary_distance=False)
+
+
+def test_node_coordinates_are_relative_to_each_graphs_corner_so_translation_does_not_change_them():
+    mapper = FourierFeatureMapper(4, 1.0, 2, seed=0)
+    pos = torch.rand(6, 2)
+    graph_id = torch.tensor([0, 0, 0, 1, 1, 1])
+    moved = pos + torch.tensor([[3.7, -2.2]] * 3 + [[-40.0, 12.5]] * 3)
+
+    def features(p, relative=True):
+        return node_features(p, torch.tensor([0, 1, 2] * 2), torch.ones(6, 1), torch.zeros(6, 0), graph_id, 2, 3,
+                             mapper, boundary_distance=True, relative_coordinates=relative)
+
+    x = features(pos)
+    corner = torch.stack([pos[:3].min(0).values, pos[3:].min(0).values])[graph_id]
+    torch.testing.assert_close(x[:, :2], pos - corner)  # in physical units, not over the extent
+    torch.testing.assert_close(features(moved), x, rtol=0, atol=1e-4)  # float32 rounding of the move
+    # layout 1 (relative_coordinates=False) starts with the raw coordinates, as before
+    raw = features(moved, relative=False)
+    torch.testing.assert_close(raw[:, :2], moved)
+    torch.testing.assert_close(raw[:, 2:], x[:, 2:], rtol=0, atol=1e-4)

@@ -287,3 +287,105 @@ def test_attach_levels_slices_match_the_store(coarsening):
         assert item.cluster_2.shape == (int(item.num_coarse_1),)
         assert int(item.cluster_2.max()) + 1 == int(item.num_coarse_2)
         assert int(item.edge_index_2.max()) < int(item.num_coarse_2)
+
+
+# ---------------------------------------------------------------------------------------------
+# Physical cells (layout 2): one cell size for every mesh, whatever its resolution
+# ---------------------------------------------------------------------------------------------
+
+def plate(mesh_size):
+    """A real mesh of one part (a plate with two holes) at `mesh_size`: (pos, edge_index)."""
+    from meshgnn.data.mesher import Circle, mesh_plate
+
+    mesh = mesh_plate(1.6, [Circle(0.5, 0.5, 0.2), Circle(1.15, 0.4, 0.15)], mesh_size)
+    pos = torch.from_numpy(mesh.points).float()
+    return pos, edges_from_cells([("triangle", mesh.triangles)], len(pos))
+
+
+def one_graph_levels(pos, edge_index, spec):
+    return build_levels(pos, edge_index, torch.zeros(len(pos), dtype=torch.long), 1, spec)
+
+
+def test_coarse_levels_of_a_2x_refined_mesh_cover_the_same_physical_cells():
+    coarse, fine = plate(0.1), plate(0.05)
+    assert len(fine[0]) > 3 * len(coarse[0])
+    spec = HierarchySpec(3, 2.0, cell_size=0.2)
+    for number, (a, b) in enumerate(zip(one_graph_levels(*coarse, spec), one_graph_levels(*fine, spec)), 1):
+        cell = 0.2 * 2.0 ** (number - 1)
+        # about as many clusters (the per-mesh rule of layout 1 gives ~4x as many on the finer mesh)
+        assert 0.8 <= len(b.pos) / len(a.pos) <= 1.25, (number, len(a.pos), len(b.pos))
+        # and every cluster of either mesh has one of the other within one cell
+        gap = torch.cdist(a.pos, b.pos)
+        assert float(gap.min(dim=1).values.max()) <= cell, number
+        assert float(gap.min(dim=0).values.max()) <= cell, number
+        # offsets and coarse edges in units of the level's one physical cell size
+        assert float(b.offset.abs().max()) < 1.0
+        rel = b.pos[b.edge_index[1]] - b.pos[b.edge_index[0]]
+        torch.testing.assert_close(b.edge_attr[:, :2].double(), rel / cell, rtol=1e-5, atol=1e-6)
+    # the layout-1 rule (cells from each mesh's own edge length) does not: the control the
+    # assertions above would fail on
+    legacy = HierarchySpec(3, 2.0)
+    a, b = one_graph_levels(*coarse, legacy)[-1], one_graph_levels(*fine, legacy)[-1]
+    assert len(b.pos) / len(a.pos) > 2.5
+
+
+def test_physical_cells_are_one_size_for_every_graph_of_a_batch():
+    pos, edge_index, node_graph = two_overlapping_graphs()
+    spec = HierarchySpec(3, 2.0, cell_size=0.15)
+    levels = build_levels(pos, edge_index, node_graph, 2, spec)
+    for number, (level, (fine_pos, _)) in enumerate(zip(levels, fine_levels(pos, node_graph, levels)), 1):
+        cell = 0.15 * 2.0 ** (number - 1)
+        torch.testing.assert_close(level.offset.double() * cell + level.pos[level.cluster], fine_pos,
+                                   rtol=0, atol=1e-6)
+        # both squares (different resolutions) have the same clusters, up to the hole
+        counts = torch.bincount(level.graph)
+        assert abs(int(counts[0]) - int(counts[1])) <= max(2, int(counts[0]) // 4), (number, counts)
+
+
+def test_cells_are_the_same_under_translation_even_for_nodes_on_cell_boundaries():
+    # a uniform grid whose nodes sit exactly on the cell boundaries (spacing 0.25, cells 0.5):
+    # the rounding of a translated float32 coordinate must not move a node to another cell
+    pos, edge_index = triangle_grid(9, 9, spacing=0.25)
+    spec = HierarchySpec(3, 2.0, cell_size=0.5)
+    moved = (pos.double() + torch.tensor([3.7, -2.2], dtype=torch.float64)).float()
+    assert not torch.equal(moved - moved.min(0).values, pos)  # the rounding is there
+    for here, there in zip(one_graph_levels(pos, edge_index, spec), one_graph_levels(moved, edge_index, spec)):
+        assert torch.equal(here.cluster, there.cluster)
+        assert torch.equal(here.edge_index, there.edge_index)
+        torch.testing.assert_close(here.offset, there.offset, rtol=0, atol=1e-5)
+        torch.testing.assert_close(here.edge_attr, there.edge_attr, rtol=0, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# The run's one cell size: fixed from the training split, stored, read back
+# ---------------------------------------------------------------------------------------------
+
+def test_a_run_fixes_one_cell_size_from_the_training_split_and_stores_it(data_cache):
+    from conftest import compose_config
+    from meshgnn.data.dataset import load_datasets
+    from meshgnn.data.features import LAYOUT, FeatureSpec, ModelInputs
+
+    cfg = compose_config(["debug=default", "data.num_samples=10"])
+    data = load_datasets(cfg.data, data_cache, ModelInputs.of_model(cfg.model))
+    hierarchy = data.features.model_inputs.hierarchy
+    train = data.splits["train"]
+    lengths = torch.cat([g.edge_len for g in train])  # physical edge lengths of every training graph
+    assert hierarchy.cell_size == pytest.approx(cfg.model.coarsening * float(lengths.double().mean()), rel=1e-6)
+    # the stored spec gives the same cells back; a spec written before layout 2 is layout 1
+    doc = data.features.to_json()
+    assert FeatureSpec.from_json(doc) == data.features and doc["model_inputs"]["layout"] == LAYOUT
+    old = {**doc, "model_inputs": {k: v for k, v in doc["model_inputs"].items() if k != "layout"}}
+    old["model_inputs"]["hierarchy"] = {"num_levels": 3, "coarsening": 2.0}
+    assert FeatureSpec.from_json(old).model_inputs.layout == 1
+    assert FeatureSpec.from_json(old).model_inputs.hierarchy.cell_size is None
+    # the training normaliser alone gives the same size back (what resume and evaluation pass)
+    again = load_datasets(cfg.data, data_cache, ModelInputs.of_model(cfg.model), normalizer=data.normalizer)
+    assert again.features == data.features
+    # a configured model.cell_size is taken as it is, and builds the levels
+    cfg.model.cell_size = 0.3
+    fixed = load_datasets(cfg.data, data_cache, ModelInputs.of_model(cfg.model))
+    assert fixed.features.model_inputs.hierarchy.cell_size == 0.3
+    graph = fixed.splits["train"][0]
+    levels = build_levels(graph.pos, graph.edge_index, torch.zeros(len(graph.pos), dtype=torch.long), 1,
+                          HierarchySpec(3, 2.0, cell_size=0.3))
+    assert torch.equal(graph.cluster_1, levels[0].cluster) and torch.equal(graph.cluster_3, levels[2].cluster)
