@@ -25,15 +25,20 @@ with N_0 = N, N_l the level's node (cluster) count and E_l its edge count, five 
 
     cluster_l     [N_{l-1}]     int64    the level-l node (cluster) of each level-(l-1) node
     offset_l      [N_{l-1}, D]  float32  that node's position minus its cluster's centroid,
-                                         over the level's cell size
+                                         over the level's cell size (below)
     edge_index_l  [2, E_l]      int64    the level's edges, indices in 0 .. N_l - 1, sorted
                                          by destination
     edge_attr_l   [E_l, D + 1]  float32  (relative centroid position, length) / cell size
     nodes_l       [N_l, 0]      float32  empty: only its row count N_l is read
 
 so 3 (+1 with prior) + 5 L inputs in all; `input_names` lists them. The coarse levels are
-what `meshgnn.data.hierarchy.attach_levels` builds with the model's `num_levels` and
-`coarsening`: data computed from the mesh, not part of the program. N_l travels as the shape
+what `meshgnn.data.hierarchy.attach_levels` builds with the model's `num_levels`,
+`coarsening` and `cell_size`: data computed from the mesh, not part of the program. Level l's
+cells have side `cell_size * coarsening ** (l - 1)` in the mesh's length units, on a grid
+anchored at the mesh's bounding-box corner; `cell_size` is fixed by training and recorded in
+the package's config.json (`features.model_inputs.hierarchy`; a package without `layout`
+there sized each mesh's cells by its own mean edge length instead, see
+`meshgnn.data.hierarchy`). N_l travels as the shape
 of `nodes_l` rather than as a number because the program never reads a value to size a
 tensor (a data-dependent size could not stay symbolic, and costs a host sync on a GPU).
 

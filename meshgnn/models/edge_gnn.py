@@ -81,7 +81,8 @@ class ProcessorBlock(MessagePassing):
 class EdgeGNN(nn.Module):
     """Maps a batch to `{target name: [num_nodes, dim]}` in normalised units.
 
-    With `num_levels` = L > 0 it is a V-cycle over the mesh and L coarse graphs (see
+    With `num_levels` = L > 0 it is a V-cycle over the mesh and L coarse graphs of physical
+    cells of one size per model, whatever the mesh's resolution (see
     `meshgnn.data.hierarchy`): `num_layers` blocks at each level on the way down, mean-pooling
     into the next level; `num_layers` blocks at the coarsest; then back up, each level adding
     to its own latents what its cluster computed (with the node's offset from the cluster's
