@@ -1,0 +1,102 @@
+"""The tables of benchmarks/generalization.py: per run, set and target the rel L2 mean and
+median, the mean's ratio to the run's in_dist mean, the truth's own error; and the goal check
+of issue #18's goals, met or missed by how much."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from table import machine_line
+
+# Issue #18's goals: the mean rel L2 of a set at most this many times the in_dist mean.
+RATIO_GOALS = {"refine_2x": 1.2, "refine_4x": 1.3, "family:": 1.3, "beyond_low": 1.5, "beyond_high": 1.5}
+# Its absolute in-distribution goals (mean rel L2): the CPU default's, and the GPU budget's.
+ABSOLUTE_GOALS = {
+    "cpu": {"heat2d": {"temperature": 0.05, "heat_flux": 0.15}},
+    "cuda": {"heat2d": {"temperature": 0.0085, "heat_flux": 0.031},
+             "elasticity2d": {"displacement": 0.01, "von_mises": 0.03}},
+}
+
+
+def summarise(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per run, set and target: meshes, rel L2 mean and median, mean / the run's
+    in_dist mean, the median of per-file ratios (sets paired file by file with in_dist), and
+    the truth's own rel L2 mean and median (where measured)."""
+    in_dist = {(r["run"], t): e for r in results if r["set"] == "in_dist" for t, e in r["errors"].items()}
+    rows = []
+    for result in results:
+        for target, errors in result["errors"].items():
+            base = in_dist[(result["run"], target)]
+            row = {"run": result["run"], "variant": result["variant"], "model": result["model"],
+                   "set": result["set"], "target": target, "meshes": len(errors),
+                   "mean": float(np.mean(errors)), "median": float(np.median(errors)),
+                   "ratio": float(np.mean(errors) / np.mean(base))}
+            if result["paired"]:
+                row["file_ratio_median"] = float(np.median(np.asarray(errors) / np.asarray(base)))
+            truth = result["truth"].get(target)
+            if truth:
+                row["truth_mean"], row["truth_median"] = float(np.mean(truth)), float(np.median(truth))
+            rows.append(row)
+    return rows
+
+
+def goal_checks(rows: list[dict[str, Any]], data: str, device: str) -> list[dict[str, Any]]:
+    """Every goal that applies to a row: {run, set, target, goal, value, limit, met, verdict}."""
+    absolute = ABSOLUTE_GOALS["cuda" if device.startswith("cuda") else "cpu"].get(data, {})
+    checks = []
+    for row in rows:
+        goal = next((limit for prefix, limit in RATIO_GOALS.items() if row["set"].startswith(prefix)), None)
+        if goal is not None:
+            checks.append(_check(row, f"{row['set']} / in_dist", row["ratio"], goal, "x"))
+        if row["set"] == "in_dist" and row["target"] in absolute:
+            checks.append(_check(row, f"in_dist rel L2 ({device})", row["mean"], absolute[row["target"]], ""))
+    return checks
+
+
+def _check(row: dict[str, Any], goal: str, value: float, limit: float, unit: str) -> dict[str, Any]:
+    met = value <= limit
+    verdict = "met" if met else f"missed by {100 * (value / limit - 1):.0f} %"
+    return {"run": row["run"], "variant": row["variant"], "model": row["model"], "set": row["set"], "target": row["target"], "goal": goal,
+            "value": value, "limit": limit, "unit": unit, "met": met, "verdict": verdict}
+
+
+def print_report(summary: dict[str, Any], rows: list[dict[str, Any]], goals: list[dict[str, Any]]) -> None:
+    budget = summary["budget"]
+    print(machine_line(f"{budget['epochs']} epochs x {budget['num_samples']} samples per run, device "
+                       f"{budget['device']}, {budget['threads']} threads per run, {budget['parallel']} runs at once, "
+                       f"{budget['eval_samples']} meshes per set"))
+    print("| run | variant | model | train wall time | run's results.json test rel L2 |\n|---|---|---|---|---|")
+    for run in summary["runs"]:
+        wall = "given" if run["seconds"] is None else f"{run['seconds']:.0f} s"
+        tests = ", ".join(f"{k.split('/')[1]} {v:.4f}" for k, v in run.get("results", {}).get("model", {}).items()
+                          if k.startswith("test/") and k.endswith("/rel_l2"))
+        print(f"| {run['name']} | {run['variant']} | {run['model']} | {wall} | {run['error'] or tests} |")
+    shown = set()
+    for run in (r for r in summary["runs"] if r.get("sets") and r["variant"] not in shown):
+        shown.add(run["variant"])
+        print(f"\n### {budget['data']}, {run['variant']}: evaluation sets (generation, evaluation of {run['model']})\n")
+        print("| set | meshes | seed | mesh_size | families | generation | evaluation | notes |")
+        print("|---|---|---|---|---|---|---|---|")
+        for name, s in run["sets"].items():
+            print(f"| {name} | {s['num_meshes']} | {s['seed']} | {s['mesh_size']} | {','.join(s['families'])} | "
+                  f"{s['generation_s']:.1f} s | {s['evaluation_s']:.1f} s | {'; '.join(s['notes'])} |")
+    for variant in dict.fromkeys(row["variant"] for row in rows):
+        print(f"\n### {budget['data']}, {variant}\n")
+        print("| model | set | target | meshes | rel L2 mean | rel L2 median | mean / in_dist | "
+              "per-file ratio median | truth rel L2 mean | truth rel L2 median |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for row in (r for r in rows if r["variant"] == variant):
+            print(f"| {row['model']} | {row['set']} | {row['target']} | {row['meshes']} | {row['mean']:.4f} | "
+                  f"{row['median']:.4f} | {row['ratio']:.3f} | {_cell(row.get('file_ratio_median'), '.3f')} | "
+                  f"{_cell(row.get('truth_mean'), '.4f')} | {_cell(row.get('truth_median'), '.4f')} |")
+    print("\n### goals (issue #18)\n")
+    print("| variant | model | goal | target | value | limit | verdict |\n|---|---|---|---|---|---|---|")
+    for g in goals:
+        print(f"| {g['variant']} | {g['model']} | {g['goal']} | {g['target']} | {g['value']:.4g}{g['unit']} | "
+              f"{g['limit']:g}{g['unit']} | {g['verdict']} |")
+
+
+def _cell(value: float | None, spec: str) -> str:
+    return "" if value is None else format(value, spec)
