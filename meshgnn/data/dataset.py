@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import Tensor
 from torch_geometric.data import Dataset, InMemoryDataset
 from torch_geometric.loader import DataLoader
@@ -19,7 +19,7 @@ from torch_geometric.loader import DataLoader
 from meshgnn.data.cache import cached, config_hash
 from meshgnn.data.features import (SPLITS, GraphDataset, MeshDatasets, ModelInputs, add_levels, add_node_features,
                                    check_normalizer, feature_spec, fix_cell_size, normalize, split_indices)
-from meshgnn.data.generate import generate_samples
+from meshgnn.data.generate import generate_samples, plain_mesh_size
 from meshgnn.data.graph import row_graph, sample_to_graph
 from meshgnn.data.hierarchy import MultiScaleData
 from meshgnn.data.interrupt import interruptible
@@ -34,9 +34,10 @@ def generating_keys(cfg: DictConfig) -> dict:
     """The data keys that change generated samples (and so the cache key), the source's own
     knobs (e.g. heat2d's shepard_neighbours, ranges, families) included, as plain values."""
     source = get_source(cfg.name)
-    mesh_size = OmegaConf.to_container(cfg.mesh_size) if OmegaConf.is_config(cfg.mesh_size) else cfg.mesh_size
+    mesh_size = plain_mesh_size(cfg.mesh_size)
     return {"name": cfg.name, "version": source.version, "num_samples": cfg.num_samples,
-            "mesh_size": mesh_size, "max_holes": cfg.max_holes, "seed": cfg.seed,
+            "mesh_size": list(mesh_size) if isinstance(mesh_size, tuple) else mesh_size,
+            "max_holes": cfg.max_holes, "seed": cfg.seed,
             **source.knob_values(cfg)}
 
 

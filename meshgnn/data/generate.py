@@ -47,13 +47,14 @@ def generate_samples(
     """Samples 0..num_samples-1 of `source`, each at its `sample_mesh_size`; workers=0 uses
     every CPU, 1 runs in-process. The source's own knobs come from the data config `data` (see
     GeneratedSource.knob_values)."""
-    job = partial(_generate_one, source, seed=seed, mesh_size=_plain_spec(mesh_size), max_holes=max_holes,
+    job = partial(_generate_one, source, seed=seed, mesh_size=plain_mesh_size(mesh_size), max_holes=max_holes,
                   knobs=source.knob_values(data))
     return parallel_map(job, range(num_samples), workers, f"generating {source.name}", unit="samples")
 
 
-def _plain_spec(spec: Any) -> MeshSizeSpec:
-    """A number, or a range as a tuple (not an OmegaConf list, which pickles to workers slowly)."""
+def plain_mesh_size(spec: Any) -> MeshSizeSpec:
+    """data.mesh_size as a float or a tuple of floats: not an OmegaConf list (which pickles to
+    workers slowly), and [1, 2] the same as [1.0, 2.0] (in a cache key too)."""
     return float(spec) if isinstance(spec, (int, float)) else tuple(float(v) for v in spec)
 
 

@@ -180,6 +180,9 @@ def test_every_generating_key_is_in_the_cache_key_and_it_is_stable():
     json.dumps(default)  # plain values: the hash is of their JSON
     assert default["version"] == heat2d.VERSION == 4 and elasticity2d.VERSION == 3
     assert default["mesh_size"] == [0.065, 0.1]
+    ints, floats = (generating_keys(compose_config(base + [f"data.mesh_size={size}"]).data)
+                    for size in ("[1,2]", "[1.0,2.0]"))
+    assert ints == floats  # the same sizes make the same cache, however written
     for change in ("data.mesh_size=0.07", "data.families=[plate]", "data.hole_shapes=[slot]",
                    "data.label_refinement=1", "data.ranges.conductivity=[1,1]", "data.ranges.hole_size=[0.1,0.1]"):
         assert generating_keys(compose_config(base + [change]).data) != default, change
