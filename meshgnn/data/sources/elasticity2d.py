@@ -48,7 +48,6 @@ SPEC = SourceSpec(
 # 3: parts of data.families/hole_shapes, data.ranges, separate part/parameter streams,
 #    label_refinement, the baseline measured from the clamped edge.
 VERSION = 3
-RANGES = ("youngs_modulus", "poisson_ratio", "traction_x", "traction_y", "length", "hole_size")
 
 
 def generate(index: int, seed: int, mesh_size: float, max_holes: int, *, ranges: Ranges,

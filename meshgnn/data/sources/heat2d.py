@@ -49,8 +49,6 @@ SPEC = SourceSpec(
 # 4: parts of data.families/hole_shapes, data.ranges, boundary modes of uniform amplitude and
 #    random phase (were normal coefficients), separate part/parameter streams, label_refinement.
 VERSION = 4
-RANGES = ("conductivity", "mean_temperature", "boundary_amplitude", "source_amplitude", "source_width",
-          "length", "hole_size")
 
 
 def generate(index: int, seed: int, mesh_size: float, max_holes: int, *, ranges: Ranges,
