@@ -34,8 +34,10 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
+from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -98,19 +100,48 @@ def evaluate(package: Package, evalset: EvalSet, device: torch.device) -> dict[s
     return errors
 
 
-def runs_to_evaluate(args: argparse.Namespace) -> list[dict]:
-    """Train (or take `--runs`) and list {name, variant, model, run_dir, seconds, error}."""
+def runs_to_evaluate(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Train (or take `--runs`: variant = a run directory's parent folder's name, model = its
+    own, as in this benchmark's <out>/<data>/<variant>/<model>) and list
+    {name, variant, model, run_dir, seconds (None: given), error}."""
     if args.runs:
-        return [{"name": d.name, "variant": f"run:{d.name}", "model": "", "run_dir": d.resolve(),
-                 "seconds": None, "error": ""} for d in args.runs]
+        return [{"name": f"{d.parent.name}/{d.name}", "variant": d.parent.name, "model": d.name,
+                 "run_dir": d.resolve(), "seconds": None, "error": ""} for d in args.runs]
     common = [f"trainer.device={args.device}", f"trainer.threads={args.threads}"]
     planned = plan(args)
     jobs = [job for _, _, job in planned]
     pregenerate(jobs, args.out, common)
     done = run_all(jobs, args.out, common, args.parallel)
     return [{"name": job.name, "variant": variant, "model": model, "run_dir": args.out / job.name,
-             "seconds": done[job.name].seconds, "error": done[job.name].error,
-             "results": done[job.name].results} for variant, model, job in planned]
+             "seconds": done[job.name].seconds, "error": done[job.name].error} for variant, model, job in planned]
+
+
+def evaluate_runs(runs: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every run's per-sample errors on each of its sets (generated once for all the runs whose
+    training data draws them alike); each run's record gains its data, budget and sets."""
+    device = torch.device(args.device)
+    sets: dict[str, EvalSet] = {}
+    results = []
+    for run in (r for r in runs if not r["error"]):
+        package = load_model(run["run_dir"])
+        config = OmegaConf.load(run["run_dir"] / ".hydra" / "config.yaml")
+        results_json = run["run_dir"] / "results.json"
+        run.update(data=package.data, epochs=config.trainer.epochs, num_samples=package.data["num_samples"],
+                   results=json.loads(results_json.read_text()) if results_json.is_file() else {}, sets={})
+        for evalset in eval_sets(package.data, args.eval_samples, args.eval_seed):
+            evalset = sets.setdefault(evalset.key(), evalset)
+            if not evalset.samples:
+                generate(evalset, args.gen_workers)
+                print(f"  {run['variant']}: {evalset.name}, {len(evalset.samples)} meshes generated in "
+                      f"{evalset.seconds:.1f} s", flush=True)
+            tick = time.perf_counter()
+            errors = evaluate(package, evalset, device)
+            run["sets"][evalset.name] = {**evalset.describe(), "evaluation_s": round(time.perf_counter() - tick, 2)}
+            results.append({"run": run["name"], "variant": run["variant"], "model": run["model"],
+                            "data": package.data["name"], "set": evalset.name, "paired": evalset.paired,
+                            "errors": errors,
+                            "truth": {t: [e[t] for e in evalset.truth_errors] for t in errors} if evalset.truth else {}})
+    return results
 
 
 def main() -> None:
@@ -138,30 +169,7 @@ def main() -> None:
     runs = runs_to_evaluate(args)
 
     torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    sets: dict[str, EvalSet] = {}  # by EvalSet.key(): models of one data config share them
-    results = []
-    for run in runs:
-        if run["error"]:
-            continue
-        package = load_model(run["run_dir"])
-        run["model"] = run["model"] or package.model_config.get("name", "")
-        run["data"] = package.data
-        run["sets"] = {}
-        for evalset in eval_sets(package.data, args.eval_samples, args.eval_seed):
-            evalset = sets.setdefault(evalset.key(), evalset)
-            if not evalset.samples:
-                generate(evalset, args.gen_workers)
-                print(f"  {evalset.name} for {run['name']}: {len(evalset.samples)} meshes generated in "
-                      f"{evalset.seconds:.1f} s", flush=True)
-            run["sets"][evalset.name] = evalset.describe()
-            tick = time.perf_counter()
-            errors = evaluate(package, evalset, device)
-            run["sets"][evalset.name]["evaluation_s"] = round(time.perf_counter() - tick, 2)
-            results.append({"run": run["name"], "variant": run["variant"], "model": run["model"],
-                            "set": evalset.name, "paired": evalset.paired, "errors": errors,
-                            "truth": {t: [e[t] for e in evalset.truth_errors] for t in errors} if evalset.truth else {}})
-
+    results = evaluate_runs(runs, args)
     summary = {
         "machine": machine_line().strip(),
         "budget": {"data": args.data, "epochs": args.epochs, "num_samples": args.num_samples,
@@ -171,7 +179,7 @@ def main() -> None:
         "runs": [{k: (str(v) if isinstance(v, Path) else v) for k, v in run.items()} for run in runs],
     }
     summary["rows"] = summarise(results)
-    summary["goals"] = goal_checks(summary["rows"], args.data, args.device)
+    summary["goals"] = goal_checks(summary["rows"], args.device)
     print_report(summary, summary["rows"], summary["goals"])
     summary["wall_s"] = round(time.perf_counter() - start, 1)
     print(f"\nwall time: {summary['wall_s']:.0f} s in all")

@@ -30,7 +30,7 @@ def summarise(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for target, errors in result["errors"].items():
             base = in_dist[(result["run"], target)]
             row = {"run": result["run"], "variant": result["variant"], "model": result["model"],
-                   "set": result["set"], "target": target, "meshes": len(errors),
+                   "data": result["data"], "set": result["set"], "target": target, "meshes": len(errors),
                    "mean": float(np.mean(errors)), "median": float(np.median(errors)),
                    "ratio": float(np.mean(errors) / np.mean(base))}
             if result["paired"]:
@@ -42,11 +42,11 @@ def summarise(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def goal_checks(rows: list[dict[str, Any]], data: str, device: str) -> list[dict[str, Any]]:
+def goal_checks(rows: list[dict[str, Any]], device: str) -> list[dict[str, Any]]:
     """Every goal that applies to a row: {run, set, target, goal, value, limit, met, verdict}."""
-    absolute = ABSOLUTE_GOALS["cuda" if device.startswith("cuda") else "cpu"].get(data, {})
     checks = []
     for row in rows:
+        absolute = ABSOLUTE_GOALS["cuda" if device.startswith("cuda") else "cpu"].get(row["data"], {})
         goal = next((limit for prefix, limit in RATIO_GOALS.items() if row["set"].startswith(prefix)), None)
         if goal is not None:
             checks.append(_check(row, f"{row['set']} / in_dist", row["ratio"], goal, "x"))
@@ -64,30 +64,34 @@ def _check(row: dict[str, Any], goal: str, value: float, limit: float, unit: str
 
 def print_report(summary: dict[str, Any], rows: list[dict[str, Any]], goals: list[dict[str, Any]]) -> None:
     budget = summary["budget"]
-    print(machine_line(f"{budget['epochs']} epochs x {budget['num_samples']} samples per run, device "
-                       f"{budget['device']}, {budget['threads']} threads per run, {budget['parallel']} runs at once, "
-                       f"{budget['eval_samples']} meshes per set"))
-    print("| run | variant | model | train wall time | run's results.json test rel L2 |\n|---|---|---|---|---|")
+    trained = "" if budget["runs_given"] else f"{budget['epochs']} epochs x {budget['num_samples']} samples per run, "
+    print(machine_line(f"{trained}device {budget['device']}, {budget['threads']} threads per run, "
+                       f"{budget['parallel']} runs at once, {budget['eval_samples']} meshes per set, extra overrides: "
+                       f"{' '.join(budget['overrides']) or 'none'}"))
+    print("| run | variant | model | epochs | samples | train wall time | run's results.json test rel L2 |")
+    print("|---|---|---|---|---|---|---|")
     for run in summary["runs"]:
         wall = "given" if run["seconds"] is None else f"{run['seconds']:.0f} s"
         tests = ", ".join(f"{k.split('/')[1]} {v:.4f}" for k, v in run.get("results", {}).get("model", {}).items()
                           if k.startswith("test/") and k.endswith("/rel_l2"))
-        print(f"| {run['name']} | {run['variant']} | {run['model']} | {wall} | {run['error'] or tests} |")
+        print(f"| {run['name']} | {run['variant']} | {run['model']} | {run.get('epochs', '')} | "
+              f"{run.get('num_samples', '')} | {wall} | {run['error'] or tests} |")
     shown = set()
     for run in (r for r in summary["runs"] if r.get("sets") and r["variant"] not in shown):
         shown.add(run["variant"])
-        print(f"\n### {budget['data']}, {run['variant']}: evaluation sets (generation, evaluation of {run['model']})\n")
+        print(f"\n### {run['data']['name']}, {run['variant']}: evaluation sets (evaluation times of {run['model']})\n")
         print("| set | meshes | seed | mesh_size | families | generation | evaluation | notes |")
         print("|---|---|---|---|---|---|---|---|")
         for name, s in run["sets"].items():
             print(f"| {name} | {s['num_meshes']} | {s['seed']} | {s['mesh_size']} | {','.join(s['families'])} | "
                   f"{s['generation_s']:.1f} s | {s['evaluation_s']:.1f} s | {'; '.join(s['notes'])} |")
     for variant in dict.fromkeys(row["variant"] for row in rows):
-        print(f"\n### {budget['data']}, {variant}\n")
+        variant_rows = [r for r in rows if r["variant"] == variant]
+        print(f"\n### {variant_rows[0]['data']}, {variant}\n")
         print("| model | set | target | meshes | rel L2 mean | rel L2 median | mean / in_dist | "
               "per-file ratio median | truth rel L2 mean | truth rel L2 median |")
         print("|---|---|---|---|---|---|---|---|---|---|")
-        for row in (r for r in rows if r["variant"] == variant):
+        for row in variant_rows:
             print(f"| {row['model']} | {row['set']} | {row['target']} | {row['meshes']} | {row['mean']:.4f} | "
                   f"{row['median']:.4f} | {row['ratio']:.3f} | {_cell(row.get('file_ratio_median'), '.3f')} | "
                   f"{_cell(row.get('truth_mean'), '.4f')} | {_cell(row.get('truth_median'), '.4f')} |")

@@ -40,11 +40,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from meshgnn.constraints import Range, check_of  # noqa: E402
+from meshgnn.data.dataset import generating_keys  # noqa: E402
 from meshgnn.data.features import split_indices  # noqa: E402
 from meshgnn.data.generate import sample_mesh_size  # noqa: E402
 from meshgnn.data.geometry import FAMILIES  # noqa: E402
@@ -78,9 +80,10 @@ class EvalSet:
     seconds: float = 0.0
 
     def key(self) -> str:
-        """What decides the samples: equal keys are the same meshes (models of one training
-        data config share their sets)."""
-        return json.dumps([self.data, self.seed, self.indices, self.truth], sort_keys=True, default=str)
+        """What decides the samples (the data's generating keys, seed, indices, truth): equal
+        keys are the same meshes, so runs trained on the same data share their sets."""
+        keys = generating_keys(OmegaConf.create(changed(self.data, seed=self.seed)))
+        return json.dumps([keys, self.indices, self.truth], sort_keys=True)
 
     def describe(self) -> dict[str, Any]:
         return {"seed": self.seed, "indices": self.indices, "num_meshes": len(self.indices),
