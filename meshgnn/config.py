@@ -26,7 +26,7 @@ from omegaconf.errors import OmegaConfBaseException
 from meshgnn.constraints import (Each, EachValue, Nested, OneOf, Range, Relation, Text, at_least, check_values,
                                  fraction, key, positive)
 from meshgnn.data.splits import min_samples, split_sizes
-from meshgnn.data_config import Elasticity2dRanges, GeometryNames, Heat2dRanges, MeshSize
+from meshgnn.data_config import Elasticity2dRanges, GeometryNames, Heat2dRanges, MeshSize, holes_fit_the_length
 from meshgnn.errors import UserError
 from meshgnn.logger_config import LoggerConfig
 
@@ -135,6 +135,7 @@ class Parts2dDataConfig(GeneratedDataConfig):
     families: List[str] = key(GeometryNames("FAMILIES"))
     hole_shapes: List[str] = key(GeometryNames("HOLE_SHAPES"))
     label_refinement: int = key(at_least(0, "0 = labels solved on the training mesh itself"))
+    relations: ClassVar[tuple[Relation, ...]] = (_enough_samples, holes_fit_the_length)
 
 
 @dataclass

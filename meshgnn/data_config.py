@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, List, Optional
+from typing import Any, List, Mapping, Optional
 
 from meshgnn.constraints import Check, Range, at_least, key, positive
 
+# The least ligament between holes and from a hole to the outline (meshgnn.data.geometry's
+# random_part margin; the sources pass it).
+HOLE_MARGIN = 0.08
 # Largest hole size (a circle's radius, or the radius of a circle of about a shape's extent)
-# whose hole still fits the unit height of every part with the geometry's margins around it.
+# whose hole still fits the unit height of every part with HOLE_MARGIN around it.
 MAX_HOLE_SIZE = 0.4
 
 
@@ -28,7 +31,7 @@ class MeshSize(Check):
     0 < min <= max (each sample's size drawn log-uniformly in it)."""
 
     def problem(self, value: Any, key: str) -> Optional[str]:
-        fix = f"set e.g. {key}=0.08 or '{key}=[0.06,0.1]'"
+        fix = f"set e.g. {key}=0.08 or '{key}=[0.065,0.1]'"
         if _number(value):
             return None if math.isfinite(value) and value > 0 else f"must be positive; {fix}"
         if not isinstance(value, (list, tuple)) or len(value) != 2 or not all(map(_number, value)):
@@ -83,6 +86,20 @@ ANY = Range()  # any finite number
 LENGTH = Interval(positive("the part's x-extent; its height is 1"), "[1,2]")
 HOLE_SIZE = Interval(Range(lo=0, hi=MAX_HOLE_SIZE, lo_open=True,
                            meaning=f"a hole's radius; at most {MAX_HOLE_SIZE:g} fits the unit height"), "[0.08,0.2]")
+
+
+def holes_fit_the_length(v: Mapping[str, Any], prefix: str) -> Optional[str]:
+    """A relation of a 2D generator's data section: the shortest part leaves room for the
+    largest hole with its margins on both sides (when there are holes)."""
+    shortest, largest = v["ranges"]["length"][0], v["ranges"]["hole_size"][1]
+    need = 2 * (largest + HOLE_MARGIN)
+    if v["max_holes"] == 0 or shortest >= need:
+        return None
+    ranges, fits = f"{prefix}.ranges", shortest / 2 - HOLE_MARGIN
+    smaller = f" or lower {ranges}.hole_size's hi to {fits:g}" if fits > 0 else ""
+    return (f"{ranges}.length's lo={shortest:g} is too short for holes of {ranges}.hole_size up to {largest:g}: one "
+            f"needs 2 x (size + {HOLE_MARGIN:g} margin) = {need:g}; raise {ranges}.length's lo to {need:g}{smaller}"
+            f" (or set {prefix}.max_holes=0)")
 
 
 @dataclass

@@ -137,11 +137,18 @@ def test_parameters_do_not_depend_on_the_part():
     ("data.mesh_size=fine", r"data.mesh_size=.*a number or a pair"),
     ("data.mesh_size=0", r"data.mesh_size=0 must be positive"),
     ("data.label_refinement=-1", r"data.label_refinement=-1 must be >= 0"),
+    ("data.ranges.length=[0.5,1]", r"data.ranges.length's lo=0.5 is too short .* 0.56"),
 ])
 def test_bad_generator_values_are_one_line_naming_the_key(override, expected):
     with pytest.raises(UserError, match=expected) as info:
         validate(compose_config([override]))
     assert "\n" not in str(info.value)
+
+
+def test_short_parts_without_holes_are_fine():
+    validate(compose_config(["data.ranges.length=[0.3,0.4]", "data.max_holes=0"]))
+    sample = SOURCES["heat2d"].generate(0, 0, COARSE, 0, knobs("heat2d", ranges={"length": [0.3, 0.4]}))
+    assert 0.3 <= sample.points[:, 0].max() <= 0.4
 
 
 @pytest.mark.parametrize("override,expected", [

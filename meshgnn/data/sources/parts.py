@@ -17,6 +17,7 @@ import numpy as np
 from meshgnn.data.fem import refine_uniform
 from meshgnn.data.geometry import Part, random_part
 from meshgnn.data.mesher import INTERIOR, TriMesh
+from meshgnn.data_config import HOLE_MARGIN
 
 PART_STREAM, PARAMETER_STREAM = 0, 1  # meshgnn.data.generate.MESH_SIZE_STREAM is the third
 
@@ -32,7 +33,8 @@ def streams(seed: int, index: int) -> tuple[np.random.Generator, np.random.Gener
 def draw_part(rng: np.random.Generator, mesh_size: float, max_holes: int, ranges: Ranges,
               families: Sequence[str], hole_shapes: Sequence[str]) -> Part:
     return random_part(rng, mesh_size, max_holes, families=tuple(families), hole_shapes=tuple(hole_shapes),
-                       length_range=_pair(ranges["length"]), hole_size_range=_pair(ranges["hole_size"]))
+                       length_range=_pair(ranges["length"]), hole_size_range=_pair(ranges["hole_size"]),
+                       margin=HOLE_MARGIN)
 
 
 def uniform(rng: np.random.Generator, ranges: Ranges, name: str, size: int | None = None) -> float | np.ndarray:
