@@ -163,6 +163,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "runs" / "generalization")
     parser.add_argument("overrides", nargs="*", help="extra train.py overrides for every run")
     args = parser.parse_args()
+    for run_dir in args.runs or []:
+        if not (run_dir / ".hydra" / "config.yaml").is_file():
+            parser.error(f"--runs {run_dir}: not a train.py run directory (it has no .hydra/config.yaml)")
     args.out = args.out.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()

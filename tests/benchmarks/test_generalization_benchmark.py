@@ -93,3 +93,18 @@ def test_the_json_lists_the_sets_and_the_in_dist_set_is_the_runs_own_test_split(
     assert {("refine_2x", "heat_flux"), ("family:l_shape", "temperature"), ("beyond_high:conductivity", "temperature"),
             ("in_dist", "temperature")} <= goals
     assert not any(s.startswith("params_") for s, _ in goals)  # at the edges: reported, no goal
+
+
+@pytest.mark.slow
+def test_the_goal_table_names_each_goals_worst_set_and_by_how_much_it_is_missed(bench):
+    stdout, summary = bench
+    section = stdout.split("### goals (issue #18)", 1)[1]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines()
+            if line.startswith("| held_out | default")]
+    beyond = [c for c in summary["goals"] if c["variant"] == "held_out" and c["set"].startswith("beyond_")
+              and c["target"] == "heat_flux"]
+    worst = max(beyond, key=lambda c: c["value"])
+    (row,) = [r for r in rows if r[2].startswith("20 % beyond") and r[3] == "heat_flux"]
+    assert row[4] == worst["set"] and float(row[5].rstrip("x")) == pytest.approx(worst["value"], rel=1e-3)
+    assert row[6] == ("met" if worst["value"] <= 1.5 else f"missed by {100 * (worst['value'] / 1.5 - 1):.0f} %")
+    assert len(rows) == 2 * 5  # 2 targets x (in_dist absolute, 2x, 4x, new family, beyond)
