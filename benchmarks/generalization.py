@@ -64,9 +64,12 @@ def variant_overrides(variant: str, data: str, extras: list[str], held_out: list
         mixture = list(compose_args([f"data={data}", *extras]).data.families)
         unknown = [f for f in held_out if f not in mixture]
         kept = [f for f in mixture if f not in held_out]
-        if unknown or not kept:
-            raise SystemExit(f"--held-out {' '.join(held_out)}: the {data} mixture's data.families are "
-                             f"{mixture}; hold out some of them, not {'all' if not unknown else unknown}")
+        if unknown:
+            raise SystemExit(f"--held-out {' '.join(unknown)}: not in the {data} mixture's data.families "
+                             f"({', '.join(mixture)}); hold out some of those")
+        if not kept:
+            raise SystemExit(f"--held-out {' '.join(held_out)}: holds out every family of the {data} mixture; "
+                             "keep at least one to train on")
         return [f"data.families=[{','.join(kept)}]"]
     return []
 

@@ -17,8 +17,8 @@ A set is the training data config with a few keys changed, a seed and sample ind
 One parameter at a time, not all at once: heat2d with every range at its lo (no source, zero
 mean and zero amplitude of the boundary temperature) has a temperature identically 0, whose
 rel L2 is undefined; and one at a time shows which parameter a model fails on. A sample's
-parameters come from their own random stream (meshgnn.data.sources.parts), so these sets all
-hold the same parts, and differ from each other only in the parameter they move.
+parameters come from their own random stream (meshgnn.data.sources.parts), so the params and
+beyond sets all hold the same parts and differ from each other only in the parameter they move.
 Every set but in_dist and the refinements uses `eval_seed` (not training's seed), so none of
 its samples is a training sample. For in_dist and the refinements each sample is also solved
 with `label_refinement` 2 higher (the reference fields on a mesh refined twice more,
@@ -154,8 +154,8 @@ def beyond_range(source: str, name: str, bounds: list[float], side: str) -> tupl
 
 def valid_values(source: str, name: str) -> Range:
     """data.ranges.<name>'s valid values, from its schema's check."""
-    field = next(f for f in dataclasses.fields(RANGE_SCHEMAS[source]) if f.name == name)
-    return check_of(field).item
+    schema_field = next(f for f in dataclasses.fields(RANGE_SCHEMAS[source]) if f.name == name)
+    return check_of(schema_field).item
 
 
 def _pair(values: list[float]) -> str:
