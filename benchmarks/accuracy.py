@@ -2,9 +2,9 @@
 
 For each dataset and model it runs `train.py` (the real pipeline, one subprocess per run) for
 the same number of epochs, then evaluates the best checkpoint on meshes twice as fine
-(`trainer.epochs=0 init_from=... data.mesh_size=h/2`: the same plates, boundary data and test
-split, meshed at half the edge length). It prints per dataset and target the test rel L2
-(mean and median over meshes), the max abs error, the fine-mesh rel L2 and its ratio, for
+(`trainer.epochs=0 init_from=... data.mesh_size=h/2`, a range halved at both ends: the same
+parts, boundary data and test split, meshed at half the edge length). It prints per dataset
+and target the test rel L2 (mean and median over meshes), the max abs error, the fine-mesh rel L2 and its ratio, for
 every model and for the analytic baseline; then, on the first dataset, a learning curve of
 the first model over training-set sizes at a fixed number of optimiser steps, with
 fixed-size val/test sets.
@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from generalization_sets import divided  # noqa: E402
 from table import machine_line  # noqa: E402
 from train_jobs import Job, compose_args, pregenerate, run_all  # noqa: E402
 
@@ -39,7 +40,7 @@ CURVE_HELD_OUT = 100  # val and test meshes of every learning-curve point
 def plan(args: argparse.Namespace) -> list[Job]:
     jobs = []
     for dataset in args.datasets:
-        fine = compose_args([f"data={dataset}"]).data.mesh_size / 2
+        fine = divided(compose_args([f"data={dataset}"]).data.mesh_size, 2)
         for model in args.models:
             name = f"{dataset}/{model}"
             jobs.append(Job(name, [f"data={dataset}", f"model={model}", f"trainer.epochs={args.epochs}"]))

@@ -36,6 +36,7 @@ import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -128,8 +129,9 @@ def changed(data: dict[str, Any], **keys: Any) -> dict[str, Any]:
     return {**copy.deepcopy(data), **keys}
 
 
-def divided(mesh_size: float | list[float], factor: int) -> float | list[float]:
-    """`data.mesh_size` (a number or [min, max]) divided by `factor`."""
+def divided(mesh_size: float | Sequence[float], factor: int) -> float | list[float]:
+    """`data.mesh_size` (a number or [min, max]) divided by `factor`: every sample's size
+    divided by it (meshgnn.data.generate.sample_mesh_size)."""
     if isinstance(mesh_size, (int, float)):
         return mesh_size / factor
     return [bound / factor for bound in mesh_size]
