@@ -4,10 +4,10 @@ For each dataset and model it runs `train.py` (the real pipeline, one subprocess
 the same number of epochs, then evaluates the best checkpoint on meshes twice as fine
 (`trainer.epochs=0 init_from=... data.mesh_size=h/2`, a range halved at both ends: the same
 parts, boundary data and test split, meshed at half the edge length). It prints per dataset
-and target the test rel L2 (mean and median over meshes), the max abs error, the fine-mesh rel L2 and its ratio, for
-every model and for the analytic baseline; then, on the first dataset, a learning curve of
-the first model over training-set sizes at a fixed number of optimiser steps, with
-fixed-size val/test sets.
+and target the test rel L2 (mean and median over meshes), the max abs error, the fine-mesh
+rel L2 and its ratio, for every model and for the analytic baseline; then, on the first
+dataset, a learning curve of the first model over training-set sizes at a fixed number of
+optimiser steps, with fixed-size val/test sets.
 
 "Equal budget" is equal data and equal optimiser steps, not equal wall time: a bigger model
 (the MeshGraphNets baseline) spends more compute per step, and the table shows its time.
