@@ -140,10 +140,10 @@ def evaluate_runs(runs: list[dict[str, Any]], args: argparse.Namespace) -> list[
             tick = time.perf_counter()
             errors = evaluate(package, evalset, device)
             run["sets"][evalset.name] = {**evalset.describe(), "evaluation_s": round(time.perf_counter() - tick, 2)}
+            truth = {t: [e[t] for e in evalset.truth_errors] for t in errors} if evalset.truth else {}
             results.append({"run": run["name"], "variant": run["variant"], "model": run["model"],
                             "data": package.data["name"], "set": evalset.name, "paired": evalset.paired,
-                            "errors": errors,
-                            "truth": {t: [e[t] for e in evalset.truth_errors] for t in errors} if evalset.truth else {}})
+                            "errors": errors, "truth": truth})
     return results
 
 

@@ -13,7 +13,8 @@ from conftest import ROOT
 
 TARGETS = ("temperature", "heat_flux")
 PARAMETERS = ("conductivity", "mean_temperature", "boundary_amplitude", "source_amplitude", "source_width")
-PARAMETER_SETS = [f"{kind}:{p}" for p in PARAMETERS for kind in ("params_low", "params_high", "beyond_low", "beyond_high")]
+KINDS = ("params_low", "params_high", "beyond_low", "beyond_high")
+PARAMETER_SETS = [f"{kind}:{p}" for p in PARAMETERS for kind in KINDS]
 REFINED = ["in_dist", "refine_2x", "refine_4x"]
 
 
