@@ -109,3 +109,19 @@ def test_the_goal_table_names_each_goals_worst_set_and_by_how_much_it_is_missed(
     assert row[4] == worst["set"] and float(row[5].rstrip("x")) == pytest.approx(worst["value"], rel=1e-3)
     assert row[6] == ("met" if worst["value"] <= 1.5 else f"missed by {100 * (worst['value'] / 1.5 - 1):.0f} %")
     assert len(rows) == 2 * 5  # 2 targets x (in_dist absolute, 2x, 4x, new family, beyond)
+
+
+@pytest.mark.slow
+def test_given_runs_are_evaluated_without_training_to_the_same_numbers(bench, tmp_path):
+    _, summary = bench
+    held_out = next(run for run in summary["runs"] if run["variant"] == "held_out")
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "generalization.py"), "--eval-samples", "2",
+                           "--threads", "1", "--gen-workers", "1", "--out", str(tmp_path), "--runs",
+                           held_out["run_dir"]], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    again = json.loads((tmp_path / "generalization.json").read_text())
+    (run,) = again["runs"]
+    assert run["seconds"] is None and (run["variant"], run["epochs"], run["num_samples"]) == ("held_out", 1, 12)
+    assert "| given |" in proc.stdout
+    before = {(r["set"], r["target"]): r["mean"] for r in summary["rows"] if r["run"] == held_out["name"]}
+    assert {(r["set"], r["target"]): r["mean"] for r in again["rows"]} == pytest.approx(before)
