@@ -21,6 +21,7 @@ from omegaconf import OmegaConf
 from torch import Tensor
 
 from meshgnn.data.dataset import load_datasets, make_loader
+from meshgnn.data.sources import SOURCES, get_source
 from meshgnn.errors import UserError
 from meshgnn.inference.mesh_input import Globals, mesh_files, read_mesh
 from meshgnn.inference.package import Package
@@ -201,7 +202,9 @@ def data_config(package: Package, name: str, overrides: list[str]) -> dict[str, 
         if not sep or not key:
             raise UserError(f"{item!r}: write overrides as KEY=VALUE, e.g. data.num_samples=40")
         items.append(item if key.startswith("data.") else f"data.{item}")
-    merged = OmegaConf.merge(OmegaConf.create({"data": package.data}), OmegaConf.from_dotlist(items))
+    trained_data = (get_source(trained).with_generator_defaults(package.data) if trained in SOURCES
+                    else package.data)
+    merged = OmegaConf.merge(OmegaConf.create({"data": trained_data}), OmegaConf.from_dotlist(items))
     config = OmegaConf.to_container(merged.data, resolve=True)
     check_group("data", config, "meshgnn evaluate")
     return config

@@ -23,6 +23,10 @@ def _conf_defaults(name: str) -> dict[str, Any]:
     return OmegaConf.to_container(OmegaConf.load(conf_dir() / "data" / f"{name}.yaml"))
 
 
+# What the 2D generators drew before data.families / data.hole_shapes existed.
+_BEFORE_FAMILIES: dict[str, list[str]] = {"families": ["plate"], "hole_shapes": ["circle"]}
+
+
 @dataclass(frozen=True)
 class GeneratedSource:
     """A generator of solved meshes.
@@ -70,8 +74,12 @@ class GeneratedSource:
 
     def with_generator_defaults(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """`data` with the generator knobs it lacks (a model package's data section written
-        before they existed) from conf/data/<name>.yaml: enough to generate an example mesh."""
-        return {**self.knob_values(None, self.generator_knobs), **data}
+        before they existed): the parts such a model was trained on (plates with circular
+        holes: `_BEFORE_FAMILIES`), the rest from conf/data/<name>.yaml, whose ranges are the
+        constants those versions drew from. Enough to generate its example mesh, or to
+        evaluate it on data like its own (`meshgnn evaluate`)."""
+        before = {knob: value for knob, value in _BEFORE_FAMILIES.items() if knob in self.generator_knobs}
+        return {**self.knob_values(None, self.generator_knobs), **before, **data}
 
     def generate(self, index: int, seed: int, mesh_size: float, max_holes: int,
                  data: Mapping[str, Any] | None = None) -> MeshSample:
