@@ -16,7 +16,9 @@ sample through the real prediction path (`predict_sample`, `errors_against`). It
 variant, model, set and target the rel L2 mean and median and the mean's ratio to the
 model's in_dist mean (refinements: also the median of the per-file ratios), the truth's own
 discretisation error next to it, a goal check of issue #18's goals, the machine, the budget
-and each run's wall time; and writes it all to <out>/generalization.json.
+and each run's wall time; on in_dist, where each model's error (and the truth's) sits
+(benchmarks/error_location.py: per node type, boundary-distance band and near corners); and
+writes it all to <out>/generalization.json.
 
 Usage:
     python benchmarks/generalization.py [--data heat2d] [--models default meshgraphnet]
@@ -43,7 +45,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from generalization_report import goal_checks, print_report, summarise  # noqa: E402
+from error_location import locate  # noqa: E402
+from generalization_report import goal_checks, locations, print_locations, print_report, summarise  # noqa: E402
 from generalization_sets import EvalSet, eval_sets, generate  # noqa: E402
 from table import machine_line  # noqa: E402
 from train_jobs import Job, compose_args, pregenerate, run_all  # noqa: E402
@@ -93,14 +96,22 @@ def plan(args: argparse.Namespace) -> list[tuple[str, str, Job]]:
     return planned
 
 
-def evaluate(package: Package, evalset: EvalSet, device: torch.device) -> dict[str, list[float]]:
-    """Per target, the model's rel L2 on every sample of the set, in the set's order."""
+def evaluate(package: Package, evalset: EvalSet,
+             device: torch.device) -> tuple[dict[str, list[float]], dict[str, list[dict[str, Any]]]]:
+    """Per target, the model's rel L2 on every sample of the set, in the set's order; and,
+    where the set says `locate`, where each sample's error sits (error_location.locate)."""
     errors: dict[str, list[float]] = {}
+    located: dict[str, list[dict[str, Any]]] = {}
+    node_types = package.features.source.node_types
     for sample in evalset.samples:
         (pred,) = predict_sample([package], sample, device)
         for target, e in errors_against(pred, sample.targets).items():
             errors.setdefault(target, []).append(e["rel_l2"])
-    return errors
+            if evalset.locate:
+                located.setdefault(target, []).append(locate(sample.points, sample.cells, sample.node_type,
+                                                             pred[target].double().cpu().numpy(),
+                                                             sample.targets[target], node_types))
+    return errors, located
 
 
 def runs_to_evaluate(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -138,12 +149,13 @@ def evaluate_runs(runs: list[dict[str, Any]], args: argparse.Namespace) -> list[
                 print(f"  {run['variant']}: {evalset.name}, {len(evalset.samples)} meshes generated in "
                       f"{evalset.seconds:.1f} s", flush=True)
             tick = time.perf_counter()
-            errors = evaluate(package, evalset, device)
+            errors, located = evaluate(package, evalset, device)
             run["sets"][evalset.name] = {**evalset.describe(), "evaluation_s": round(time.perf_counter() - tick, 2)}
             truth = {t: [e[t] for e in evalset.truth_errors] for t in errors} if evalset.truth else {}
             results.append({"run": run["name"], "variant": run["variant"], "model": run["model"],
                             "data": package.data["name"], "set": evalset.name, "paired": evalset.paired,
-                            "errors": errors, "truth": truth})
+                            "errors": errors, "truth": truth, "located": located,
+                            "truth_located": {t: [s[t] for s in evalset.truth_located] for t in located}})
     return results
 
 
@@ -186,7 +198,9 @@ def main() -> None:
     }
     summary["rows"] = summarise(results)
     summary["goals"] = goal_checks(summary["rows"], args.device)
+    summary["error_location"] = locations(results)
     print_report(summary, summary["rows"], summary["goals"])
+    print_locations(summary["error_location"])
     summary["wall_s"] = round(time.perf_counter() - start, 1)
     print(f"\nwall time: {summary['wall_s']:.0f} s in all")
     (args.out / "generalization.json").write_text(json.dumps(summary, indent=2))

@@ -1,6 +1,6 @@
 """The tables of benchmarks/generalization.py: per run, set and target the rel L2 mean and
-median, the mean's ratio to the run's in_dist mean, the truth's own error; and the goal check
-of issue #18's goals, met or missed by how much."""
+median, the mean's ratio to the run's in_dist mean, the truth's own error; the goal check
+of issue #18's goals, met or missed by how much; and where the in_dist error sits."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from error_location import summarise as summarise_location
 from table import machine_line
 
 # Issue #18's goals: (sets named so, the goal's name, the most their mean rel L2 may be in
@@ -42,6 +43,38 @@ def summarise(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 row["truth_mean"], row["truth_median"] = float(np.mean(truth)), float(np.median(truth))
             rows.append(row)
     return rows
+
+
+def locations(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per run, located set and target, where the model's error and the truth's sit
+    (error_location.summarise of its samples; truth None where not measured)."""
+    return [{"run": r["run"], "variant": r["variant"], "model": r["model"], "data": r["data"], "set": r["set"],
+             "target": target, "prediction": summarise_location(located),
+             "truth": summarise_location(r["truth_located"][target]) if r["truth_located"].get(target) else None}
+            for r in results for target, located in r.get("located", {}).items()]
+
+
+def print_locations(entries: list[dict[str, Any]]) -> None:
+    """One table per run: every target's regions (shares of nodes and of the squared error,
+    pooled rel L2, the truth's the same), then its per-sample concentration line."""
+    for run in dict.fromkeys(e["run"] for e in entries):
+        mine = [e for e in entries if e["run"] == run]
+        print(f"\n### error location: {mine[0]['data']}, {run}, {mine[0]['set']} "
+              f"({mine[0]['prediction']['meshes']} meshes)\n")
+        print("| target | region | node share | error share | rel L2 | truth error share | truth rel L2 |")
+        print("|---|---|---|---|---|---|---|")
+        for entry in mine:
+            truth = (entry["truth"] or {}).get("regions", {})
+            for name, r in entry["prediction"]["regions"].items():
+                t = truth.get(name, {})
+                print(f"| {entry['target']} | {name} | {r['node_share']:.3f} | {r['error_share']:.3f} | "
+                      f"{_cell(r['rel_l2'], '.4f')} | {_cell(t.get('error_share'), '.3f')} | "
+                      f"{_cell(t.get('rel_l2'), '.4f')} |")
+        for entry in mine:
+            p = entry["prediction"]
+            print(f"{entry['target']}: Spearman(per-mesh rel L2, RMS |true|) = "
+                  f"{_cell(p['spearman_rel_l2_vs_rms_true'], '+.3f') or 'n/a (< 3 meshes)'}; the worst 10 % of meshes "
+                  f"hold {100 * p['worst_10pct_share_of_mean_rel_l2']:.1f} % of the mean rel L2")
 
 
 def goal_checks(rows: list[dict[str, Any]], device: str) -> list[dict[str, Any]]:

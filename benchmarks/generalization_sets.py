@@ -23,7 +23,8 @@ Every set but in_dist and the refinements uses `eval_seed` (not training's seed)
 its samples is a training sample. For in_dist and the refinements each sample is also solved
 with `label_refinement` 2 higher (the reference fields on a mesh refined twice more,
 restricted to the same nodes): the rel L2 of the set's own reference fields against those is
-the truth's discretisation error, to read next to the model's.
+the truth's discretisation error, to read next to the model's; on in_dist, where that error
+sits is located as the model's is (benchmarks/error_location.py).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from omegaconf import OmegaConf
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from error_location import locate  # noqa: E402
 from meshgnn.constraints import Range, check_of  # noqa: E402
 from meshgnn.data.dataset import generating_keys  # noqa: E402
 from meshgnn.data.features import split_indices  # noqa: E402
@@ -75,9 +77,11 @@ class EvalSet:
     indices: list[int]
     truth: bool = False
     paired: bool = False
+    locate: bool = False  # where each sample's error sits is measured (error_location), the truth's too
     notes: list[str] = field(default_factory=list)
     samples: list[MeshSample] = field(default_factory=list, repr=False)
     truth_errors: list[dict[str, float]] = field(default_factory=list, repr=False)
+    truth_located: list[dict[str, dict[str, Any]]] = field(default_factory=list, repr=False)
     seconds: float = 0.0
 
     def key(self) -> str:
@@ -102,7 +106,7 @@ def eval_sets(data: dict[str, Any], eval_samples: int, eval_seed: int) -> list[E
     ratios = (data["split"]["train"], data["split"]["val"], data["split"]["test"])
     test = split_indices(data["num_samples"], ratios, data["seed"])["test"][:eval_samples].tolist()
     fresh = list(range(eval_samples))
-    sets = [EvalSet("in_dist", data, data["seed"], test, truth=True)]
+    sets = [EvalSet("in_dist", data, data["seed"], test, truth=True, locate=True)]
     for factor in (2, 4):
         sets.append(EvalSet(f"refine_{factor}x", changed(data, mesh_size=divided(data["mesh_size"], factor)),
                             data["seed"], test, truth=True, paired=True))
@@ -167,10 +171,11 @@ def _pair(values: list[float]) -> str:
 def generate(evalset: EvalSet, workers: int) -> None:
     """Draw the set's samples (and its truth's errors), `workers` processes (0 = every core)."""
     start = time.perf_counter()
-    job = partial(_draw, data=evalset.data, seed=evalset.seed, truth=evalset.truth)
+    job = partial(_draw, data=evalset.data, seed=evalset.seed, truth=evalset.truth, located=evalset.locate)
     drawn = parallel_map(job, evalset.indices, workers, f"generating {evalset.name}", unit="samples")
-    evalset.samples = [sample for sample, _ in drawn]
-    evalset.truth_errors = [errors for _, errors in drawn if errors is not None]
+    evalset.samples = [sample for sample, _, _ in drawn]
+    evalset.truth_errors = [errors for _, errors, _ in drawn if errors is not None]
+    evalset.truth_located = [where for _, _, where in drawn if where is not None]
     evalset.seconds = time.perf_counter() - start
 
 
@@ -180,12 +185,20 @@ def draw(data: dict[str, Any], seed: int, index: int) -> MeshSample:
     return source.generate(index, seed, sample_mesh_size(data["mesh_size"], seed, index), data["max_holes"], data)
 
 
-def _draw(index: int, *, data: dict[str, Any], seed: int, truth: bool) -> tuple[MeshSample, dict[str, float] | None]:
+def _draw(index: int, *, data: dict[str, Any], seed: int, truth: bool,
+          located: bool) -> tuple[MeshSample, dict[str, float] | None, dict[str, dict[str, Any]] | None]:
+    """The sample; with `truth` its reference fields' rel L2 against the finer solve's, and
+    with `located` too where that error sits (error_location.locate), per target."""
     sample = draw(data, seed, index)
     if not truth:
-        return sample, None
+        return sample, None, None
     finer = draw(changed(data, label_refinement=data["label_refinement"] + TRUTH_REFINEMENT), seed, index)
     if finer.num_nodes != sample.num_nodes or not np.array_equal(finer.points, sample.points):
         raise RuntimeError(f"sample {index}: refined labels came on other nodes than the sample's own")
     own = {name: torch.from_numpy(np.asarray(values, dtype=np.float64)) for name, values in sample.targets.items()}
-    return sample, {name: e["rel_l2"] for name, e in errors_against(own, finer.targets).items()}
+    where = None
+    if located:
+        node_types = get_source(data["name"]).spec.node_types
+        where = {name: locate(sample.points, sample.cells, sample.node_type, values, finer.targets[name], node_types)
+                 for name, values in sample.targets.items()}
+    return sample, {name: e["rel_l2"] for name, e in errors_against(own, finer.targets).items()}, where

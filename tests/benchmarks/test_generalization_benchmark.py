@@ -132,3 +132,31 @@ def test_given_runs_are_evaluated_without_training_to_the_same_numbers(bench, tm
     assert "| given |" in proc.stdout
     before = {(r["set"], r["target"]): r["mean"] for r in summary["rows"] if r["run"] == held_out["name"]}
     assert {(r["set"], r["target"]): r["mean"] for r in again["rows"]} == pytest.approx(before)
+
+
+
+@pytest.mark.slow
+def test_in_dist_error_location_is_tabled_per_run_and_its_partitions_sum_to_one(bench):
+    stdout, summary = bench
+    entries = summary["error_location"]
+    assert sorted((e["run"], e["target"]) for e in entries) == sorted(
+        (run["name"], t) for run in summary["runs"] for t in TARGETS)
+    types = [f"type {t}" for t in ("interior", "dirichlet", "insulated")]
+    for entry in entries:
+        assert entry["set"] == "in_dist" and entry["prediction"]["meshes"] == 1
+        for where in (entry["prediction"], entry["truth"]):
+            regions = where["regions"]
+            bands = [name for name in regions if name.startswith("boundary dist")]
+            assert set(types) <= set(regions) and len(bands) == 3
+            for group in (types, bands):
+                assert sum(regions[n]["error_share"] for n in group) == pytest.approx(1.0, abs=1e-6)
+                assert sum(regions[n]["node_share"] for n in group) == pytest.approx(1.0, abs=1e-6)
+            assert where["worst_10pct_share_of_mean_rel_l2"] == 1.0  # one mesh: it is the worst
+        section = stdout.split(f"### error location: heat2d, {entry['run']}, in_dist (1 meshes)\n", 1)[1]
+        rows = {(c[0], c[1]): c for c in ([x.strip() for x in line.strip("|").split("|")]
+                                          for line in section.split("###", 1)[0].splitlines() if line.startswith("| "))}
+        for name, region in entry["prediction"]["regions"].items():
+            cells = rows[(entry["target"], name)]
+            assert float(cells[3]) == pytest.approx(region["error_share"], abs=6e-4)
+            assert float(cells[5]) == pytest.approx(entry["truth"]["regions"][name]["error_share"], abs=6e-4)
+        assert f"{entry['target']}: Spearman(per-mesh rel L2, RMS |true|) = n/a (< 3 meshes)" in section
