@@ -145,6 +145,8 @@ class Heat2dDataConfig(Parts2dDataConfig):
 
     ranges: Heat2dRanges = key(Nested(), default_factory=Heat2dRanges)
     shepard_neighbours: int = key(at_least(1, "Dirichlet nodes each node's baseline averages over"))
+    shepard_spacing: Optional[float] = key(positive("Dirichlet node spacing at which shepard_neighbours "
+                                                    "holds; null = that many nodes on every mesh", eg=0.08))
 
 
 @dataclass

@@ -229,15 +229,41 @@ def test_shepard_neighbours_is_a_checked_knob_of_the_cache_key():
     from meshgnn.config import validate
     from meshgnn.data.dataset import generating_keys
 
-    assert heat2d.VERSION == 4
-    default, wider = (compose_config(["data.num_samples=20"] + extra).data
-                      for extra in ([], ["data.shepard_neighbours=16"]))
+    assert heat2d.VERSION == 5
+    default, wider, fixed = (compose_config(["data.num_samples=20"] + extra).data
+                             for extra in ([], ["data.shepard_neighbours=16"], ["data.shepard_spacing=null"]))
     assert default.shepard_neighbours == 64  # conf/data/heat2d.yaml's, also what knob_values() falls back to
     assert SOURCES["heat2d"].knob_values(None, ("shepard_neighbours",)) == {"shepard_neighbours": 64}
     assert generating_keys(default)["shepard_neighbours"] == 64
     assert generating_keys(default) != generating_keys(wider)
+    assert generating_keys(default)["shepard_spacing"] == 0.08 and generating_keys(fixed)["shepard_spacing"] is None
     with pytest.raises(UserError, match="shepard_neighbours"):
         validate(compose_config(["data.shepard_neighbours=0"]))
+    with pytest.raises(UserError, match="shepard_spacing"):
+        validate(compose_config(["data.shepard_spacing=0"]))
+
+
+def test_the_baseline_with_a_spacing_covers_the_same_boundary_at_every_resolution():
+    """The same plates meshed 1x and 4x finer: with data.shepard_spacing the baseline's error
+    stays put; a fixed neighbour count (null, and what a data section from before the knob
+    means) reaches a quarter as far along the boundary and its error grows."""
+    data = {**SOURCES["heat2d"].knob_values(), "families": ["plate"], "hole_shapes": ["circle"]}
+
+    def baseline_error(size: float, spacing: float | None) -> float:
+        errors = []
+        for index in range(3):
+            sample = SOURCES["heat2d"].generate(index, 0, size, 2, data)
+            guess = SOURCES["heat2d"].baseline(sample, {"shepard_neighbours": 16, "shepard_spacing": spacing})
+            errors.append(np.linalg.norm(guess["heat_flux"] - sample.targets["heat_flux"])
+                          / np.linalg.norm(sample.targets["heat_flux"]))
+        return float(np.mean(errors))
+
+    assert baseline_error(0.03, 0.12) < 1.2 * baseline_error(0.12, 0.12)  # measured 1.12x
+    assert baseline_error(0.03, None) > 1.8 * baseline_error(0.12, None)  # measured 2.5x
+    sample = SOURCES["heat2d"].generate(0, 0, 0.12, 2, data)
+    old = SOURCES["heat2d"].baseline(sample, {"name": "heat2d", "shepard_neighbours": 16})
+    fixed = SOURCES["heat2d"].baseline(sample, {"shepard_neighbours": 16, "shepard_spacing": None})
+    assert np.array_equal(old["heat_flux"], fixed["heat_flux"])
 
 
 def test_a_heat2d_data_section_without_the_knob_is_one_clear_line(heat_sample):

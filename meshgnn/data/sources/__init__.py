@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -21,10 +21,6 @@ def _conf_defaults(name: str) -> dict[str, Any]:
     from omegaconf import OmegaConf
 
     return OmegaConf.to_container(OmegaConf.load(conf_dir() / "data" / f"{name}.yaml"))
-
-
-# What the 2D generators drew before data.families / data.hole_shapes existed.
-_BEFORE_FAMILIES: dict[str, list[str]] = {"families": ["plate"], "hole_shapes": ["circle"]}
 
 
 @dataclass(frozen=True)
@@ -44,6 +40,9 @@ class GeneratedSource:
     `baseline_knobs` those both take (e.g. heat2d's shepard_neighbours), `generator_knobs` those
     only `make` takes (data.ranges, data.families, ...). A model package's data section keeps
     predicting as long as it has the baseline's, so a generator knob never becomes one of those.
+    `predating` gives what a data section written before a knob existed meant by its absence
+    (heat2d's shepard_spacing: a fixed neighbour count; the 2D families: plates with circular
+    holes), so such a section still reads as the data its model was trained on.
     """
 
     name: str
@@ -53,6 +52,7 @@ class GeneratedSource:
     analytic: Callable[..., dict[str, np.ndarray]]
     baseline_knobs: tuple[str, ...] = ()
     generator_knobs: tuple[str, ...] = ()
+    predating: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def knobs(self) -> tuple[str, ...]:
@@ -64,8 +64,7 @@ class GeneratedSource:
         (a data config, or a model package's data section), or without one the defaults of
         conf/data/<name>.yaml (tests, benchmarks, examples)."""
         knobs = self.knobs if knobs is None else knobs
-        if data is None:
-            data = _conf_defaults(self.name)
+        data = _conf_defaults(self.name) if data is None else {**self.predating, **data}
         missing = [knob for knob in knobs if knob not in data]
         if missing:
             raise UserError(f"the {self.name} data config has no {', '.join(missing)}: it predates data version "
@@ -74,12 +73,11 @@ class GeneratedSource:
 
     def with_generator_defaults(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """`data` with the generator knobs it lacks (a model package's data section written
-        before they existed): the parts such a model was trained on (plates with circular
-        holes: `_BEFORE_FAMILIES`), the rest from conf/data/<name>.yaml, whose ranges are the
+        before they existed): what their absence meant (`predating`: plates with circular
+        holes), the rest from conf/data/<name>.yaml, whose ranges are the
         constants those versions drew from. Enough to generate its example mesh, or to
         evaluate it on data like its own (`meshgnn evaluate`)."""
-        before = {knob: value for knob, value in _BEFORE_FAMILIES.items() if knob in self.generator_knobs}
-        return {**self.knob_values(None, self.generator_knobs), **before, **data}
+        return {**self.knob_values(None, self.generator_knobs), **self.predating, **data}
 
     def generate(self, index: int, seed: int, mesh_size: float, max_holes: int,
                  data: Mapping[str, Any] | None = None) -> MeshSample:
@@ -99,14 +97,17 @@ def _plain(value: Any) -> Any:
 
 
 PARTS_2D = ("ranges", "families", "hole_shapes", "label_refinement")  # data config keys of the 2D parts
+# What the 2D generators drew before data.families / data.hole_shapes existed.
+BEFORE_FAMILIES: dict[str, Any] = {"families": ["plate"], "hole_shapes": ["circle"]}
 
 SOURCES: dict[str, GeneratedSource] = {
     source.name: source
     for source in (
         GeneratedSource("heat2d", heat2d.SPEC, heat2d.VERSION, heat2d.generate, heat2d.baseline,
-                        baseline_knobs=("shepard_neighbours",), generator_knobs=PARTS_2D),
+                        baseline_knobs=("shepard_neighbours", "shepard_spacing"), generator_knobs=PARTS_2D,
+                        predating={**BEFORE_FAMILIES, "shepard_spacing": None}),
         GeneratedSource("elasticity2d", elasticity2d.SPEC, elasticity2d.VERSION, elasticity2d.generate,
-                        elasticity2d.baseline, generator_knobs=PARTS_2D),
+                        elasticity2d.baseline, generator_knobs=PARTS_2D, predating=BEFORE_FAMILIES),
         GeneratedSource("elasticity3d", elasticity3d.SPEC, elasticity3d.VERSION, elasticity3d.generate,
                         elasticity3d.baseline),
     )
