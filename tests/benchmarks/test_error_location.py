@@ -40,7 +40,6 @@ def test_an_l_shape_has_six_corners_one_of_them_re_entrant():
 
 def test_error_only_on_one_node_type_has_all_the_share_there():
     points, cells = grid(5)
-    n = len(points)
     node_type = np.where((points[:, 0] % 5 == 0) | (points[:, 1] % 5 == 0), 3, 0)
     node_type[points[:, 0] == 0] = 1  # the left side clamped
     true = np.stack([points[:, 0] + 1, points[:, 1]], 1)
