@@ -69,15 +69,15 @@ def refine_uniform(points: np.ndarray, triangles: np.ndarray, facets: np.ndarray
     stay counter-clockwise."""
     origin = np.arange(len(facets))
     for _ in range(times):
-        n = len(points)
-        edges = np.sort(triangles[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
+        n = np.int64(len(points))  # int64 codes: int32 node numbers would overflow n * n
+        edges = np.sort(triangles[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1).astype(np.int64)
         codes, inverse = np.unique(edges[:, 0] * n + edges[:, 1], return_inverse=True)
         ends = np.c_[codes // n, codes % n]
         ab, bc, ca = (n + inverse.reshape(-1, 3)).T  # the midpoints of edges (0, 1), (1, 2), (2, 0)
         a, b, c = triangles.T
         triangles = np.concatenate([np.c_[a, ab, ca], np.c_[ab, b, bc], np.c_[ca, bc, c], np.c_[ab, bc, ca]])
         points = np.concatenate([points, 0.5 * (points[ends[:, 0]] + points[ends[:, 1]])])
-        facet_codes = facets.min(axis=1) * n + facets.max(axis=1)
+        facet_codes = facets.min(axis=1).astype(np.int64) * n + facets.max(axis=1)
         middle = n + np.searchsorted(codes, facet_codes)
         if not np.array_equal(codes[middle - n], facet_codes):
             raise ValueError("refine_uniform: facets contains node pairs that are not triangle edges")
@@ -291,11 +291,15 @@ def _mesh(points: np.ndarray, triangles: np.ndarray) -> MeshTri:
 
 
 def _facet_indices(mesh: MeshTri, node_pairs: np.ndarray) -> np.ndarray:
-    """scikit-fem facet numbers of the given node pairs (scikit-fem stores pairs sorted)."""
-    n = mesh.nvertices
-    known = mesh.facets[0] * n + mesh.facets[1]
+    """scikit-fem facet numbers of the given node pairs (scikit-fem stores pairs sorted).
+    The pair codes are built in int64: scikit-fem keeps int32 facets and an int32 `nvertices`,
+    whose product overflows past ~46k nodes (a refined mesh reaches that) and mismatches codes."""
+    n = np.int64(mesh.nvertices)
+    facets = mesh.facets.astype(np.int64)
+    known = facets[0] * n + facets[1]
     order = np.argsort(known)
-    wanted = node_pairs.min(axis=1) * n + node_pairs.max(axis=1)
+    pairs = np.asarray(node_pairs, dtype=np.int64)
+    wanted = pairs.min(axis=1) * n + pairs.max(axis=1)
     found = np.searchsorted(known, wanted, sorter=order).clip(max=len(known) - 1)
     position = order[found]
     if not np.array_equal(known[position], wanted):
