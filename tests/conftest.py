@@ -60,9 +60,11 @@ TARGETS = [("temperature", 1), ("heat_flux", 2)]  # heat2d's, in column order
 
 def heat2d_graph(index: int, num_levels: int, mesh_size: float = 0.12):
     """One generated heat2d mesh as a model input, through the pipeline's own per-graph steps
-    (the way a mesh file is loaded): features, coarse levels, normalisation with a prior."""
+    (the way a mesh file is loaded): features, coarse levels, normalisation with a prior.
+    A plate with circular holes, so that a coarse `mesh_size` gives the tiny graphs tests need."""
     source = get_source("heat2d")
-    store, slices = single_graph_store(sample_to_graph(source.generate(index, 0, mesh_size, 2), source.spec))
+    plates = {**source.knob_values(), "families": ["plate"], "hole_shapes": ["circle"]}
+    store, slices = single_graph_store(sample_to_graph(source.generate(index, 0, mesh_size, 2, plates), source.spec))
     hierarchy = HierarchySpec(num_levels, 2.0) if num_levels else None
     features = FeatureSpec(source=source.spec, fourier_features=4, fourier_scale=1.0, fourier_seed=0,
                            boundary_distance=True, baseline_input=True,
