@@ -43,7 +43,7 @@ def sync(device: torch.device) -> None:
 
 def timed_generate(nodes: int, seed: int):
     """A heat2d sample of about `nodes` nodes and the seconds its FEM solve took."""
-    from meshgnn.data.sources import heat2d
+    from meshgnn.data.sources import get_source, heat2d
 
     mesh_size = REFERENCE_MESH_SIZE * (REFERENCE_NODES / nodes) ** 0.5
     solve, seconds = heat2d.solve_heat, []
@@ -56,7 +56,7 @@ def timed_generate(nodes: int, seed: int):
 
     heat2d.solve_heat = timed
     try:
-        sample = heat2d.generate(0, seed, mesh_size, 3)
+        sample = get_source("heat2d").generate(0, seed, mesh_size, 3)
     finally:
         heat2d.solve_heat = solve
     return sample, seconds[0]
