@@ -14,7 +14,7 @@ Issue #19's goals are checked and printed; everything goes to --json too.
 
 Usage: python benchmarks/inference.py (--model heat2d=RUN_DIR ... | --train-quick)
        [--sizes 1000 10000 100000] [--repeats 5] [--precisions fp32 bf16] [--folder-count 64]
-       [--accuracy] [--json inference.json]
+       [--accuracy] [--json inference.json] [-- train.py overrides for --train-quick]
 """
 
 from __future__ import annotations
@@ -42,9 +42,10 @@ from train_jobs import Job, run_all  # noqa: E402
 SOURCES = {"heat2d": ("meshgnn.data.sources.heat2d", "solve_heat", 19_000, 0.0118)}
 ACCURACY_SETTINGS = [("fp32", 0.0), ("bf16", 0.0), ("fp16", 0.0), ("fp32", 0.2), ("bf16", 0.2)]
 FOLDER_NODES = 10_000
-QUICK_ARGS = ["trainer.epochs=1", "data.num_samples=8", "model.hidden_dim=8", "model.num_levels=2",
-              "data.mesh_size=[0.2,0.3]", "data.max_holes=1", "data.generate_workers=1",
-              "trainer.image_every=0"]
+# --train-quick: the default architecture (timing depends on its size, not on its weights),
+# trained for one epoch on a few coarse meshes
+QUICK_ARGS = ["trainer.epochs=1", "data.num_samples=8", "data.mesh_size=[0.2,0.3]", "data.max_holes=1",
+              "data.generate_workers=1", "trainer.image_every=0"]
 
 
 def sync(device: torch.device) -> None:
@@ -128,9 +129,9 @@ def folder_throughput(package, source: str, folder: Path, count: int, device: to
             "meshes_per_s": len(results) / seconds, "nodes_per_s": nodes / seconds}
 
 
-def train_quick(out: Path) -> dict[str, str]:
-    """A tiny model of each source, trained through train.py (the real pipeline)."""
-    jobs = run_all([Job(source, [f"data={source}", *QUICK_ARGS]) for source in SOURCES], out, [], parallel=1)
+def train_quick(out: Path, overrides: list[str]) -> dict[str, str]:
+    """A quickly trained model of each source, through train.py (the real pipeline)."""
+    jobs = run_all([Job(source, [f"data={source}", *QUICK_ARGS]) for source in SOURCES], out, overrides, parallel=1)
     failed = [f"{j.name}: {j.error}" for j in jobs.values() if j.error]
     if failed:
         raise SystemExit("--train-quick failed: " + "; ".join(failed))
@@ -198,6 +199,7 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=ROOT / "data_cache")
     parser.add_argument("--devices", nargs="+", default=["cpu", "cuda"], help="cuda is skipped without CUDA")
     parser.add_argument("--json", type=Path, default=Path("inference.json"))
+    parser.add_argument("overrides", nargs="*", help="extra train.py overrides for --train-quick (after --)")
     args = parser.parse_args()
     from meshgnn.inference.package import load_model
 
@@ -206,7 +208,7 @@ def main() -> None:
         folder = Path(tmp)
         models = parse_models(args.model)
         if args.train_quick:
-            models = {**train_quick(folder / "runs"), **models}
+            models = {**train_quick(folder / "runs", args.overrides), **models}
         if not models:
             raise SystemExit("give --model SOURCE=RUN_DIR or --train-quick")
         print(machine_line(f"devices {', '.join(d.type for d in devices)}; models {models}"))

@@ -13,7 +13,8 @@ def test_inference_benchmark_tiny(tmp_path):
     out = tmp_path / "inference.json"
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "inference.py"), "--train-quick", "--sizes", "300",
-         "--repeats", "1", "--folder-count", "2", "--devices", "cpu", "--json", str(out)],
+         "--repeats", "1", "--folder-count", "2", "--devices", "cpu", "--json", str(out),
+         "--", "model.hidden_dim=8", "model.num_levels=2"],
         capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     report = json.loads(out.read_text())
