@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import sparse
 from scipy.spatial import cKDTree
 
 DUPLICATE_TOLERANCE = 1e-12  # points closer than this times the bounding box are duplicates
@@ -70,44 +71,73 @@ def cell_measures(points: np.ndarray, cell_type: str, conn: np.ndarray) -> np.nd
     """Area (2D cells) or volume (3D cells) of every cell, from the fan of triangles or
     tetrahedra joining the cell's centroid to its boundary (exact for convex cells, and zero
     for any degenerate cell, whatever the node orientation)."""
-    pts = points if points.shape[1] == 3 else np.pad(points, ((0, 0), (0, 1)))
-    corners = pts[conn]  # [C, nodes, 3]
-    centre = corners.mean(axis=1)
-    total = np.zeros(len(conn))
-    for face in _FACES[cell_type]:
-        ring = corners[:, list(face)] - centre[:, None]
-        for i in range(len(face)):
-            a, b = ring[:, i], ring[:, (i + 1) % len(face)]
-            if CELL_DIM[cell_type] == 2:
-                total += 0.5 * np.linalg.norm(np.cross(a, b), axis=1)
-            elif 0 < i < len(face) - 1:  # fan triangle (0, i, i+1) of the face, apex at the centre
-                total += np.abs(np.einsum("ij,ij->i", ring[:, 0], np.cross(a, b))) / 6.0
-    return total
+    return _cell_measures(_gather(points, conn), cell_type)
 
 
 def corner_measures(points: np.ndarray, cell_type: str, conn: np.ndarray) -> np.ndarray:
     """[cells, corners] signed area (2D cells of a 2D mesh) or volume (3D cells) at each
     corner; positive for a cell in VTK node order with counter-clockwise / right-handed axes."""
+    return _corner_measures(_gather(points, conn), cell_type)
+
+
+Coords = list[np.ndarray]  # one [cells, nodes] array per coordinate axis
+
+
+def _gather(points: np.ndarray, conn: np.ndarray) -> Coords:
+    """The cells' node coordinates, one axis at a time: gathering from a contiguous column is
+    ~3x faster than gathering [N, dim] rows, and the products below stay 1D (np.cross on
+    [C, 3] arrays costs more than the arithmetic itself)."""
+    return [np.ascontiguousarray(points[:, k])[conn] for k in range(points.shape[1])]
+
+
+def _cross(a: Coords, b: Coords) -> Coords:
+    """a x b of 2D (the z component only) or 3D vectors given as coordinate lists."""
+    if len(a) == 2:
+        return [a[0] * b[1] - a[1] * b[0]]
+    return [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
+
+
+def _dot(a: Coords, b: Coords) -> np.ndarray:
+    return sum((x * y for x, y in zip(a, b)), np.zeros_like(a[0]))
+
+
+def _cell_measures(coords: Coords, cell_type: str) -> np.ndarray:
+    centred = [c - c.mean(axis=1, keepdims=True) for c in coords]
+    total = np.zeros(len(coords[0]))
+    for face in _FACES[cell_type]:
+        ring = [[c[:, k] for c in centred] for k in face]
+        for i in range(len(face)):
+            normal = _cross(ring[i], ring[(i + 1) % len(face)])
+            if CELL_DIM[cell_type] == 2:
+                total += 0.5 * (np.abs(normal[0]) if len(normal) == 1 else np.sqrt(_dot(normal, normal)))
+            elif 0 < i < len(face) - 1:  # fan triangle (0, i, i+1) of the face, apex at the centre
+                total += np.abs(_dot(ring[0], normal)) / 6.0
+    return total
+
+
+def _corner_measures(coords: Coords, cell_type: str) -> np.ndarray:
     columns = []
     for corner in _CORNERS[cell_type]:
-        origin = points[conn[:, corner[0]]]
-        axes = [points[conn[:, k]] - origin for k in corner[1:]]
+        origin = [c[:, corner[0]] for c in coords]
+        axes = [[c[:, k] - o for c, o in zip(coords, origin)] for k in corner[1:]]
         if len(axes) == 2:
-            columns.append(0.5 * (axes[0][:, 0] * axes[1][:, 1] - axes[0][:, 1] * axes[1][:, 0]))
+            columns.append(0.5 * _cross(axes[0][:2], axes[1][:2])[0])
         else:
-            columns.append(np.einsum("ij,ij->i", axes[0], np.cross(axes[1], axes[2])) / 6.0)
+            columns.append(_dot(axes[0], _cross(axes[1], axes[2])) / 6.0)
     return np.stack(columns, axis=1)
 
 
 def check_geometry(points: np.ndarray, cells: list[tuple[str, np.ndarray]]) -> list[Finding]:
     """Every geometry problem of a mesh with finite points and valid connectivity."""
-    extent = float(np.ptp(points, axis=0).max())
+    columns = [points[:, k] for k in range(points.shape[1])]
+    lows, highs = np.array([c.min() for c in columns]), np.array([c.max() for c in columns])
+    extent = float((highs - lows).max())
     if extent == 0.0:
         return [Finding("points", f"all {len(points)} points coincide",
                         "re-export the mesh; its coordinates are missing")] if len(points) > 1 else []
-    findings = _check_scale(points, extent)
-    pairs = cKDTree(points).query_pairs(DUPLICATE_TOLERANCE * extent, output_type="ndarray")
-    duplicates = len(np.unique(pairs[:, 1])) if len(pairs) else 0
+    largest = float(max(np.abs(lows).max(), np.abs(highs).max()))
+    findings = _check_scale(largest, extent)
+    duplicates = _duplicate_points(points, DUPLICATE_TOLERANCE * extent, largest)
     if duplicates:
         findings.append(Finding(
             "points", f"{duplicates} duplicate points (same coordinates as another point, within "
@@ -120,20 +150,45 @@ def check_geometry(points: np.ndarray, cells: list[tuple[str, np.ndarray]]) -> l
             findings.append(Finding("cells", f"{len(conn)} {cell_type} cells in a flat mesh (all z = 0)",
                                     "write the 3D coordinates, or use 2D cells for a 2D mesh"))
     solid = [(t, c) for t, c in solid if CELL_DIM[t] <= dim]
+    coords = {t: _gather(points, c) for t, c in solid}
     for cell_type, conn in solid:
         cell_dim = CELL_DIM[cell_type]
-        small = int((cell_measures(points, cell_type, conn) < MEASURE_TOLERANCE * extent**cell_dim).sum())
+        small = int((_cell_measures(coords[cell_type], cell_type) < MEASURE_TOLERANCE * extent**cell_dim).sum())
         if small:
             findings.append(Finding(
                 "cells", f"{small} of {len(conn)} {cell_type} cells have zero {MEASURE_NAME[cell_dim]} "
                 f"(below {MEASURE_TOLERANCE:g} of the bounding box{'^' + str(cell_dim) if cell_dim > 1 else ''})",
                 "remove the degenerate cells or re-mesh"))
-    oriented, inverted = _check_orientation(points, solid, MEASURE_TOLERANCE * extent**dim)
-    return findings + oriented + _check_overlap(points, solid, inverted)
+    oriented, inverted = _check_orientation(dim, solid, coords, MEASURE_TOLERANCE * extent**dim)
+    return findings + oriented + _check_overlap(len(points), dim, solid, inverted)
 
 
-def _check_scale(points: np.ndarray, extent: float) -> list[Finding]:
-    largest = float(np.abs(points).max())
+# A direction no two lattice points project to the same place along (1, sqrt 2, sqrt 3 are
+# independent over the rationals), so structured grids never look like duplicates along it.
+_PROJECTION = np.array([1.0, np.sqrt(2.0), np.sqrt(3.0)])
+
+
+def _duplicate_points(points: np.ndarray, radius: float, largest: float) -> int:
+    """How many points lie within `radius` of a point listed before them (cKDTree.query_pairs'
+    second indices). Two such points project within radius * |d| of each other along `d`, and so
+    do all points sorted between them; only runs of such close projections (none in a valid
+    mesh) go to the tree, which costs ~5x the sort. The slack covers the projection's rounding."""
+    direction = _PROJECTION[:points.shape[1]]
+    along = points @ direction
+    eps = np.finfo(np.float64).eps
+    slack = (radius * np.linalg.norm(direction) + 4 * len(direction) * eps * largest * direction.sum()) * (1 + 1e-9)
+    if not (np.diff(np.sort(along)) <= slack).any():
+        return 0
+    order = np.argsort(along)
+    close = np.diff(along[order]) <= slack
+    near = np.zeros(len(points), dtype=bool)
+    near[order[1:][close]] = near[order[:-1][close]] = True
+    candidates = np.flatnonzero(near)  # ascending, so query_pairs' (i < j) order is kept
+    pairs = cKDTree(points[candidates]).query_pairs(radius, output_type="ndarray")
+    return len(np.unique(candidates[pairs[:, 1]])) if len(pairs) else 0
+
+
+def _check_scale(largest: float, extent: float) -> list[Finding]:
     if largest > FLOAT32_LIMIT:
         return [Finding("points", f"coordinates reach {largest:.3g}, beyond the 32-bit floats graphs "
                         f"are stored in (edge vectors must stay below {FLOAT32_LIMIT:.3g})",
@@ -147,16 +202,16 @@ def _check_scale(points: np.ndarray, extent: float) -> list[Finding]:
                     "export's units", warning=True)]
 
 
-def _check_orientation(points: np.ndarray, cells: list[tuple[str, np.ndarray]],
+def _check_orientation(dim: int, cells: list[tuple[str, np.ndarray]], coords: dict[str, Coords],
                        tolerance: float) -> tuple[list[Finding], dict[str, np.ndarray]]:
     """Cells with a corner against the majority orientation, and a mask of them per type.
     2D meshes have one orientation for all their cells; 3D cell types are judged each on its
     own (gmsh and VTK order prism nodes oppositely, and both arrive as meshio 'wedge'). 2D
     cells in 3D space (shells, boundary faces) have no sign without a normal: not judged."""
-    groups = ([list(cells)] if points.shape[1] == 2 else [[(t, c)] for t, c in cells if CELL_DIM[t] == 3])
+    groups = ([list(cells)] if dim == 2 else [[(t, c)] for t, c in cells if CELL_DIM[t] == 3])
     findings, masks = [], {}
     for group in groups:
-        corners = [corner_measures(points, t, c) for t, c in group]
+        corners = [_corner_measures(coords[t], t) for t, _ in group]
         positive = sum(int((m > tolerance).all(axis=1).sum()) for m in corners)
         negative = sum(int((m < -tolerance).all(axis=1).sum()) for m in corners)
         sign = 1.0 if positive >= negative else -1.0
@@ -171,45 +226,87 @@ def _check_orientation(points: np.ndarray, cells: list[tuple[str, np.ndarray]],
     return findings, masks
 
 
-def _check_overlap(points: np.ndarray, cells: list[tuple[str, np.ndarray]],
+def _check_overlap(num_points: int, dim: int, cells: list[tuple[str, np.ndarray]],
                    inverted: dict[str, np.ndarray]) -> list[Finding]:
     """Edges (2D meshes) or faces (3D cells) shared by more than two cells, and 2D edges whose
     two cells lie on the same side of it: the boundaries of two cells of one orientation run
     through a shared edge in opposite directions unless the cells overlap. Inverted cells are
     left out of the same-side count (they are reported as inverted already)."""
-    if points.shape[1] == 2:
-        group, side = cells, "edges"
-        faces = {t: [(i, (i + 1) % c.shape[1]) for i in range(c.shape[1])] for t, c in group}
+    if dim == 2:
+        shared, folded = _edge_overlaps(num_points, cells, inverted)
+        side = "edges"
     else:
-        group, side = [(t, c) for t, c in cells if CELL_DIM[t] == 3], "faces"
-        faces = {t: list(_FACES[t]) for t, _ in group}
-    sides = [(t, c[:, list(f)]) for t, c in group for f in faces[t]]
-    shared = 0
-    for size in {s.shape[1] for _, s in sides}:
-        same = np.concatenate([s for _, s in sides if s.shape[1] == size])
-        shared += int((_row_counts(np.sort(same, axis=1)) > 2).sum())
+        sides = [c[:, list(f)] for t, c in cells if CELL_DIM[t] == 3 for f in _FACES[t]]
+        shared, folded, side = 0, 0, "faces"
+        for size in {s.shape[1] for s in sides}:
+            same = np.concatenate([s for s in sides if s.shape[1] == size])
+            shared += int((_row_counts(np.sort(same, axis=1), num_points) > 2).sum())
     findings = []
     if shared:
         findings.append(Finding("cells", f"{shared} {side} are shared by more than two cells "
                                 "(overlapping or duplicated cells)", _REMESH))
-    if side == "edges" and sides:
-        directed = np.concatenate([s[~inverted[t]] for t, s in sides])
-        folded = int((_row_counts(directed) > 1).sum())
-        if folded:
-            findings.append(Finding("cells", f"{folded} edges have both their cells on the same side "
-                                    "(overlapping cells)", _REMESH))
+    if folded:
+        findings.append(Finding("cells", f"{folded} edges have both their cells on the same side "
+                                "(overlapping cells)", _REMESH))
     return findings
 
 
-def _row_counts(rows: np.ndarray) -> np.ndarray:
-    """How often each distinct row of a non-negative integer array occurs. Pairs of columns
-    are packed into one int64 key first (np.unique(axis=0) sorts rows as opaque bytes, and a
-    lexsort over every column is ~3x slower than over the packed pairs)."""
-    base = np.int64(rows.max()) + 1 if rows.size else np.int64(1)
-    cols = [rows[:, k].astype(np.int64) for k in range(rows.shape[1])]
-    keys = [cols[k] * base + cols[k + 1] if k + 1 < len(cols) else cols[k] for k in range(0, len(cols), 2)]
+def _edge_overlaps(num_points: int, cells: list[tuple[str, np.ndarray]],
+                   inverted: dict[str, np.ndarray]) -> tuple[int, int]:
+    """(edges in more than two cells, directed edges in more than one non-inverted cell) of a
+    2D mesh, from one tally per undirected edge (lo, hi) of: its cells, and its non-inverted
+    cells running lo -> hi and hi -> lo."""
+    if not cells:
+        return 0, 0
+    start = np.concatenate([c.ravel() for _, c in cells])
+    end = np.concatenate([np.roll(c, -1, axis=1).ravel() for _, c in cells])
+    kept = ~np.concatenate([np.repeat(inverted[t], c.shape[1]) for t, c in cells])
+    forward = start < end
+    count, ahead, back = _pair_tallies(np.minimum(start, end), np.maximum(start, end), num_points,
+                                       [kept & forward, kept & ~forward])
+    return int((count > 2).sum()), int((ahead > 1).sum() + (back > 1).sum())
+
+
+def _pair_tallies(lo: np.ndarray, hi: np.ndarray, num_nodes: int, flags: list[np.ndarray]) -> list[np.ndarray]:
+    """For every distinct (lo, hi) pair of node indices, in one order: how many rows have it,
+    then for each flag how many of those rows have it set. The tallies are bit fields of one
+    int64 weight summed by scipy's COO -> CSR conversion (a linear bucket pass by `lo`, then
+    sorts of the few entries per node: ~3x faster than one np.sort of packed keys). A field
+    holds any count up to len(lo); flags that do not fit beside the count take another pass."""
+    bits = max(len(lo).bit_length(), 1)
+    mask = (1 << bits) - 1
+    per_pass = 63 // bits - 1
+    tallies: list[np.ndarray] = []
+    for first in range(0, len(flags), per_pass):
+        chunk = flags[first:first + per_pass]
+        weights = np.ones(len(lo), dtype=np.int64)
+        for k, flag in enumerate(chunk, 1):
+            weights += flag.astype(np.int64) << (k * bits)
+        summed = sparse.csr_array((weights, (lo, hi)), shape=(num_nodes, num_nodes))
+        summed.sum_duplicates()
+        if not tallies:
+            tallies.append(summed.data & mask)
+        tallies += [(summed.data >> (k * bits)) & mask for k in range(1, len(chunk) + 1)]
+    return tallies
+
+
+def _row_counts(rows: np.ndarray, num_nodes: int) -> np.ndarray:
+    """How often each distinct row of node indices occurs, from ONE sort: rows of up to three
+    nodes packed into one int64 key (when num_nodes^3 fits), longer rows as packed pairs
+    sorted by lexsort (np.unique(axis=0) sorts rows as opaque bytes, ~3x slower)."""
+    width = rows.shape[1]
+    per_key = width if num_nodes ** width < 2**63 else 2
+    cols = [rows[:, k].astype(np.int64) for k in range(width)]
+    keys = []
+    for k in range(0, width, per_key):
+        key = cols[k]
+        for col in cols[k + 1:k + per_key]:
+            key = key * num_nodes + col
+        keys.append(key)
     if len(keys) == 1:
-        return np.unique(keys[0], return_counts=True)[1]
-    packed = np.stack(keys, axis=1)[np.lexsort(keys[::-1])]
-    starts = np.flatnonzero(np.r_[True, (packed[1:] != packed[:-1]).any(axis=1), True])
+        packed = np.sort(keys[0])
+        starts = np.flatnonzero(np.r_[True, packed[1:] != packed[:-1], True])
+    else:
+        packed = np.stack(keys, axis=1)[np.lexsort(keys[::-1])]
+        starts = np.flatnonzero(np.r_[True, (packed[1:] != packed[:-1]).any(axis=1), True])
     return np.diff(starts)
