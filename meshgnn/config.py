@@ -26,7 +26,8 @@ from omegaconf.errors import OmegaConfBaseException
 from meshgnn.constraints import (Each, EachValue, Nested, OneOf, Range, Relation, Text, at_least, check_values,
                                  fraction, key, positive)
 from meshgnn.data.splits import min_samples, split_sizes
-from meshgnn.data_config import Elasticity2dRanges, GeometryNames, Heat2dRanges, MeshSize, holes_fit_the_length
+from meshgnn.data_config import (Elasticity2dRanges, Flow2dRanges, GeometryNames, Heat2dRanges, MeshSize,
+                                 holes_fit_the_length)
 from meshgnn.errors import UserError
 from meshgnn.logger_config import LoggerConfig
 
@@ -106,7 +107,7 @@ class DataConfig:
     (its first default), so a built-in dataset has no folder keys and a folder no generator
     keys, and a typo in either fails at composition."""
 
-    name: str = key(OneOf(("heat2d", "elasticity2d", "elasticity3d", "mesh_folder")))
+    name: str = key(OneOf(("heat2d", "elasticity2d", "elasticity3d", "flow2d", "mesh_folder")))
     seed: int = key(SEED)
     split: SplitConfig = key(Nested(), default_factory=SplitConfig)
     fourier_features: int = key(at_least(0, "0 = no Fourier features"))
@@ -154,6 +155,18 @@ class Elasticity2dDataConfig(Parts2dDataConfig):
     """elasticity2d's own keys: its parameter ranges (meshgnn.data.sources.elasticity2d)."""
 
     ranges: Elasticity2dRanges = key(Nested(), default_factory=Elasticity2dRanges)
+
+
+@dataclass
+class Flow2dDataConfig(GeneratedDataConfig):
+    """flow2d's own keys: its channels' obstacles, parameter ranges and Newton solve
+    (meshgnn.data.sources.flow2d)."""
+
+    max_holes: int = key(at_least(1, "obstacles in a channel: 1..max_holes"))
+    hole_shapes: List[str] = key(GeometryNames("HOLE_SHAPES"))
+    ranges: Flow2dRanges = key(Nested(), default_factory=Flow2dRanges)
+    newton_tolerance: float = key(positive("relative Newton update norm at which a solve has converged", eg=1e-10))
+    newton_max_iterations: int = key(at_least(1, "Newton iterations before a sample fails"))
 
 
 @dataclass
@@ -286,6 +299,7 @@ def register_configs() -> None:
     store.store(group="schema/data", name="generated", node=GeneratedDataConfig)
     store.store(group="schema/data", name="heat2d", node=Heat2dDataConfig)
     store.store(group="schema/data", name="elasticity2d", node=Elasticity2dDataConfig)
+    store.store(group="schema/data", name="flow2d", node=Flow2dDataConfig)
     store.store(group="schema/data", name="mesh_folder", node=MeshFolderDataConfig)
     OmegaConf.register_new_resolver("meshgnn_run_dir", run_dir_resolver, replace=True)
     OmegaConf.register_new_resolver("meshgnn_run_name", lambda task_name, overrides: run_name(task_name, overrides),
@@ -299,9 +313,10 @@ GROUPS: dict[str, type] = {"model": ModelConfig, "loss": LossConfig, "optim": Op
 
 
 def data_schema(values: Mapping[str, Any]) -> type:
-    """The schema of a data section: a mesh folder's, heat2d's, or the other built-in generators'."""
-    return {"mesh_folder": MeshFolderDataConfig, "heat2d": Heat2dDataConfig,
-            "elasticity2d": Elasticity2dDataConfig}.get(values.get("name"), GeneratedDataConfig)
+    """The schema of a data section: a mesh folder's, a built-in generator's own, or the
+    generators' common one (elasticity3d)."""
+    return {"mesh_folder": MeshFolderDataConfig, "heat2d": Heat2dDataConfig, "elasticity2d": Elasticity2dDataConfig,
+            "flow2d": Flow2dDataConfig}.get(values.get("name"), GeneratedDataConfig)
 
 
 def check_group(group: str, values: Mapping[str, Any], where: str) -> None:

@@ -1,4 +1,4 @@
-"""The checks and nested schemas of the 2D generators' data keys (heat2d, elasticity2d):
+"""The checks and nested schemas of the 2D generators' data keys (heat2d, elasticity2d, flow2d):
 `data.mesh_size` as a number or a range, `data.ranges.<parameter>`, `data.families` and
 `data.hole_shapes`. Apart from meshgnn.config because they are the generators' own vocabulary
 (the parameter names and the physics that bounds them), and import-light like it: the geometry
@@ -19,6 +19,16 @@ HOLE_MARGIN = 0.08
 # Largest hole size (a circle's radius, or the radius of a circle of about a shape's extent)
 # whose hole still fits the unit height of every part with HOLE_MARGIN around it.
 MAX_HOLE_SIZE = 0.4
+# flow2d's channel (meshgnn.data.channel): obstacle centres lie in x in [CLEARANCE, REGION *
+# length], and keep one obstacle size (at least HOLE_MARGIN) to the walls, so an obstacle of
+# size s needs s + max(s, HOLE_MARGIN) <= 1/2: at most MAX_OBSTACLE_SIZE.
+CHANNEL_INLET_CLEARANCE = 0.5
+CHANNEL_OBSTACLE_REGION = 0.6
+MAX_OBSTACLE_SIZE = 0.25
+MIN_CHANNEL_LENGTH = CHANNEL_INLET_CLEARANCE / CHANNEL_OBSTACLE_REGION
+# The Reynolds number (on the obstacle scale) above which the wake of a cylinder sheds vortices
+# (Re ~ 47): flow2d's steady solutions exist only below it.
+SHEDDING_REYNOLDS = 47.0
 
 
 def _number(value: Any) -> bool:
@@ -127,3 +137,19 @@ class Elasticity2dRanges:
     traction_y: List[float] = key(Interval(ANY, "[-0.001,0.001]"))
     length: List[float] = key(LENGTH)
     hole_size: List[float] = key(HOLE_SIZE)
+
+
+@dataclass
+class Flow2dRanges:
+    """The range each flow2d parameter is drawn from (uniformly): meshgnn.data.sources.flow2d."""
+
+    length: List[float] = key(Interval(Range(lo=MIN_CHANNEL_LENGTH, meaning=(
+        f"the channel's length (its height is 1); at least {MIN_CHANNEL_LENGTH:.3g}, so obstacles fit in its first "
+        f"{CHANNEL_OBSTACLE_REGION:.0%} past {CHANNEL_INLET_CLEARANCE:g} from the inlet")), "[2,3]"))
+    hole_size: List[float] = key(Interval(Range(lo=0, hi=MAX_OBSTACLE_SIZE, lo_open=True, meaning=(
+        f"an obstacle's circumradius; at most {MAX_OBSTACLE_SIZE:g} keeps one size to both walls")), "[0.08,0.15]"))
+    mean_velocity: List[float] = key(Interval(positive("the inflow's mean speed U (its peak is 1.5 U)"),
+                                              "[0.5,1.5]"))
+    reynolds: List[float] = key(Interval(Range(lo=0, hi=SHEDDING_REYNOLDS, lo_open=True, hi_open=True, meaning=(
+        f"Re = U D / nu on the largest obstacle's diameter D; below {SHEDDING_REYNOLDS:g}, where a cylinder's "
+        "wake starts shedding vortices and no steady flow is physical")), "[10,40]"))

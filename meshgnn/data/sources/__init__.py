@@ -11,7 +11,7 @@ import numpy as np
 
 from meshgnn.conf_location import conf_dir
 from meshgnn.data.sample import MeshSample, SourceSpec
-from meshgnn.data.sources import elasticity2d, elasticity3d, heat2d
+from meshgnn.data.sources import elasticity2d, elasticity3d, flow2d, heat2d
 from meshgnn.errors import UserError
 
 
@@ -110,6 +110,8 @@ SOURCES: dict[str, GeneratedSource] = {
                         elasticity2d.baseline, generator_knobs=PARTS_2D, predating=BEFORE_FAMILIES),
         GeneratedSource("elasticity3d", elasticity3d.SPEC, elasticity3d.VERSION, elasticity3d.generate,
                         elasticity3d.baseline),
+        GeneratedSource("flow2d", flow2d.SPEC, flow2d.VERSION, flow2d.generate, flow2d.baseline,
+                        generator_knobs=("ranges", "hole_shapes", "newton_tolerance", "newton_max_iterations")),
     )
 }
 
