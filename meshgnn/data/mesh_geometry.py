@@ -80,14 +80,16 @@ def corner_measures(points: np.ndarray, cell_type: str, conn: np.ndarray) -> np.
     return _corner_measures(_gather(points, conn), cell_type)
 
 
-Coords = list[np.ndarray]  # one [cells, nodes] array per coordinate axis
+Coords = list[np.ndarray]  # one [nodes, cells] array per coordinate axis (rows contiguous)
 
 
 def _gather(points: np.ndarray, conn: np.ndarray) -> Coords:
-    """The cells' node coordinates, one axis at a time: gathering from a contiguous column is
-    ~3x faster than gathering [N, dim] rows, and the products below stay 1D (np.cross on
-    [C, 3] arrays costs more than the arithmetic itself)."""
-    return [np.ascontiguousarray(points[:, k])[conn] for k in range(points.shape[1])]
+    """The cells' node coordinates, one axis at a time and node-major: gathering from a
+    contiguous column is ~3x faster than gathering [N, dim] rows, and every product below
+    runs on contiguous 1D rows (np.cross or strided [C, k] columns cost more than the
+    arithmetic itself)."""
+    nodes = np.ascontiguousarray(conn.T)
+    return [np.ascontiguousarray(points[:, k])[nodes] for k in range(points.shape[1])]
 
 
 def _cross(a: Coords, b: Coords) -> Coords:
@@ -102,10 +104,10 @@ def _dot(a: Coords, b: Coords) -> np.ndarray:
 
 
 def _cell_measures(coords: Coords, cell_type: str) -> np.ndarray:
-    centred = [c - c.mean(axis=1, keepdims=True) for c in coords]
-    total = np.zeros(len(coords[0]))
+    centred = [c - c.mean(axis=0) for c in coords]
+    total = np.zeros(coords[0].shape[1])
     for face in _FACES[cell_type]:
-        ring = [[c[:, k] for c in centred] for k in face]
+        ring = [[c[k] for c in centred] for k in face]
         for i in range(len(face)):
             normal = _cross(ring[i], ring[(i + 1) % len(face)])
             if CELL_DIM[cell_type] == 2:
@@ -118,8 +120,8 @@ def _cell_measures(coords: Coords, cell_type: str) -> np.ndarray:
 def _corner_measures(coords: Coords, cell_type: str) -> np.ndarray:
     columns = []
     for corner in _CORNERS[cell_type]:
-        origin = [c[:, corner[0]] for c in coords]
-        axes = [[c[:, k] - o for c, o in zip(coords, origin)] for k in corner[1:]]
+        origin = [c[corner[0]] for c in coords]
+        axes = [[c[k] - o for c, o in zip(coords, origin)] for k in corner[1:]]
         if len(axes) == 2:
             columns.append(0.5 * _cross(axes[0][:2], axes[1][:2])[0])
         else:
@@ -258,9 +260,9 @@ def _edge_overlaps(num_points: int, cells: list[tuple[str, np.ndarray]],
     cells running lo -> hi and hi -> lo."""
     if not cells:
         return 0, 0
-    start = np.concatenate([c.ravel() for _, c in cells])
-    end = np.concatenate([np.roll(c, -1, axis=1).ravel() for _, c in cells])
-    kept = ~np.concatenate([np.repeat(inverted[t], c.shape[1]) for t, c in cells])
+    start = np.concatenate([c.T.ravel() for _, c in cells])  # edge k of every cell, then edge k + 1
+    end = np.concatenate([np.roll(c, -1, axis=1).T.ravel() for _, c in cells])
+    kept = ~np.concatenate([np.tile(inverted[t], c.shape[1]) for t, c in cells])
     forward = start < end
     count, ahead, back = _pair_tallies(np.minimum(start, end), np.maximum(start, end), num_points,
                                        [kept & forward, kept & ~forward])
