@@ -134,9 +134,12 @@ def _flat_vector(values: np.ndarray, points: np.ndarray) -> np.ndarray:
     are (ParaView, pyvista and meshgnn's own VTU output write 2D vectors that way)."""
     if points.shape[1] != 2 or values.ndim != 2 or values.shape[1] != 3:
         return values
-    # z is 0 in every row, except rows whose x or y is NaN/Inf too (reported as such after this)
-    broken = ~np.isfinite(values[:, :2]).all(axis=1)
-    return np.ascontiguousarray(values[:, :2]) if np.all((values[:, 2] == 0) | broken) else values
+    # z is 0 in every row, except rows whose x or y is NaN/Inf too (reported as such after this);
+    # the per-row test only when some z is not 0 (np.any is one flat pass; NaN counts as set)
+    z = values[:, 2]
+    if np.any(z) and not np.all((z == 0) | ~np.isfinite(values[:, :2]).all(axis=1)):
+        return values
+    return np.ascontiguousarray(values[:, :2])
 
 
 def _check_points(mesh: meshio.Mesh, out: ParsedFile) -> np.ndarray | None:
@@ -155,7 +158,7 @@ def _check_points(mesh: meshio.Mesh, out: ParsedFile) -> np.ndarray | None:
         return None
     if points.shape[1] == 3 and not np.any(points[:, 2]):
         points = np.ascontiguousarray(points[:, :2])  # a flat mesh written with z = 0
-    bad = int((~np.isfinite(points).all(axis=1)).sum())
+    bad = 0 if np.isfinite(points).all() else int((~np.isfinite(points).all(axis=1)).sum())
     if bad:
         out.problem("points", f"{bad} of {len(points)} nodes have NaN or Inf coordinates",
                     "fix or remove those nodes (and their cells) before training")
@@ -195,6 +198,8 @@ def _collect_cells(mesh: meshio.Mesh, num_points: int, out: ParsedFile) -> bool:
 
     ok = True
     for cell_type, conn in out.cells:
+        if not conn.size or (0 <= conn.min() and conn.max() < num_points):  # flat passes; per cell only if not
+            continue
         bad = int(((conn < 0) | (conn >= num_points)).any(axis=1).sum())
         if bad:
             ok = False
