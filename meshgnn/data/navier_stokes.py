@@ -138,8 +138,9 @@ def solve_navier_stokes_fields(points: np.ndarray, triangles: np.ndarray, viscos
         return x
 
     state = step(None, np.zeros(nu_))  # Stokes
-    residual = np.inf
-    for iteration in range(1, max_iterations + 1):
+    residual, iterations = np.inf, 0
+    while not residual < tolerance and iterations < max_iterations:
+        iterations += 1
         with timer.measure("assembly"):
             current = ubasis.interpolate(state[:nu_])
             # Newton about U: J(U) x_new = c(U), with J = viscous + N(U) + M(U) the Jacobian and
@@ -149,21 +150,17 @@ def solve_navier_stokes_fields(points: np.ndarray, triangles: np.ndarray, viscos
         new = step(convection, load)
         residual = float(np.linalg.norm(new - state) / max(np.linalg.norm(new), np.finfo(float).tiny))
         state = new
-        if residual < tolerance:
+        if not np.isfinite(residual):  # diverged: no later step recovers from inf or nan
             break
-        if not np.isfinite(residual):
-            break
-    else:
-        iteration = max_iterations
     if not residual < tolerance:
-        raise ValueError(f"navier_stokes: Newton did not converge in {iteration} iterations (relative update "
+        raise ValueError(f"navier_stokes: Newton did not converge in {iterations} iterations (relative update "
                          f"{residual:.3g} > tolerance {tolerance:g}) at viscosity {viscosity:g}")
 
     pressure = state[nu_:]
     if pinned:
-        area = fe.Functional(lambda w: 1.0 + 0.0 * w.x[0]).assemble(pbasis)
-        pressure = pressure - fe.Functional(lambda w: w.p).assemble(pbasis, p=pbasis.interpolate(pressure)) / area
-    return FlowFields(ubasis, pbasis, state[:nu_], pressure, iteration, residual, timer.assembly, timer.solve)
+        mean = fe.Functional(lambda w: w.p).assemble(pbasis, p=pbasis.interpolate(pressure)) / _area(pbasis)
+        pressure = pressure - mean
+    return FlowFields(ubasis, pbasis, state[:nu_], pressure, iterations, residual, timer.assembly, timer.solve)
 
 
 def relative_divergence(fields: FlowFields) -> float:
@@ -172,6 +169,10 @@ def relative_divergence(fields: FlowFields) -> float:
     div2 = _forms().divergence_squared.assemble(fields.velocity_basis, u=u)
     grad2 = _forms().gradient_squared.assemble(fields.velocity_basis, u=u)
     return float(np.sqrt(div2 / grad2)) if grad2 > 0 else 0.0
+
+
+def _area(basis: CellBasis) -> float:
+    return float(_skfem().Functional(lambda w: 1.0 + 0.0 * w.x[0]).assemble(basis))
 
 
 class _Timer:
@@ -264,8 +265,7 @@ def l2_errors(fields: FlowFields, velocity: Callable[[np.ndarray], np.ndarray],
     fe = _skfem()
     ubasis, pbasis = fields.velocity_basis, fields.pressure_basis
     u, p = ubasis.interpolate(fields.velocity), pbasis.interpolate(fields.pressure)
-    area = fe.Functional(lambda w: 1.0 + 0.0 * w.x[0]).assemble(pbasis)
-    shift = fe.Functional(lambda w: w.p - pressure(w.x)).assemble(pbasis, p=p) / area
+    shift = fe.Functional(lambda w: w.p - pressure(w.x)).assemble(pbasis, p=p) / _area(pbasis)
     velocity_error = fe.Functional(lambda w: ((w.u - velocity(w.x)) ** 2).sum(axis=0)).assemble(ubasis, u=u)
     pressure_error = fe.Functional(lambda w: (w.p - pressure(w.x) - shift) ** 2).assemble(pbasis, p=p)
     return float(np.sqrt(velocity_error)), float(np.sqrt(pressure_error))

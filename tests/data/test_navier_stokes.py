@@ -58,6 +58,17 @@ def test_kovasznay_converges_at_taylor_hood_orders():
     assert orders[:, 1].min() >= 1.5, f"pressure L2 orders {orders[:, 1]}"
 
 
+def test_enclosed_flow_has_zero_mean_pressure():
+    """With a velocity on every side the pressure level is free; the solver fixes its mean."""
+    velocity, _ = kovasznay(40.0)
+    mesh = MeshTri.init_tensor(np.linspace(-0.5, 1.0, 4), np.linspace(-0.5, 1.5, 5)).refined(1)
+    fields = solve_navier_stokes_fields(mesh.p.T, mesh.t.T, 1 / 40.0, mesh.facets[:, mesh.boundary_facets()].T,
+                                        velocity)
+    basis = fields.pressure_basis
+    mean = Functional(lambda w: w.p).assemble(basis, p=basis.interpolate(fields.pressure))
+    assert abs(mean) < 1e-12 and np.abs(fields.pressure).max() > 0.1
+
+
 def obstacle_flow(mesh_size: float):
     mesh = mesh_plate(LENGTH, [Circle(0.8, 0.5, 0.15)], mesh_size)
     fields = solve_navier_stokes_fields(mesh.points, mesh.triangles, 0.01, channel_walls(mesh), inlet_parabola)
