@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -20,16 +21,20 @@ import meshio
 import numpy as np
 import torch
 from torch import Tensor
+from torch_geometric.data import Batch, Data
+from torch_geometric.data.collate import collate
 
 from meshgnn.atomic import writing
-from meshgnn.data.features import add_features, normalize, single_graph_store
+from meshgnn.data.features import GraphDataset, add_features, normalize, single_graph_store
 from meshgnn.data.graph import sample_to_graph
 from meshgnn.data.hierarchy import MultiScaleData
 from meshgnn.data.export import as_vtu_vector
+from meshgnn.data.interrupt import interruptible
 from meshgnn.data.mesh_files import mesh_extension
 from meshgnn.data.sample import MeshSample
 from meshgnn.data.sources import get_source
 from meshgnn.errors import UserError
+from meshgnn.inference.folder_predict import BATCH_NODES, FileReader, ReadFile, Writer, batches
 from meshgnn.inference.mesh_input import Globals, mesh_files, read_mesh
 from meshgnn.inference.outputs import Inputs, check_output_location
 from meshgnn.inference.package import Package
@@ -37,6 +42,12 @@ from meshgnn.inference.precision import inference_precision
 from meshgnn.training.field_errors import field_errors
 
 log = logging.getLogger(__name__)
+
+# read_mesh is re-exported: tests and benchmarks read files for prepare_graph through this module
+__all__ = ["FilePrediction", "model_graph", "prepare_graph", "prepare_batch", "predict_graph", "predict_sample",
+           "predict_batch", "preparation_key", "combine", "errors_against", "plan_outputs", "predict_files",
+           "predict_group", "file_prediction", "baseline_errors", "analytic_baseline", "output_relative",
+           "write_vtu", "check_compatible", "read_mesh"]
 
 
 @dataclass
@@ -58,19 +69,37 @@ class FilePrediction:
     baseline_errors: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
-def prepare_graph(package: Package, sample: MeshSample) -> MultiScaleData:
-    """The model's input for one sample: features, coarse levels and normalisation exactly as
-    in training. Targets the sample lacks are zeros (they only feed the unused `y`)."""
+def model_graph(package: Package, sample: MeshSample) -> Data:
+    """One sample's feature-free graph as the model's preparation starts from it: with the
+    analytic baseline when the model uses it, and zeros for targets the sample lacks (they
+    only feed the unused `y`)."""
     features = package.features
     spec = features.source
     if spec.has_baseline and (features.residual or features.baseline_input) and not sample.baseline:
         sample = replace(sample, baseline=get_source(package.data["name"]).baseline(sample, package.data))
     targets = {f.name: sample.targets.get(f.name, np.zeros((sample.num_nodes, f.dim))) for f in spec.targets}
-    graph = sample_to_graph(replace(sample, targets=targets), spec)
-    store, slices = single_graph_store(graph)
-    add_features(store, slices, features)
-    normalize(store, slices, package.normalizer, features.residual)
+    return sample_to_graph(replace(sample, targets=targets), spec)
+
+
+def prepare_graph(package: Package, sample: MeshSample) -> MultiScaleData:
+    """The model's input for one sample: features, coarse levels and normalisation exactly as
+    in training."""
+    store, slices = single_graph_store(model_graph(package, sample))
+    add_features(store, slices, package.features)
+    normalize(store, slices, package.normalizer, package.features.residual)
     return store
+
+
+def prepare_batch(package: Package, samples: list[MeshSample]) -> Batch:
+    """The model's input for several samples at once, as one batch: collated like the training
+    data (features, levels and normalisation run once on the whole store, per graph: extents,
+    boundary distances and coarse cells never mix meshes), then batched like a training step."""
+    graphs = [MultiScaleData(**dict(model_graph(package, s).items())) for s in samples]
+    store, slices, _ = collate(MultiScaleData, graphs, increment=False, add_batch=False)  # InMemoryDataset's layout
+    add_features(store, slices, package.features)
+    normalize(store, slices, package.normalizer, package.features.residual)
+    dataset = GraphDataset(store, slices)
+    return Batch.from_data_list([dataset[i] for i in range(len(samples))])
 
 
 @torch.no_grad()
@@ -91,11 +120,32 @@ def predict_sample(members: list[Package], sample: MeshSample, device: torch.dev
     graphs: dict[str, MultiScaleData] = {}
     out = []
     for member in members:
-        key = repr((member.features.to_json(), member.normalizer.to_json()))
+        key = preparation_key(member)
         if key not in graphs:
             graphs[key] = prepare_graph(member, sample)
         out.append(predict_graph(member, graphs[key], device, precision))
     return out
+
+
+def predict_batch(members: list[Package], samples: list[MeshSample], device: torch.device,
+                  precision: str = "fp32") -> list[list[dict[str, Tensor]]]:
+    """Per sample, each member's prediction: the samples prepared as one batch (once per
+    preparation the members share) and predicted in one forward pass per member."""
+    batches: dict[str, Batch] = {}
+    per_member = []
+    for member in members:
+        key = preparation_key(member)
+        if key not in batches:
+            batches[key] = prepare_batch(member, samples)
+        pred = predict_graph(member, batches[key], device, precision)
+        bounds = batches[key].ptr.tolist()
+        per_member.append([{n: v[a:b] for n, v in pred.items()} for a, b in zip(bounds, bounds[1:])])
+    return [list(predictions) for predictions in zip(*per_member)]
+
+
+def preparation_key(member: Package) -> str:
+    """Members with equal keys derive the same input graph from a mesh (they share one)."""
+    return repr((member.features.to_json(), member.normalizer.to_json()))
 
 
 def combine(predictions: list[dict[str, Tensor]]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
@@ -142,41 +192,67 @@ def plan_outputs(members: list[Package], paths: list[Path], out_dir: Path) -> li
 
 def predict_files(members: list[Package], paths: list[Path], out_dir: Path, device: torch.device,
                   precision: str = "fp32", given_globals: Globals | None = None,
-                  failures: list[tuple[str, str]] | None = None) -> list[FilePrediction]:
+                  failures: list[tuple[str, str]] | None = None, workers: int = 0,
+                  batch_nodes: int = BATCH_NODES) -> list[FilePrediction]:
     """Predict every mesh file (or folder of them) and write `<out_dir>/<relative path>.vtu`
     (`plan_outputs` checks every output location first). With a `failures` list, a file the
     model cannot take (wrong dimension, missing fields or globals) is recorded there as
     (relative path, reason) and the others are still predicted: one bad file in a folder of
-    hundreds must not cost the rest; without one, it raises."""
+    hundreds must not cost the rest; without one, it raises.
+
+    `workers` processes read the files ahead (0: the main process reads them), meshes are
+    predicted in batches of up to `batch_nodes` nodes, and written by a thread while the
+    next batch is predicted (`folder_predict`); the results are those of one file at a time."""
     check_compatible(members)
     plan = plan_outputs(members, paths, out_dir)
-    results = []
-    for index, (path, root, target) in enumerate(plan, start=1):
-        try:
-            result, mesh = predict_file(members, path, root, device, precision, given_globals)
-        except UserError as exc:
-            if failures is None:
-                raise
-            failures.append((path.relative_to(root).as_posix(), str(exc)))
-            continue
-        write_vtu(mesh, result, target, ensemble=len(members) > 1)
-        log.info("predicted %s (%d/%d, %d nodes)", path, index, len(plan), result.num_nodes)
-        results.append(result)
+    results: list[FilePrediction] = []
+
+    def refused(read: ReadFile, exc: UserError) -> None:
+        if failures is None:
+            raise exc
+        failures.append((read.name, str(exc)))
+
+    def write_job(read: ReadFile, result: FilePrediction) -> Callable[[], None]:
+        def job() -> None:
+            write_vtu(read.mesh, result, read.target, ensemble=len(members) > 1)
+            results.append(result)
+            log.info("predicted %s (%d/%d, %d nodes)", read.path, len(results), len(plan), result.num_nodes)
+        return job
+
+    def kept(stop: object) -> str:
+        return f"{len(results)} of {len(plan)} file(s) were written to {out_dir}; run again to predict them all"
+
+    with interruptible(f"predicting {len(plan)} mesh file(s)", kept), \
+            FileReader(members[0], given_globals, workers) as reader, Writer() as writer:
+        for group in batches(reader.read(plan), batch_nodes, lambda read: refused(read, read.error)):
+            done = []
+            for read, predictions in predict_group(members, group, device, precision, refused):
+                done.append(write_job(read, file_prediction(members, read, predictions)))
+            writer.write(done)
     return results
 
 
-def predict_file(members: list[Package], path: Path, root: Path, device: torch.device, precision: str = "fp32",
-                 given_globals: Globals | None = None) -> tuple[FilePrediction, meshio.Mesh]:
-    """One file's prediction (members' mean and spread, errors where it has true fields) and
-    its mesh as read."""
-    sample, mesh = read_mesh(members[0], path, root, given_globals)
-    mean, std = combine(predict_sample(members, sample, device, precision))
+def predict_group(members: list[Package], group: list[ReadFile], device: torch.device, precision: str,
+                  refused: Callable[[ReadFile, UserError], None]) -> list[tuple[ReadFile, list[dict[str, Tensor]]]]:
+    """Each file's member predictions, the group as one batch; when preparing the batch
+    refuses a mesh, file by file, so only the bad file goes to `refused`."""
+    try:
+        return list(zip(group, predict_batch(members, [r.sample for r in group], device, precision)))
+    except UserError as exc:
+        if len(group) == 1:
+            refused(group[0], exc)
+            return []
+    return [pair for read in group for pair in predict_group(members, [read], device, precision, refused)]
+
+
+def file_prediction(members: list[Package], read: ReadFile, predictions: list[dict[str, Tensor]]) -> FilePrediction:
+    """One file's prediction (members' mean and spread, errors where it has true fields)."""
+    sample = read.sample
+    mean, std = combine(predictions)
     true = {n: sample.targets[n] for n, _ in members[0].targets if n in sample.targets}
-    result = FilePrediction(path, path.relative_to(root).as_posix(), output_relative(path, root).as_posix(),
-                            sample.num_nodes,
-                            {n: v.numpy() for n, v in mean.items()}, {n: v.numpy() for n, v in std.items()},
-                            true, errors_against(mean, true), baseline_errors(members[0], sample, true))
-    return result, mesh
+    return FilePrediction(read.path, read.name, output_relative(read.path, read.root).as_posix(), sample.num_nodes,
+                          {n: v.numpy() for n, v in mean.items()}, {n: v.numpy() for n, v in std.items()},
+                          true, errors_against(mean, true), baseline_errors(members[0], sample, true))
 
 
 def baseline_errors(package: Package, sample: MeshSample,
