@@ -179,3 +179,15 @@ def test_every_kind_of_bad_mesh_is_named(points, cells, expected):
     assert [(f.what, f.message) for f in findings] == expected
     assert all(f.warning == (f.what == "coordinate scale") for f in findings)
     assert all(f.fix == REMESH for f in findings if "inverted" in f.message or "side" in f.message)
+
+
+def test_edge_tallies_beyond_one_int64_take_more_passes():
+    """Past 2^21 rows the count and two flag fields no longer fit one int64: a second pass."""
+    rng = np.random.default_rng(0)
+    rows, nodes = 2**21 + 5, 3000
+    lo, hi = rng.integers(0, nodes, rows), rng.integers(0, nodes, rows)
+    flags = [rng.random(rows) < 0.3, rng.random(rows) < 0.5]
+    _, pair = np.unique(lo * nodes + hi, return_inverse=True)
+    tallies = geometry._pair_tallies(lo, hi, nodes, flags)
+    for tally, weights in zip(tallies, [None, *flags]):
+        np.testing.assert_array_equal(tally, np.bincount(pair, weights))
