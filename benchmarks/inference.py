@@ -8,12 +8,14 @@ train.py; timing does not depend on the weights) and mesh size (--sizes, nodes):
     seconds per --precisions, medians of --repeats after a warm-up, their total and its
     speed-up over the solver, and prepare as a multiple of forward;
   - folder throughput: --folder-count meshes of ~10k nodes through `predict_files` (the
-    `meshgnn predict` path), meshes/s and nodes/s;
+    `meshgnn predict` path) per --folder-workers reader processes, in batches of --batch-nodes,
+    meshes/s and nodes/s;
   - with --accuracy, the test rel L2 per precision and pruning level on the model's test split.
 Issue #19's goals are checked and printed; everything goes to --json too.
 
 Usage: python benchmarks/inference.py (--model heat2d=RUN_DIR ... | --train-quick)
        [--sizes 1000 10000 100000] [--repeats 5] [--precisions fp32 bf16] [--folder-count 64]
+       [--folder-workers 0 2] [--batch-nodes 200000]
        [--accuracy] [--json inference.json] [-- train.py overrides for --train-quick]
 """
 
@@ -34,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
+from meshgnn.inference.folder_defaults import BATCH_NODES, default_workers  # noqa: E402
 from table import machine_line  # noqa: E402
 from train_jobs import Job, run_all  # noqa: E402
 
@@ -107,9 +110,11 @@ def write_sample(source: str, sample, path: Path) -> Path:
     return path
 
 
-def folder_throughput(package, source: str, folder: Path, count: int, device: torch.device) -> dict:
-    """Meshes/s and nodes/s of `predict_files` on a folder of `count` ~10k-node meshes (timed
-    a second time after a warm-up pass)."""
+def folder_throughput(package, source: str, folder: Path, count: int, device: torch.device, workers: int,
+                      batch_nodes: int) -> dict:
+    """Meshes/s and nodes/s of `predict_files` on a folder of `count` ~10k-node meshes with
+    `workers` reader processes and batches of `batch_nodes` (timed a second time after a
+    warm-up pass)."""
     from meshgnn.inference.predict import predict_files
 
     inputs = folder / f"{source}_folder"
@@ -118,14 +123,15 @@ def folder_throughput(package, source: str, folder: Path, count: int, device: to
         for index in range(count):
             sample, _ = timed_generate(source, FOLDER_NODES, seed=2, index=index)
             write_sample(source, sample, inputs / f"mesh_{index:03d}.vtu")
-    predict_files([package], [inputs], folder / "warm", device)
+    options = {"workers": workers, "batch_nodes": batch_nodes}
+    predict_files([package], [inputs], folder / "warm", device, **options)
     sync(device)
     start = time.perf_counter()
-    results = predict_files([package], [inputs], folder / f"out_{device.type}", device)
+    results = predict_files([package], [inputs], folder / f"out_{device.type}", device, **options)
     sync(device)
     seconds = time.perf_counter() - start
     nodes = sum(r.num_nodes for r in results)
-    return {"meshes": len(results), "mean_nodes": nodes / max(len(results), 1), "seconds": seconds,
+    return {**options, "meshes": len(results), "mean_nodes": nodes / max(len(results), 1), "seconds": seconds,
             "meshes_per_s": len(results) / seconds, "nodes_per_s": nodes / seconds}
 
 
@@ -195,6 +201,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--precisions", nargs="+", default=["fp32"], choices=["fp32", "bf16", "fp16"])
     parser.add_argument("--folder-count", type=int, default=64, help="0 skips folder throughput")
+    parser.add_argument("--folder-workers", type=int, nargs="+", default=[default_workers()],
+                        help="reader processes of the folder runs, one run each (0 = in-process; default "
+                             "`meshgnn predict`'s)")
+    parser.add_argument("--batch-nodes", type=int, default=BATCH_NODES, help="nodes per batch of the folder runs")
     parser.add_argument("--accuracy", action="store_true", help="also the accuracy-vs-precision table")
     parser.add_argument("--data-dir", type=Path, default=ROOT / "data_cache")
     parser.add_argument("--devices", nargs="+", default=["cpu", "cuda"], help="cuda is skipped without CUDA")
@@ -235,16 +245,19 @@ def main() -> None:
                               f"{row['total_ms']:.1f} | {row['speedup']:.1f}x | {row['prep_over_forward']:.1f}x |",
                               flush=True)
             for device in devices if args.folder_count else []:
-                row = {"source": source, "device": device.type,
-                       **folder_throughput(package, source, folder, args.folder_count, device)}
-                report["folder"].append(row)
+                for workers in args.folder_workers:
+                    row = {"source": source, "device": device.type,
+                           **folder_throughput(package, source, folder, args.folder_count, device, workers,
+                                               args.batch_nodes)}
+                    report["folder"].append(row)
             if args.accuracy:
                 report["accuracy"][source] = accuracy_table(run, args.data_dir, devices[-1])
     if report["folder"]:
-        print("\n| source | device | meshes | mean nodes | seconds | meshes/s | nodes/s |\n|---|---|---|---|---|---|---|")
+        print("\n| source | device | workers | batch nodes | meshes | mean nodes | seconds | meshes/s | nodes/s |"
+              "\n|---|---|---|---|---|---|---|---|---|")
         for r in report["folder"]:
-            print(f"| {r['source']} | {r['device']} | {r['meshes']} | {r['mean_nodes']:,.0f} | {r['seconds']:.2f} | "
-                  f"{r['meshes_per_s']:.1f} | {r['nodes_per_s']:,.0f} |")
+            print(f"| {r['source']} | {r['device']} | {r['workers']} | {r['batch_nodes']:,} | {r['meshes']} | "
+                  f"{r['mean_nodes']:,.0f} | {r['seconds']:.2f} | {r['meshes_per_s']:.1f} | {r['nodes_per_s']:,.0f} |")
     for source, rows in report["accuracy"].items():
         targets = list(rows[0]["rel_l2_pct"])
         print(f"\n{source} accuracy | precision | prune | " + " | ".join(f"{t} rel L2 (%) | change (pp)" for t in targets))

@@ -28,8 +28,10 @@
                                   checksummed manifest; optionally a torch.export program) and
                                   measure it on the run's test split
   meshgnn predict MODEL FILES_OR_FOLDERS... --out DIR [--globals k=1.5] [--precision bf16]
-                                  predict on mesh files, write VTU with predicted (and error) fields,
-                                  predictions.csv and predictions.json
+                 [--workers 4] [--batch-nodes 200000]
+                                  predict on mesh files (read by worker processes, predicted in
+                                  batches), write VTU with predicted (and error) fields,
+                                  predictions.csv and predictions.json; print meshes/s
   meshgnn evaluate MODEL DATA [KEY=VALUE ...] [--out FILE.json]
                                   test metrics of a model on its data config's test split (with
                                   overrides) or on mesh files, as training's test reports them
@@ -184,6 +186,18 @@ def _inference_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
 
 
+def _folder_options(parser: argparse.ArgumentParser) -> None:
+    """How a folder is read and batched (the predictions do not depend on either)."""
+    from meshgnn.inference.folder_defaults import BATCH_NODES, default_workers
+
+    parser.add_argument("--workers", type=int, default=default_workers(), metavar="N",
+                        help="processes reading the files ahead of the model (0 = read in the main process; "
+                             f"default {default_workers()}: one per core, at most 4)")
+    parser.add_argument("--batch-nodes", type=int, default=BATCH_NODES, metavar="N",
+                        help="predict meshes together in batches of up to N nodes (a larger mesh goes alone; "
+                             f"default {BATCH_NODES:,}); lower it if the device runs out of memory")
+
+
 def _globals_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--globals", nargs="+", default=[], metavar="NAME=VALUE",
                         help="global parameters for every file, replacing the files' own (field_data or "
@@ -293,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="folder for the VTU files, predictions.csv and predictions.json")
     _globals_option(predict)
     _inference_options(predict)
+    _folder_options(predict)
     predict.set_defaults(handler=cmd_predict)
 
     evaluate = commands.add_parser("evaluate", help="test metrics of a model on a data config or mesh files")
@@ -319,6 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     ensemble.add_argument("--data-dir", type=Path, default=Path("data_cache"),
                           help="dataset cache of the members' data (default ./data_cache, as train.py)")
     _inference_options(ensemble)
+    _folder_options(ensemble)
     ensemble.set_defaults(handler=cmd_ensemble)
     return parser
 

@@ -68,19 +68,34 @@ def _print_file_errors(results) -> None:
         print("\n".join(lines))
 
 
+def _predict_timed(members, files: list[Path], args: argparse.Namespace, device, given, failures):
+    """`predict_files` with the command's reader and batch options, and how fast it went."""
+    import time
+
+    from meshgnn.inference.predict import predict_files
+    from meshgnn.inference.report import Throughput
+
+    start = time.perf_counter()
+    results = predict_files(members, files, args.out, device, args.precision, given, failures,
+                            workers=args.workers, batch_nodes=args.batch_nodes)
+    throughput = Throughput.of(results, time.perf_counter() - start, args.workers, args.batch_nodes)
+    if results:
+        print(throughput.line())
+    return results, throughput
+
+
 def cmd_predict(args: argparse.Namespace) -> None:
     from meshgnn.inference.package import load_model
     from meshgnn.inference.mesh_input import parse_globals
-    from meshgnn.inference.predict import predict_files
     from meshgnn.inference.report import write_prediction_tables
 
     package = load_model(Path(args.model), args.prune)
     given = parse_globals(args.globals, package)
     print(f"model {_loaded_from(Path(args.model), package)}")
     failures: list[tuple[str, str]] = []
-    results = predict_files([package], args.files, args.out, _device(args.device), args.precision, given, failures)
+    results, throughput = _predict_timed([package], args.files, args, _device(args.device), given, failures)
     if results:
-        tables = write_prediction_tables(results, args.out, package.name)
+        tables = write_prediction_tables(results, args.out, package.name, throughput)
         print(f"wrote {len(results)} VTU file(s) with predicted_<target> fields to {args.out}, and "
               f"{' and '.join(p.name for p in tables)}")
         _print_file_errors(results)
@@ -123,7 +138,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def cmd_ensemble(args: argparse.Namespace) -> None:
     from meshgnn.inference.ensemble import evaluate_on_test, load_members, sweep_members
     from meshgnn.inference.mesh_input import parse_globals
-    from meshgnn.inference.predict import plan_outputs, predict_files
+    from meshgnn.inference.predict import plan_outputs
 
     paths = [Path(p) for p in args.members]
     if args.sweep:
@@ -144,9 +159,10 @@ def cmd_ensemble(args: argparse.Namespace) -> None:
         from meshgnn.inference.report import write_prediction_tables
 
         failures: list[tuple[str, str]] = []
-        results = predict_files(members, args.predict, args.out, device, args.precision, given, failures)
+        results, throughput = _predict_timed(members, args.predict, args, device, given, failures)
         if results:
-            write_prediction_tables(results, args.out, f"ensemble of {', '.join(m.name for m in members)}")
+            write_prediction_tables(results, args.out, f"ensemble of {', '.join(m.name for m in members)}",
+                                    throughput)
             print(f"wrote {len(results)} VTU file(s) with predicted_<target> (mean) and std_<target> fields, "
                   f"predictions.csv and predictions.json to {args.out}")
             _print_file_errors(results)

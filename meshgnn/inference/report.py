@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,38 @@ from meshgnn.inference.predict import FilePrediction
 CSV_NAME, JSON_NAME = "predictions.csv", "predictions.json"
 METRICS = ("rel_l2", "mae", "max_abs")
 CSV_COLUMNS = ("file", "output", "num_nodes", "target", *METRICS, *(f"baseline_{m}" for m in METRICS))
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """How fast a folder was predicted, reading and writing included: `seconds` of the whole
+    `predict_files` call, with the reader processes and the batch size it ran with."""
+
+    meshes: int
+    nodes: int
+    seconds: float
+    workers: int
+    batch_nodes: int
+
+    @classmethod
+    def of(cls, results: list[FilePrediction], seconds: float, workers: int, batch_nodes: int) -> "Throughput":
+        return cls(len(results), sum(r.num_nodes for r in results), seconds, workers, batch_nodes)
+
+    @property
+    def meshes_per_s(self) -> float:
+        return self.meshes / max(self.seconds, 1e-9)
+
+    @property
+    def nodes_per_s(self) -> float:
+        return self.nodes / max(self.seconds, 1e-9)
+
+    def line(self) -> str:
+        return (f"predicted {self.meshes} meshes ({self.nodes:,} nodes) in {self.seconds:.2f} s: "
+                f"{self.meshes_per_s:.2f} meshes/s, {self.nodes_per_s:,.0f} nodes/s "
+                f"({self.workers} reader process(es), batches of up to {self.batch_nodes:,} nodes)")
+
+    def to_json(self) -> dict[str, float | int]:
+        return {**asdict(self), "meshes_per_s": self.meshes_per_s, "nodes_per_s": self.nodes_per_s}
 
 
 def mean_errors(results: list[FilePrediction], baseline: bool = False) -> dict[str, dict[str, float]]:
@@ -32,16 +65,18 @@ def mean_errors(results: list[FilePrediction], baseline: bool = False) -> dict[s
     return out
 
 
-def predictions_doc(results: list[FilePrediction], model: str) -> dict[str, Any]:
-    """predictions.json: the model, every file (relative path, output, nodes, errors of the
-    model and of the analytic baseline where there is one) and the means over files."""
-    return {"model": model,
+def predictions_doc(results: list[FilePrediction], model: str, throughput: Throughput) -> dict[str, Any]:
+    """predictions.json: the model, how fast it predicted, every file (relative path, output,
+    nodes, errors of the model and of the analytic baseline where there is one) and the means
+    over files."""
+    return {"model": model, "throughput": throughput.to_json(),
             "files": [{"file": r.name, "output": r.output, "num_nodes": r.num_nodes, "errors": r.errors,
                        "baseline_errors": r.baseline_errors} for r in results],
             "mean": mean_errors(results), "baseline_mean": mean_errors(results, baseline=True)}
 
 
-def write_prediction_tables(results: list[FilePrediction], out_dir: Path, model: str) -> tuple[Path, Path]:
+def write_prediction_tables(results: list[FilePrediction], out_dir: Path, model: str,
+                            throughput: Throughput) -> tuple[Path, Path]:
     """predictions.csv (a row per file and target; a file without true fields has one row with
     empty target and errors) and predictions.json in `out_dir`."""
     buffer = io.StringIO()
@@ -54,7 +89,7 @@ def write_prediction_tables(results: list[FilePrediction], out_dir: Path, model:
                              *(base.get(m, "") for m in METRICS)])
     csv_path, json_path = Path(out_dir) / CSV_NAME, Path(out_dir) / JSON_NAME
     atomic_write_text(csv_path, buffer.getvalue())
-    atomic_write_text(json_path, json.dumps(predictions_doc(results, model), indent=1))
+    atomic_write_text(json_path, json.dumps(predictions_doc(results, model, throughput), indent=1))
     return csv_path, json_path
 
 
