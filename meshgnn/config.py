@@ -43,6 +43,13 @@ def _split_ratios(v: Mapping[str, Any], prefix: str) -> Optional[str]:
     return None
 
 
+def _one_heat2d_baseline(v: Mapping[str, Any], prefix: str) -> Optional[str]:
+    if v["shepard_cell"] is None and v["shepard_neighbours"] is None:
+        return (f"{prefix}.shepard_cell=null needs {prefix}.shepard_neighbours (data version 5's nearest-node "
+                f"baseline); set {prefix}.shepard_cell=0.08 (the patch baseline) or {prefix}.shepard_neighbours=64")
+    return None
+
+
 def _enough_samples(v: Mapping[str, Any], prefix: str) -> Optional[str]:
     ratios = (v["split"]["train"], v["split"]["val"], v["split"]["test"])
     if split_sizes(v["num_samples"], ratios)[0] >= 1:
@@ -141,13 +148,17 @@ class Parts2dDataConfig(GeneratedDataConfig):
 
 @dataclass
 class Heat2dDataConfig(Parts2dDataConfig):
-    """heat2d's own keys: its parameter ranges and its Shepard baseline's neighbourhood
+    """heat2d's own keys: its parameter ranges and its Shepard baseline's boundary patches
     (meshgnn.data.sources.heat2d)."""
 
     ranges: Heat2dRanges = key(Nested(), default_factory=Heat2dRanges)
-    shepard_neighbours: int = key(at_least(1, "Dirichlet nodes each node's baseline averages over"))
+    shepard_cell: Optional[float] = key(positive("side of the boundary patches the Shepard baseline weights; "
+                                                 "null = data version 5's nearest-node baseline", eg=0.08))
+    # Data version 5's nearest-node baseline (with shepard_cell null; old runs' configs carry them).
+    shepard_neighbours: Optional[int] = key(at_least(1, "Dirichlet nodes each node's baseline averages over"))
     shepard_spacing: Optional[float] = key(positive("Dirichlet node spacing at which shepard_neighbours "
                                                     "holds; null = that many nodes on every mesh", eg=0.08))
+    relations: ClassVar[tuple[Relation, ...]] = (_enough_samples, holes_fit_the_length, _one_heat2d_baseline)
 
 
 @dataclass

@@ -185,13 +185,13 @@ def test_every_generating_key_is_in_the_cache_key_and_it_is_stable():
     default = generating_keys(compose_config(base).data)
     assert default == generating_keys(compose_config(base).data)
     json.dumps(default)  # plain values: the hash is of their JSON
-    assert default["version"] == heat2d.VERSION == 5 and elasticity2d.VERSION == 3
+    assert default["version"] == heat2d.VERSION == 6 and elasticity2d.VERSION == 3
     assert default["mesh_size"] == [0.065, 0.1]
     ints, floats = (generating_keys(compose_config(base + [f"data.mesh_size={size}"]).data)
                     for size in ("[1,2]", "[1.0,2.0]"))
     assert ints == floats  # the same sizes make the same cache, however written
     for change in ("data.mesh_size=0.07", "data.families=[plate]", "data.hole_shapes=[slot]",
-                   "data.label_refinement=1", "data.ranges.conductivity=[1,1]", "data.ranges.hole_size=[0.1,0.1]"):
+                   "data.label_refinement=1", "data.shepard_cell=0.1", "data.ranges.conductivity=[1,1]", "data.ranges.hole_size=[0.1,0.1]"):
         assert generating_keys(compose_config(base + [change]).data) != default, change
 
 
@@ -204,9 +204,9 @@ OLD_ELASTICITY2D = {"name": "elasticity2d", "seed": 0, "num_samples": 1000, "mes
 @pytest.mark.parametrize("name,old", [("heat2d", OLD_HEAT2D), ("elasticity2d", OLD_ELASTICITY2D)])
 def test_an_old_data_section_still_gives_the_baseline_and_an_example_mesh(name, old):
     """It reads as the data its model was trained on: plates with circular holes, and heat2d's
-    fixed neighbour count (`GeneratedSource.predating`)."""
+    nearest-node baseline with a fixed neighbour count (`GeneratedSource.predating`)."""
     source = SOURCES[name]
-    sample = source.generate(1, 0, COARSE, 2, {**source.knob_values(), **source.predating})
+    sample = source.generate(1, 0, COARSE, 2, {**source.knob_values(), **source.predating, **old})
     assert sample.num_nodes != source.generate(1, 0, COARSE, 2).num_nodes  # not today's default mixture
     stripped = dataclasses.replace(sample, baseline={})
     for key, value in source.baseline(stripped, old).items():

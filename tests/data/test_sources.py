@@ -223,24 +223,66 @@ def test_heat_baseline_over_every_dirichlet_node_is_the_old_global_shepard(heat_
                                _global_shepard(heat_sample.points, known, values), rtol=1e-10)
 
 
-def test_shepard_neighbours_is_a_checked_knob_of_the_cache_key():
+def test_shepard_cell_is_a_checked_knob_of_the_cache_key():
     from conftest import compose_config
 
     from meshgnn.config import validate
     from meshgnn.data.dataset import generating_keys
 
-    assert heat2d.VERSION == 5
-    default, wider, fixed = (compose_config(["data.num_samples=20"] + extra).data
-                             for extra in ([], ["data.shepard_neighbours=16"], ["data.shepard_spacing=null"]))
-    assert default.shepard_neighbours == 64  # conf/data/heat2d.yaml's, also what knob_values() falls back to
-    assert SOURCES["heat2d"].knob_values(None, ("shepard_neighbours",)) == {"shepard_neighbours": 64}
-    assert generating_keys(default)["shepard_neighbours"] == 64
+    assert heat2d.VERSION == 6
+    default, wider = (compose_config(["data.num_samples=20"] + extra).data
+                      for extra in ([], ["data.shepard_cell=0.16"]))
+    assert default.shepard_cell == 0.08  # conf/data/heat2d.yaml's, also what knob_values() falls back to
+    assert SOURCES["heat2d"].knob_values(None, ("shepard_cell",)) == {"shepard_cell": 0.08}
+    assert generating_keys(default)["shepard_cell"] == 0.08
     assert generating_keys(default) != generating_keys(wider)
-    assert generating_keys(default)["shepard_spacing"] == 0.08 and generating_keys(fixed)["shepard_spacing"] is None
-    with pytest.raises(UserError, match="shepard_neighbours"):
-        validate(compose_config(["data.shepard_neighbours=0"]))
-    with pytest.raises(UserError, match="shepard_spacing"):
-        validate(compose_config(["data.shepard_spacing=0"]))
+    with pytest.raises(UserError, match="shepard_cell"):
+        validate(compose_config(["data.shepard_cell=0"]))
+
+
+def _patch_oracle(points: np.ndarray, known: np.ndarray, values: np.ndarray, cell: float) -> np.ndarray:
+    """Version 6's definition written plainly: patch means by a dict of grid cells, then every
+    non-Dirichlet node's 1/d^2 mean of the patch values."""
+    corner = points[known].min(axis=0) - 1e-3 * cell
+    members: dict[tuple[int, int], list[int]] = {}
+    for node in known:
+        members.setdefault(tuple(np.floor((points[node] - corner) / cell).astype(int)), []).append(node)
+    centres = np.array([points[m].mean(axis=0) for m in members.values()])
+    patch_values = np.array([values[np.searchsorted(known, m)].mean() for m in members.values()])
+    with np.errstate(divide="ignore", invalid="ignore"):  # a one-node patch sits on its node: reset below
+        weights = 1.0 / ((points[:, None, :] - centres[None]) ** 2).sum(-1)
+        result = weights @ patch_values / weights.sum(1)
+    result[known] = values
+    return result
+
+
+def test_heat_baseline_weights_every_boundary_patch(heat_sample):
+    known, values = _dirichlet(heat_sample)
+    for cell in (0.08, 0.2):
+        guess = SOURCES["heat2d"].baseline(heat_sample, {"shepard_cell": cell, "shepard_neighbours": None})["temperature"][:, 0]
+        np.testing.assert_allclose(guess, _patch_oracle(heat_sample.points, known, values, cell), rtol=1e-12)
+        np.testing.assert_array_equal(guess[known], values)
+    # a rigid translation moves the patches with the mesh
+    moved = dataclasses.replace(heat_sample, points=heat_sample.points + np.array([3.7, -1.3]))
+    np.testing.assert_allclose(SOURCES["heat2d"].baseline(moved)["temperature"],
+                               SOURCES["heat2d"].baseline(heat_sample)["temperature"], rtol=1e-9, atol=1e-12)
+
+
+def test_the_patch_baseline_is_the_same_at_every_resolution():
+    """The same plates meshed 1x and 4x finer: the patches are physical, so the baseline's error
+    stays put (no neighbour count to scale), and so does its mean value on the coarse nodes."""
+    data = {**SOURCES["heat2d"].knob_values(), "families": ["plate"], "hole_shapes": ["circle"]}
+
+    def baseline_error(size: float) -> float:
+        errors = []
+        for index in range(3):
+            sample = SOURCES["heat2d"].generate(index, 0, size, 2, data)
+            guess = SOURCES["heat2d"].baseline(sample, data)
+            errors.append(np.linalg.norm(guess["heat_flux"] - sample.targets["heat_flux"])
+                          / np.linalg.norm(sample.targets["heat_flux"]))
+        return float(np.mean(errors))
+
+    assert baseline_error(0.03) < 1.2 * baseline_error(0.12)
 
 
 def test_the_baseline_with_a_spacing_covers_the_same_boundary_at_every_resolution():

@@ -37,11 +37,11 @@ class GeneratedSource:
     so a model that needs the baseline (`model.residual`, `data.baseline_input`) gets it for a
     new mesh file too; `make` itself calls it, so both always agree exactly.
     The knobs are the source's own data config keys, all part of the dataset cache key:
-    `baseline_knobs` those both take (e.g. heat2d's shepard_neighbours), `generator_knobs` those
+    `baseline_knobs` those both take (e.g. heat2d's shepard_cell), `generator_knobs` those
     only `make` takes (data.ranges, data.families, ...). A model package's data section keeps
     predicting as long as it has the baseline's, so a generator knob never becomes one of those.
     `predating` gives what a data section written before a knob existed meant by its absence
-    (heat2d's shepard_spacing: a fixed neighbour count; the 2D families: plates with circular
+    (heat2d's shepard_cell: the nearest-node baseline; the 2D families: plates with circular
     holes), so such a section still reads as the data its model was trained on.
     """
 
@@ -64,7 +64,7 @@ class GeneratedSource:
         (a data config, or a model package's data section), or without one the defaults of
         conf/data/<name>.yaml (tests, benchmarks, examples)."""
         knobs = self.knobs if knobs is None else knobs
-        data = _conf_defaults(self.name) if data is None else {**self.predating, **data}
+        data = {**self.predating, **(_conf_defaults(self.name) if data is None else data)}
         missing = [knob for knob in knobs if knob not in data]
         if missing:
             raise UserError(f"the {self.name} data config has no {', '.join(missing)}: it predates data version "
@@ -100,12 +100,16 @@ PARTS_2D = ("ranges", "families", "hole_shapes", "label_refinement")  # data con
 # What the 2D generators drew before data.families / data.hole_shapes existed.
 BEFORE_FAMILIES: dict[str, Any] = {"families": ["plate"], "hole_shapes": ["circle"]}
 
+# What a heat2d data section meant without a knob: before version 6, no patches (the nearest-node
+# baseline of shepard_neighbours); before version 5, a fixed neighbour count.
+HEAT2D_BEFORE_PATCHES: dict[str, Any] = {"shepard_cell": None, "shepard_spacing": None}
+
 SOURCES: dict[str, GeneratedSource] = {
     source.name: source
     for source in (
         GeneratedSource("heat2d", heat2d.SPEC, heat2d.VERSION, heat2d.generate, heat2d.baseline,
-                        baseline_knobs=("shepard_neighbours", "shepard_spacing"), generator_knobs=PARTS_2D,
-                        predating={**BEFORE_FAMILIES, "shepard_spacing": None}),
+                        baseline_knobs=("shepard_cell", "shepard_neighbours", "shepard_spacing"),
+                        generator_knobs=PARTS_2D, predating={**BEFORE_FAMILIES, **HEAT2D_BEFORE_PATCHES}),
         GeneratedSource("elasticity2d", elasticity2d.SPEC, elasticity2d.VERSION, elasticity2d.generate,
                         elasticity2d.baseline, generator_knobs=PARTS_2D, predating=BEFORE_FAMILIES),
         GeneratedSource("elasticity3d", elasticity3d.SPEC, elasticity3d.VERSION, elasticity3d.generate,
