@@ -42,7 +42,8 @@ from train_jobs import Job, run_all  # noqa: E402
 
 # source -> (module holding the solver the generator calls, its name, nodes at a reference
 # mesh size); nodes ~ 1 / mesh_size^2. A new source joins here.
-SOURCES = {"heat2d": ("meshgnn.data.sources.heat2d", "solve_heat", 19_000, 0.0136)}
+SOURCES = {"heat2d": ("meshgnn.data.sources.heat2d", "solve_heat", 19_000, 0.0136),
+           "flow2d": ("meshgnn.data.sources.flow2d", "solve_navier_stokes", 1_950, 0.05)}
 ACCURACY_SETTINGS = [("fp32", 0.0), ("bf16", 0.0), ("fp16", 0.0), ("fp32", 0.2), ("bf16", 0.2)]
 FOLDER_NODES = 10_000
 # --train-quick: the default architecture (timing depends on its size, not on its weights),
