@@ -214,7 +214,7 @@ def add_node_features(store: Data, slices: dict[str, Tensor], features: FeatureS
     """Node features and edge lengths, without coarse levels: what the normaliser is fit on
     (the levels need the fitted edge statistics, `fix_cell_size`)."""
     num_graphs = len(slices["pos"]) - 1
-    node_graph = row_graph(slices["pos"])
+    node_graph = row_graph(slices["pos"]).to(store.pos.device)
     sort_edges_by_destination(store, slices)
     inputs = store.inputs
     if features.baseline_input:

@@ -147,8 +147,9 @@ def attach_levels(store: Data, slices: dict[str, Tensor], spec: HierarchySpec) -
     batches them.
     """
     num_graphs = len(slices["pos"]) - 1
-    node_graph = row_graph(slices["pos"])
-    edge_offset = slices["pos"][:-1][row_graph(slices["edge_index"])]
+    device = store.pos.device  # the store's tensors stay there; slices are host offsets, as in PyG
+    node_graph = row_graph(slices["pos"]).to(device)
+    edge_offset = slices["pos"][:-1][row_graph(slices["edge_index"])].to(device)
     levels = build_levels(store.pos, store.edge_index + edge_offset, node_graph, num_graphs, spec)
     fine_slices, fine_graph = slices["pos"], node_graph
     for number, level in enumerate(levels, start=1):
@@ -162,14 +163,14 @@ def attach_levels(store: Data, slices: dict[str, Tensor], spec: HierarchySpec) -
         store[f"offset_{number}"] = level.offset
         slices[f"offset_{number}"] = fine_slices
         store[f"edge_index_{number}"] = level.edge_index - node_slices[:-1][edge_graph]
-        slices[f"edge_index_{number}"] = edge_slices
+        slices[f"edge_index_{number}"] = edge_slices.cpu()
         store[f"edge_attr_{number}"] = level.edge_attr
-        slices[f"edge_attr_{number}"] = edge_slices
+        slices[f"edge_attr_{number}"] = edge_slices.cpu()
         store[f"num_coarse_{number}"] = counts
         slices[f"num_coarse_{number}"] = torch.arange(num_graphs + 1)
         store[f"nodes_{number}"] = level.offset.new_empty(len(level.graph), 0)
-        slices[f"nodes_{number}"] = node_slices
-        fine_slices, fine_graph = node_slices, level.graph
+        slices[f"nodes_{number}"] = node_slices.cpu()
+        fine_slices, fine_graph = node_slices.cpu(), level.graph
 
 
 class MultiScaleData(Data):
