@@ -5,15 +5,15 @@ the disc of radius `size` about its centre). They are placed where the flow arou
 clean test of a surrogate and the boundary conditions stay true:
 - centres in x in [INLET_CLEARANCE, OBSTACLE_REGION * length]: at least half a channel height
   behind the inlet (the imposed parabola is not squeezed by an obstacle right at it) and in the
-  first 60 % of the channel, so the wake has at least 0.4 length (>= 0.4, 1 channel height at
-  the default lengths) to relax towards the parabola before the do-nothing outlet, whose
+  first 60 % of the channel, so the wake has at least 0.4 length (0.8-1.2 channel heights at
+  the default lengths 2-3) to relax towards the parabola before the do-nothing outlet, whose
   natural condition is exact only for a fully developed profile;
 - a clearance of one obstacle size (its circumradius; at least HOLE_MARGIN, so a thin gap still
   has a few cells) to both walls and to every other obstacle, so no obstacle chokes the channel
   into a slit the mesh cannot resolve.
 A candidate that finds no room in ATTEMPTS tries is dropped (a crowded channel gets fewer
-obstacles); the first always fits, since every obstacle size allowed
-(meshgnn.data_config.Flow2dRanges) leaves room at the channel's centre line.
+obstacles); the first always fits (its first candidate has nothing to clear), since every
+obstacle size and length allowed (meshgnn.data_config.Flow2dRanges) leave room for it.
 Every draw comes before the mesh size is used, so a seed gives the same channel at every
 resolution (as for meshgnn.data.geometry's parts).
 """
