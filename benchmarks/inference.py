@@ -136,13 +136,13 @@ def folder_throughput(package, source: str, folder: Path, count: int, device: to
             "meshes_per_s": len(results) / seconds, "nodes_per_s": nodes / seconds}
 
 
-def train_quick(out: Path, overrides: list[str]) -> dict[str, str]:
+def train_quick(out: Path, sources: list[str], overrides: list[str]) -> dict[str, str]:
     """A quickly trained model of each source, through train.py (the real pipeline)."""
-    jobs = run_all([Job(source, [f"data={source}", *QUICK_ARGS]) for source in SOURCES], out, overrides, parallel=1)
+    jobs = run_all([Job(source, [f"data={source}", *QUICK_ARGS]) for source in sources], out, overrides, parallel=1)
     failed = [f"{j.name}: {j.error}" for j in jobs.values() if j.error]
     if failed:
         raise SystemExit("--train-quick failed: " + "; ".join(failed))
-    return {source: str(out / source) for source in SOURCES}
+    return {source: str(out / source) for source in sources}
 
 
 def parse_models(pairs: list[str]) -> dict[str, str]:
@@ -201,7 +201,11 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000, 100_000])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--precisions", nargs="+", default=["fp32"], choices=["fp32", "bf16", "fp16"])
+    parser.add_argument("--sources", nargs="+", default=list(SOURCES), choices=list(SOURCES),
+                        help="sources --train-quick trains a model of")
     parser.add_argument("--folder-count", type=int, default=64, help="0 skips folder throughput")
+    parser.add_argument("--folder-sources", nargs="+", default=["heat2d"], choices=list(SOURCES),
+                        help="sources timed on a folder (flow2d's 64 ~10k-node solves take about an hour here)")
     parser.add_argument("--folder-workers", type=int, nargs="+", default=[default_workers()],
                         help="reader processes of the folder runs, one run each (0 = in-process; default "
                              "`meshgnn predict`'s)")
@@ -219,7 +223,7 @@ def main() -> None:
         folder = Path(tmp)
         models = parse_models(args.model)
         if args.train_quick:
-            models = {**train_quick(folder / "runs", args.overrides), **models}
+            models = {**train_quick(folder / "runs", args.sources, args.overrides), **models}
         if not models:
             raise SystemExit("give --model SOURCE=RUN_DIR or --train-quick")
         print(machine_line(f"devices {', '.join(d.type for d in devices)}; models {models}"))
@@ -245,7 +249,7 @@ def main() -> None:
                               f"{row['read_ms']:.1f} | {row['prepare_ms']:.1f} | {row['forward_ms']:.1f} | "
                               f"{row['total_ms']:.1f} | {row['speedup']:.1f}x | {row['prep_over_forward']:.1f}x |",
                               flush=True)
-            for device in devices if args.folder_count else []:
+            for device in devices if args.folder_count and source in args.folder_sources else []:
                 for workers in args.folder_workers:
                     row = {"source": source, "device": device.type,
                            **folder_throughput(package, source, folder, args.folder_count, device, workers,

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_inference_benchmark_tiny(tmp_path):
     out = tmp_path / "inference.json"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "inference.py"), "--train-quick", "--sizes", "300",
+        [sys.executable, str(ROOT / "benchmarks" / "inference.py"), "--train-quick", "--sources", "heat2d", "--sizes", "300",
          "--repeats", "1", "--folder-count", "2", "--devices", "cpu", "--json", str(out),
          "--", "model.hidden_dim=8", "model.num_levels=2"],
         capture_output=True, text=True, timeout=300, cwd=ROOT)
