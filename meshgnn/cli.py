@@ -256,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--workers", type=int, default=0, help="reader processes (0 = one per CPU)")
     check.set_defaults(handler=cmd_data_check)
     export = data.add_parser("export", help="write built-in generated samples as VTU + JSON files")
-    export.add_argument("source", nargs="?", help="built-in source: heat2d, elasticity2d or elasticity3d")
+    export.add_argument("source", nargs="?", help="built-in source: heat2d, elasticity2d, elasticity3d or flow2d")
     export.add_argument("--data", help="the same, as an option")
     export.add_argument("--out", type=Path, required=True, help="new or empty folder to write into")
     export.add_argument("--num-samples", type=int, default=20)
