@@ -59,24 +59,26 @@ def edge_geometry(pos: Tensor, edge_index: Tensor) -> tuple[Tensor, Tensor]:
     return rel, rel.norm(dim=1, keepdim=True)
 
 
-def sample_to_graph(sample: MeshSample, spec: SourceSpec) -> Data:
-    """A feature-free graph of one sample, in physical units (what the cache stores)."""
-    pos = torch.from_numpy(np.asarray(sample.points, dtype=np.float64))
-    edge_index = edges_from_cells(sample.cells, sample.num_nodes)
+def sample_to_graph(sample: MeshSample, spec: SourceSpec, device: torch.device | str = "cpu") -> Data:
+    """A feature-free graph of one sample, in physical units (what the cache stores), built on
+    `device` (prediction prepares on its own device; the cache is built on the CPU)."""
+    pos = torch.as_tensor(np.asarray(sample.points, dtype=np.float64), device=device)
+    edge_index = edges_from_cells(sample.cells, sample.num_nodes, device)
     rel, length = edge_geometry(pos, edge_index)
 
     def stack(fields: dict[str, np.ndarray], names: list[str]) -> Tensor:
         cols = [np.asarray(fields[n], dtype=np.float64).reshape(sample.num_nodes, -1) for n in names]
-        return torch.from_numpy(np.concatenate(cols, axis=1)) if cols else torch.zeros(sample.num_nodes, 0, dtype=torch.float64)
+        values = np.concatenate(cols, axis=1) if cols else np.zeros((sample.num_nodes, 0))
+        return torch.as_tensor(values, device=device)
 
     targets = [f.name for f in spec.targets]
     return Data(
         pos=pos.float(),
         edge_index=edge_index,
         edge_attr=torch.cat([rel, length], dim=1).float(),
-        node_type=torch.from_numpy(np.asarray(sample.node_type, dtype=np.int64)),
+        node_type=torch.as_tensor(np.asarray(sample.node_type, dtype=np.int64), device=device),
         inputs=stack(sample.inputs, [f.name for f in spec.inputs]).float(),
-        globals=torch.from_numpy(np.asarray(sample.globals, dtype=np.float64)).float().view(1, -1),
+        globals=torch.as_tensor(np.asarray(sample.globals, dtype=np.float64), device=device).float().view(1, -1),
         y=stack(sample.targets, targets).float(),
         baseline=stack(sample.baseline, targets).float() if sample.baseline else None,
         num_nodes=sample.num_nodes,

@@ -86,9 +86,8 @@ def test_features_and_levels_prepared_on_the_gpu_equal_the_cpu(samples):
         graph = sample_to_graph(sample, source.spec)
         cpu, cpu_slices = single_graph_store(graph)
         add_features(cpu, cpu_slices, spec)
-        gpu, gpu_slices = single_graph_store(graph)
-        gpu = gpu.to("cuda")
-        gpu.edge_index = edges_from_cells(sample.cells, sample.num_nodes, "cuda")
+        gpu, gpu_slices = single_graph_store(sample_to_graph(sample, source.spec, "cuda"))
+        assert gpu.pos.is_cuda and gpu.edge_index.is_cuda
         add_features(gpu, gpu_slices, spec)
         assert set(cpu.keys()) == set(gpu.keys())
         for key in cpu.keys():
