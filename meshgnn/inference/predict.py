@@ -34,7 +34,8 @@ from meshgnn.data.mesh_files import mesh_extension
 from meshgnn.data.sample import MeshSample
 from meshgnn.data.sources import get_source
 from meshgnn.errors import UserError
-from meshgnn.inference.folder_predict import BATCH_NODES, FileReader, ReadFile, Writer, batches
+from meshgnn.inference.folder_defaults import BATCH_NODES
+from meshgnn.inference.folder_predict import FileReader, ReadFile, Writer, batches
 from meshgnn.inference.mesh_input import Globals, mesh_files, read_mesh
 from meshgnn.inference.outputs import Inputs, check_output_location
 from meshgnn.inference.package import Package
@@ -202,7 +203,9 @@ def predict_files(members: list[Package], paths: list[Path], out_dir: Path, devi
 
     `workers` processes read the files ahead (0: the main process reads them), meshes are
     predicted in batches of up to `batch_nodes` nodes, and written by a thread while the
-    next batch is predicted (`folder_predict`); the results are those of one file at a time."""
+    next batch is predicted (`folder_predict`); the results are those of one file at a time.
+    With `workers`, a script calling this needs the `if __name__ == "__main__":` guard of
+    every multiprocessing program (the readers import the main module)."""
     check_compatible(members)
     plan = plan_outputs(members, paths, out_dir)
     results: list[FilePrediction] = []
@@ -219,11 +222,14 @@ def predict_files(members: list[Package], paths: list[Path], out_dir: Path, devi
             log.info("predicted %s (%d/%d, %d nodes)", read.path, len(results), len(plan), result.num_nodes)
         return job
 
+    # one file has nothing to read ahead of, and a reader process costs more than reading it
+    readers = min(workers, len(plan) - 1) if workers > 0 else workers
+
     def kept(stop: object) -> str:
         return f"{len(results)} of {len(plan)} file(s) were written to {out_dir}; run again to predict them all"
 
     with interruptible(f"predicting {len(plan)} mesh file(s)", kept), \
-            FileReader(members[0], given_globals, workers) as reader, Writer() as writer:
+            FileReader(members[0], given_globals, readers) as reader, Writer() as writer:
         for group in batches(reader.read(plan), batch_nodes, lambda read: refused(read, read.error)):
             done = []
             for read, predictions in predict_group(members, group, device, precision, refused):
