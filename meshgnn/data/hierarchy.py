@@ -124,7 +124,8 @@ def _cell_sizes(pos: Tensor, edge_index: Tensor, node_graph: Tensor, num_graphs:
         h = scatter((pos[dst] - pos[src]).norm(dim=1), node_graph[src], dim=0, dim_size=num_graphs,
                     reduce="mean")
         return [h * spec.coarsening ** level for level in range(1, spec.num_levels + 1)], 0.0
-    sizes = [torch.full((num_graphs,), spec.cell_size * spec.coarsening ** (level - 1), dtype=torch.float64)
+    sizes = [torch.full((num_graphs,), spec.cell_size * spec.coarsening ** (level - 1), dtype=torch.float64,
+                        device=pos.device)
              for level in range(1, spec.num_levels + 1)]
     return sizes, GRID_SHIFT * spec.cell_size
 
