@@ -18,7 +18,6 @@ before queueing its own, so at most two batches of meshes are held.
 from __future__ import annotations
 
 import multiprocessing
-import os
 import signal
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -36,13 +35,6 @@ from meshgnn.inference.mesh_input import Globals, read_mesh
 from meshgnn.inference.package import Package
 
 READ_AHEAD_PER_WORKER = 4  # files in flight per reader: enough to cover a batch's device time
-BATCH_NODES = 200_000  # nodes per batch: a few 10k-node meshes fill a GPU's kernels, 100k ones go alone
-
-
-def default_workers() -> int:
-    """Reader processes when none are asked for: one per core, at most 4 (more readers than
-    that outrun any device on meshes of 10k nodes and only hold memory)."""
-    return min(4, os.cpu_count() or 1)
 
 
 @dataclass
@@ -122,22 +114,19 @@ class FileReader:
         entries = iter(plan)
         pending: deque[Future] = deque()
         while True:
-            while len(pending) < READ_AHEAD_PER_WORKER * self.workers:
-                entry = next(entries, None)
-                if entry is None:
-                    break
-                pending.append(self.pool.submit(_read_in_worker, *entry))
-            if not pending:
-                return
-            yield self._result(pending.popleft())
-
-    @staticmethod
-    def _result(future: Future) -> ReadFile:
-        try:
-            return future.result()
-        except BrokenProcessPool:
-            raise UserError("a mesh-reading worker process died (out of memory, or killed); predict again "
-                            "with fewer --workers, or --workers 0 to read in the main process") from None
+            try:  # a dead reader breaks the pool: both submitting and collecting then raise
+                while len(pending) < READ_AHEAD_PER_WORKER * self.workers:
+                    entry = next(entries, None)
+                    if entry is None:
+                        break
+                    pending.append(self.pool.submit(_read_in_worker, *entry))
+                if not pending:
+                    return
+                read = pending.popleft().result()
+            except BrokenProcessPool:
+                raise UserError("a mesh-reading worker process died (out of memory, or killed); predict again "
+                                "with fewer --workers, or --workers 0 to read in the main process") from None
+            yield read
 
 
 def batches(reads: Iterable[ReadFile], batch_nodes: int,
