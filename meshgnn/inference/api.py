@@ -81,7 +81,7 @@ class Model:
         batch = isinstance(mesh, (list, tuple))
         meshes = list(mesh) if batch else [mesh]
         given = check_globals(globals or {}, self.package, "globals=")
-        graphs = [prepare_graph(self.package, self._sample(m, i, given)) for i, m in enumerate(meshes)]
+        graphs = [prepare_graph(self.package, self._sample(m, i, given), self.device) for i, m in enumerate(meshes)]
         out: list[Prediction] = []
         for start in range(0, len(graphs), max(1, batch_size)):
             chunk = Batch.from_data_list(graphs[start:start + max(1, batch_size)])

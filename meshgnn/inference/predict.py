@@ -70,32 +70,32 @@ class FilePrediction:
     baseline_errors: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
-def model_graph(package: Package, sample: MeshSample) -> Data:
-    """One sample's feature-free graph as the model's preparation starts from it: with the
-    analytic baseline when the model uses it, and zeros for targets the sample lacks (they
-    only feed the unused `y`)."""
+def model_graph(package: Package, sample: MeshSample, device: torch.device | str = "cpu") -> Data:
+    """One sample's feature-free graph as the model's preparation starts from it, on `device`:
+    with the analytic baseline when the model uses it, and zeros for targets the sample lacks
+    (they only feed the unused `y`)."""
     features = package.features
     spec = features.source
     if spec.has_baseline and (features.residual or features.baseline_input) and not sample.baseline:
         sample = replace(sample, baseline=get_source(package.data["name"]).baseline(sample, package.data))
     targets = {f.name: sample.targets.get(f.name, np.zeros((sample.num_nodes, f.dim))) for f in spec.targets}
-    return sample_to_graph(replace(sample, targets=targets), spec)
+    return sample_to_graph(replace(sample, targets=targets), spec, device)
 
 
-def prepare_graph(package: Package, sample: MeshSample) -> MultiScaleData:
+def prepare_graph(package: Package, sample: MeshSample, device: torch.device | str = "cpu") -> MultiScaleData:
     """The model's input for one sample: features, coarse levels and normalisation exactly as
-    in training."""
-    store, slices = single_graph_store(model_graph(package, sample))
+    in training, computed on `device` (the prediction device: no copy of the prepared graph)."""
+    store, slices = single_graph_store(model_graph(package, sample, device))
     add_features(store, slices, package.features)
     normalize(store, slices, package.normalizer, package.features.residual)
     return store
 
 
-def prepare_batch(package: Package, samples: list[MeshSample]) -> Batch:
+def prepare_batch(package: Package, samples: list[MeshSample], device: torch.device | str = "cpu") -> Batch:
     """The model's input for several samples at once, as one batch: collated like the training
     data (features, levels and normalisation run once on the whole store, per graph: extents,
     boundary distances and coarse cells never mix meshes), then batched like a training step."""
-    graphs = [MultiScaleData(**dict(model_graph(package, s).items())) for s in samples]
+    graphs = [MultiScaleData(**dict(model_graph(package, s, device).items())) for s in samples]
     store, slices, _ = collate(MultiScaleData, graphs, increment=False, add_batch=False)  # InMemoryDataset's layout
     add_features(store, slices, package.features)
     normalize(store, slices, package.normalizer, package.features.residual)
@@ -123,7 +123,7 @@ def predict_sample(members: list[Package], sample: MeshSample, device: torch.dev
     for member in members:
         key = preparation_key(member)
         if key not in graphs:
-            graphs[key] = prepare_graph(member, sample)
+            graphs[key] = prepare_graph(member, sample, device)
         out.append(predict_graph(member, graphs[key], device, precision))
     return out
 
@@ -137,7 +137,7 @@ def predict_batch(members: list[Package], samples: list[MeshSample], device: tor
     for member in members:
         key = preparation_key(member)
         if key not in batches:
-            batches[key] = prepare_batch(member, samples)
+            batches[key] = prepare_batch(member, samples, device)
         pred = predict_graph(member, batches[key], device, precision)
         bounds = batches[key].ptr.tolist()
         per_member.append([{n: v[a:b] for n, v in pred.items()} for a, b in zip(bounds, bounds[1:])])
