@@ -100,7 +100,7 @@ def test_unwritable_output_dir_is_one_clear_line(tmp_path):
 def test_help_lists_groups_and_cfg_job_prints_config(tmp_path):
     proc = run_train(["--help"], cwd=tmp_path, timeout=60)
     assert proc.returncode == 0
-    for line in ("data: elasticity2d, elasticity3d, heat2d, mesh_folder", "loss: stage1, stage2",
+    for line in ("data: elasticity2d, elasticity3d, flow2d, heat2d, mesh_folder", "loss: stage1, stage2",
                  "model: edge_gnn, meshgraphnet, multiscale_gnn", "trainer: debug, default", "debug: default",
                  "python train.py debug=default"):
         assert line in proc.stdout
