@@ -113,8 +113,8 @@ def write_sample(source: str, sample, path: Path) -> Path:
 
 
 def folder_throughput(package, source: str, folder: Path, count: int, device: torch.device, workers: int,
-                      batch_nodes: int) -> dict:
-    """Meshes/s and nodes/s of `predict_files` on a folder of `count` ~10k-node meshes with
+                      batch_nodes: int, nodes: int = FOLDER_NODES) -> dict:
+    """Meshes/s and nodes/s of `predict_files` on a folder of `count` meshes of about `nodes` nodes with
     `workers` reader processes and batches of `batch_nodes` (timed a second time after a
     warm-up pass)."""
     from meshgnn.inference.predict import predict_files
@@ -123,7 +123,7 @@ def folder_throughput(package, source: str, folder: Path, count: int, device: to
     if not inputs.is_dir():
         inputs.mkdir()
         for index in range(count):
-            sample, _ = timed_generate(source, FOLDER_NODES, seed=2, index=index)
+            sample, _ = timed_generate(source, nodes, seed=2, index=index)
             write_sample(source, sample, inputs / f"mesh_{index:03d}.vtu")
     options = {"workers": workers, "batch_nodes": batch_nodes}
     predict_files([package], [inputs], folder / "warm", device, **options)
@@ -205,6 +205,7 @@ def main() -> None:
     parser.add_argument("--sources", nargs="+", default=list(SOURCES), choices=list(SOURCES),
                         help="sources --train-quick trains a model of")
     parser.add_argument("--folder-count", type=int, default=64, help="0 skips folder throughput")
+    parser.add_argument("--folder-nodes", type=int, default=FOLDER_NODES, help="nodes per folder mesh (about)")
     parser.add_argument("--folder-sources", nargs="+", default=["heat2d"], choices=list(SOURCES),
                         help="sources timed on a folder (flow2d's 64 ~10k-node solves take about an hour here)")
     parser.add_argument("--folder-workers", type=int, nargs="+", default=[default_workers()],
@@ -254,7 +255,7 @@ def main() -> None:
                 for workers in args.folder_workers:
                     row = {"source": source, "device": device.type,
                            **folder_throughput(package, source, folder, args.folder_count, device, workers,
-                                               args.batch_nodes)}
+                                               args.batch_nodes, args.folder_nodes)}
                     report["folder"].append(row)
             if args.accuracy:
                 report["accuracy"][source] = accuracy_table(run, args.data_dir, devices[-1])
