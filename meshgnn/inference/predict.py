@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -118,30 +118,31 @@ def predict_graph(package: Package, graph: MultiScaleData, device: torch.device,
 def predict_sample(members: list[Package], sample: MeshSample, device: torch.device,
                    precision: str = "fp32") -> list[dict[str, Tensor]]:
     """Each member's prediction of one sample (members with one preparation share a graph)."""
-    graphs: dict[str, MultiScaleData] = {}
-    out = []
-    for member in members:
-        key = preparation_key(member)
-        if key not in graphs:
-            graphs[key] = prepare_graph(member, sample, device)
-        out.append(predict_graph(member, graphs[key], device, precision))
-    return out
+    return [pred for _, pred in _predict_members(members, lambda m: prepare_graph(m, sample, device), device,
+                                                 precision)]
 
 
 def predict_batch(members: list[Package], samples: list[MeshSample], device: torch.device,
                   precision: str = "fp32") -> list[list[dict[str, Tensor]]]:
     """Per sample, each member's prediction: the samples prepared as one batch (once per
     preparation the members share) and predicted in one forward pass per member."""
-    batches: dict[str, Batch] = {}
     per_member = []
-    for member in members:
-        key = preparation_key(member)
-        if key not in batches:
-            batches[key] = prepare_batch(member, samples, device)
-        pred = predict_graph(member, batches[key], device, precision)
-        bounds = batches[key].ptr.tolist()
+    for batch, pred in _predict_members(members, lambda m: prepare_batch(m, samples, device), device, precision):
+        bounds = batch.ptr.tolist()
         per_member.append([{n: v[a:b] for n, v in pred.items()} for a, b in zip(bounds, bounds[1:])])
     return [list(predictions) for predictions in zip(*per_member)]
+
+
+def _predict_members(members: list[Package], prepare: Callable[[Package], MultiScaleData], device: torch.device,
+                     precision: str) -> Iterator[tuple[MultiScaleData, dict[str, Tensor]]]:
+    """(its input, its prediction) for each member; members with one `preparation_key` share
+    one `prepare`d input."""
+    prepared: dict[str, MultiScaleData] = {}
+    for member in members:
+        key = preparation_key(member)
+        if key not in prepared:
+            prepared[key] = prepare(member)
+        yield prepared[key], predict_graph(member, prepared[key], device, precision)
 
 
 def preparation_key(member: Package) -> str:
