@@ -50,6 +50,14 @@ def _one_heat2d_baseline(v: Mapping[str, Any], prefix: str) -> Optional[str]:
     return None
 
 
+def _graphs_without_fp16(v: Mapping[str, Any], prefix: str) -> Optional[str]:
+    if v["cuda_graphs"] and v["precision"] == "fp16":
+        return (f"{prefix}.cuda_graphs=true cannot run with {prefix}.precision=fp16 (its loss scaler reads "
+                f"every step's gradients back to decide on the update); use {prefix}.precision=bf16 or "
+                f"{prefix}.cuda_graphs=false")
+    return None
+
+
 def _enough_samples(v: Mapping[str, Any], prefix: str) -> Optional[str]:
     ratios = (v["split"]["train"], v["split"]["val"], v["split"]["test"])
     if split_sizes(v["num_samples"], ratios)[0] >= 1:
@@ -259,6 +267,10 @@ class TrainerConfig:
     threads: int = key(at_least(0, "0 = torch's default"))
     max_time: float = key(at_least(0, "seconds; 0 = no limit"))
     divergence_factor: float = key(at_least(0, "0 = off"))
+    cuda_graphs: bool = MISSING
+    bucket_growth: float = key(Range(lo=1, lo_open=True, meaning="padding adds at most this factor of rows",
+                                     eg=1.1))
+    relations: ClassVar[tuple[Relation, ...]] = (_graphs_without_fp16,)
 
 
 @dataclass

@@ -33,11 +33,12 @@ from meshgnn.run_records import (describe_start, hparam_settings, lineage_of, re
                                  write_run_json)
 from meshgnn.sweeps.pruning import PruningReporter, is_sweep_trial
 from meshgnn.training.checkpoint import load_checkpoint
+from meshgnn.training.divergence import TrainingDiverged
 from meshgnn.training.losses import TERMS, CompositeLoss
 from meshgnn.training.metrics_log import MetricsLog, read_metrics
 from meshgnn.training.rng import seed_everything
 from meshgnn.training.schedule import Schedule
-from meshgnn.training.trainer import Trainer, TrainerSettings, TrainingDiverged
+from meshgnn.training.trainer import Trainer, TrainerSettings
 from meshgnn.weights import load_weights
 
 log = logging.getLogger("meshgnn")
@@ -110,7 +111,8 @@ def _train(cfg: DictConfig, start: StartPoint, run_dir: Path) -> float:
     settings = TrainerSettings(cfg.trainer.epochs, cfg.trainer.grad_clip, cfg.trainer.save_every,
                                cfg.trainer.early_stop_patience, cfg.trainer.log_every_steps,
                                cfg.trainer.max_time, cfg.trainer.precision, cfg.trainer.divergence_factor,
-                               monitor=cfg.objective, monitor_mode=cfg.objective_mode)
+                               monitor=cfg.objective, monitor_mode=cfg.objective_mode,
+                               cuda_graphs=cfg.trainer.cuda_graphs, bucket_growth=cfg.trainer.bucket_growth)
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
     lineage = lineage_of(start)
     hydra_choices = recorded_choices(start)

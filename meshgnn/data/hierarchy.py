@@ -178,9 +178,20 @@ class MultiScaleData(Data):
     """A PyG `Data` whose coarse-level indices are offset per level when graphs are batched."""
 
     def __inc__(self, key: str, value: Tensor, *args, **kwargs):
-        if key.startswith(("cluster_", "edge_index_")):
-            return int(self[f"num_coarse_{key.rsplit('_', 1)[1]}"].sum())
+        rows = self.index_rows(key)
+        if rows is not None:  # a shape, not a sum of counts: batching a GPU store never waits for it
+            if rows in self:
+                return self[rows].shape[0]
+            return int(self[f"num_coarse_{key.rsplit('_', 1)[1]}"].sum())  # data made before nodes_l
         return super().__inc__(key, value, *args, **kwargs)
+
+    @staticmethod
+    def index_rows(key: str) -> str | None:
+        """The attribute whose rows an index attribute of a coarse level points into (its
+        `nodes_l`); None for the others (`edge_index` points into the mesh nodes, as in PyG)."""
+        if key.startswith(("cluster_", "edge_index_")):
+            return f"nodes_{key.rsplit('_', 1)[1]}"
+        return None
 
     def __cat_dim__(self, key: str, value: Tensor, *args, **kwargs):
         if key.startswith("edge_index_"):

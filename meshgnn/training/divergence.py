@@ -1,7 +1,9 @@
 """Divergence: a loss or metric that became NaN or infinite, or rose far above the run's start.
 
 A diverged epoch is never saved: the checks run before anything of the epoch is written, and
-on every training step before its update, so the last good checkpoints are what remains. The
+on every training step's loss when the trainer reads the steps' values (every
+`log_every_steps` steps, and before anything is saved), so the last good checkpoints are
+what remains. The
 reference is the training loss of the lineage's first step (carried through resumes in the
 checkpoint), not the first epoch's mean: a learning rate that blows up does so within epoch 1.
 """
@@ -48,8 +50,8 @@ def check_epoch(metrics: dict[str, float], epoch: int, factor: float, reference:
 
 
 def check_step(step_loss: float, epoch: int, step: int, factor: float, reference: float | None) -> None:
-    """A non-finite step loss, or one `factor` times above `reference`, ends the run before
-    this step's update (a diverging epoch is not trained to its end)."""
+    """A non-finite step loss, or one `factor` times above `reference`, ends the run at the
+    read of that step's values (a diverging epoch is not trained to its end)."""
     where = f"epoch {epoch}, step {step}"
     if not math.isfinite(step_loss):
         raise TrainingDiverged(f"training loss became {step_loss} at {where}", "train/loss/total",

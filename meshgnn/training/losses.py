@@ -32,11 +32,14 @@ class GraphGeometry:
     dst_ptr: Tensor  # [N + 1] first incoming edge of each node
     edge_index: Tensor
     edge_len: Tensor
+    # [G] 1 for a real graph, 0 for a pad graph of a padded batch (`meshgnn.training.padding`);
+    # None: every graph is real.
+    graph_weight: Tensor | None = None
 
     @classmethod
     def of(cls, batch) -> "GraphGeometry":
         return cls(batch.ptr, destination_offsets(batch.edge_index, batch.y.shape[0]), batch.edge_index,
-                   batch.edge_len)
+                   batch.edge_len, batch.get("graph_weight"))
 
     @property
     def edge_ptr(self) -> Tensor:
@@ -45,7 +48,15 @@ class GraphGeometry:
 
     def graph_mean(self, values: Tensor, ptr: Tensor) -> Tensor:
         """Mean of per-row values within each graph (rows `ptr[g]:ptr[g+1]`), then over graphs."""
-        return (graph_sums(values, ptr) / ptr.diff().clamp_min(1)).mean()
+        return self.over_graphs(graph_sums(values, ptr) / ptr.diff().clamp_min(1))
+
+    def over_graphs(self, per_graph: Tensor) -> Tensor:
+        """The mean of a [G] per-graph value over the real graphs. A pad graph's value is
+        replaced, not multiplied, by 0, so it passes back a gradient of exactly 0."""
+        if self.graph_weight is None:
+            return per_graph.mean()
+        real = self.graph_weight > 0
+        return torch.where(real, per_graph, 0).sum() / self.graph_weight.sum()
 
     def edge_difference(self, field: Tensor) -> Tensor:
         """f_src - f_dst per edge. `index_select`, not `field[index]`: the latter's backward
@@ -89,7 +100,7 @@ def l1(p: TargetPair, geo: GraphGeometry, eps: float) -> Tensor:
 def relative_l1(p: TargetPair, geo: GraphGeometry, eps: float) -> Tensor:
     err = graph_sums((p.pred_phys - p.true_phys).abs().sum(-1), geo.node_ptr)
     ref = graph_sums(p.true_phys.abs().sum(-1), geo.node_ptr)
-    return (err / (ref + eps)).mean()
+    return geo.over_graphs(err / (ref + eps))
 
 
 def smoothness(p: TargetPair, geo: GraphGeometry, eps: float) -> Tensor:

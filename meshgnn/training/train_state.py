@@ -21,6 +21,10 @@ class TrainerSettings:
     # (the run's `objective` and `objective_mode`).
     monitor: str = "val/loss/total"
     monitor_mode: str = "min"  # min | max
+    # Pad batches to size buckets and replay each bucket's captured step (trainer.cuda_graphs),
+    # buckets growing by this factor (trainer.bucket_growth).
+    cuda_graphs: bool = False
+    bucket_growth: float = 1.1
 
 
 @dataclass

@@ -3,13 +3,18 @@
 The trainer knows nothing about configs or data sources: it gets a model, a loss, loaders and
 plain settings, so tests and later tools (sweeps, DDP) can drive it directly.
 
+A step reads nothing back from the device: its logged values are queued (`step_log`) and
+read for many steps at once, so a GPU is never left waiting for the host between steps; with
+`cuda_graphs` each step is replayed from a captured CUDA graph (`cuda_graphs`, `padding`),
+and batches from host memory are copied a step ahead (`prefetch`).
+
 Under DDP (`dist` with several ranks) every rank runs this same loop on its own shard and
-takes the same decisions: the step loss and stop requests are summed over ranks every step,
-epoch sums and validation/test metrics are pooled over ranks, and only rank 0 writes
-(checkpoints, metrics.jsonl, TensorBoard).
+takes the same decisions: at each read of the steps' values, their losses and the stop
+requests are summed over ranks; epoch sums and validation/test metrics are pooled over
+ranks (`evaluation`), and only rank 0 writes (checkpoints, metrics.jsonl, TensorBoard).
 
 What the trainer is told and carries through restarts is in `train_state`, the divergence
-checks it runs every step and epoch in `divergence`.
+checks it runs at every read and epoch in `divergence`.
 """
 
 from __future__ import annotations
@@ -32,13 +37,16 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from meshgnn.atomic import remove_orphaned_temp_files, writing
 from meshgnn.distributed import Dist
 from meshgnn.training.checkpoint import save_checkpoint
-from meshgnn.training.divergence import TrainingDiverged, check_epoch, check_step
-from meshgnn.training.field_errors import ErrorAccumulator, field_errors
+from meshgnn.training.cuda_graphs import PaddedSteps, stack_logged
+from meshgnn.training.divergence import check_epoch, check_step
+from meshgnn.training.evaluation import accumulate, add_rank_sums, evaluate, test
 from meshgnn.training.losses import CompositeLoss
 from meshgnn.training.metrics_log import MetricsLog
 from meshgnn.training.precision import autocast, grad_scaler
+from meshgnn.training.prefetch import prefetched
 from meshgnn.training.rng import rng_state, set_rng_state
 from meshgnn.training.schedule import Schedule
+from meshgnn.training.step_log import PendingSteps, StepRecord
 from meshgnn.training.stop import StopRequests
 from meshgnn.training.train_state import TrainerSettings, TrainState
 from meshgnn.weights import load_weights
@@ -73,6 +81,8 @@ class Trainer:
         # module's own, since evaluation shards differ in size.
         self.forward: Callable[[Any], tuple[dict[str, Tensor], dict[str, Tensor]]] = model
         self.eval_forward: Callable[[Any], tuple[dict[str, Tensor], dict[str, Tensor]]] | None = None
+        self._pending = PendingSteps()  # steps whose logged values are still on the device
+        self._padded: PaddedSteps | None = None  # see _padded_steps
 
     # ----------------------------------------------------------------- loop
     def fit(self) -> TrainState:
@@ -176,40 +186,87 @@ class Trainer:
             return self._train_batches(loader, bar)
 
     def _train_batches(self, loader: DataLoader, bar: tqdm) -> bool:
+        """The steps: queued without waiting for the device, their logged values read every
+        `log_every_steps` steps, at the epoch's end and before a stop saves (`_read_steps`)."""
         started, start_step, start_graphs = time.perf_counter(), self.state.batches_done, self.state.epoch_graphs
-        for batch in loader:
-            batch = batch.to(self.device, non_blocking=True)
+        steps = self._padded_steps()
+        for batch in prefetched(loader, self.device, steps.pad if steps else lambda batch: batch):
             lr = self._step_rate()
-            loss, logged = self.loss_fn(self._predict(batch), batch)
-            step_loss, agreed_stop = self._agree(float(logged["loss/total"]))
-            reference = step_loss if self.state.divergence_reference is None else self.state.divergence_reference
-            check_step(step_loss, self.state.epoch + 1, self.state.global_step, self.settings.divergence_factor,
-                       reference)
-            self.state.divergence_reference = reference  # the lineage's first step's, once set
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.unscale_(self.optimizer)  # clip and log true gradients (fp16 scales them)
-            logged["grad_norm"] = self._clip_gradients()
-            self.scaler.step(self.optimizer)  # fp16: skipped while the scale still overflows
-            self.scaler.update()
+            graphs = batch.get("real_graphs") or batch.num_graphs
+            if steps is None:
+                logged = self.train_step(batch)
+                keys, row = tuple(logged), stack_logged(logged)
+            else:
+                keys, row = steps(batch)
             self.state.global_step += 1
             self.state.batches_done += 1
-            _accumulate(self.state.epoch_sums, logged, batch.num_graphs)
-            self.state.epoch_graphs += batch.num_graphs
-            self.state.step_losses.append(step_loss)
-            rate = (self.state.epoch_graphs - start_graphs) / max(time.perf_counter() - started, 1e-9)
-            bar.set_postfix(loss=f"{self.state.step_losses[-1]:.4g}", graphs_s=f"{rate:.1f}", refresh=False)
+            self.state.epoch_graphs += graphs
+            self._pending.add(keys, row, StepRecord(self.state.global_step, self.state.epoch + 1, graphs))
             bar.update()
-            if bar.disable and self.state.global_step % self.settings.log_every_steps == 0:
-                left = (bar.total - self.state.batches_done) * (time.perf_counter() - started) / max(
-                    self.state.batches_done - start_step, 1)
-                log.info("step %d  loss %.4g  lr %.3g  %.1f graphs/s  epoch %d/%d ETA %s",
-                         self.state.global_step, self.state.step_losses[-1], lr, rate, self.state.epoch + 1,
-                         self.settings.epochs, _clock(left))
-            self.state.stopped_by = agreed_stop if self.dist.enabled else self._stop_request()
-            if self.state.stopped_by:
-                return False
-        return True
+            request = self._stop_request()  # under DDP acted on at the next read, by every rank
+            if (request and not self.dist.enabled) or self.state.global_step % self.settings.log_every_steps == 0:
+                if self._report(request, bar, lr, started, start_step, start_graphs):
+                    return False
+        return not (self._pending and self._report(self._stop_request(), bar, lr, started, start_step,
+                                                   start_graphs))
+
+    def _report(self, request: str | None, bar: tqdm, lr: float, started: float, start_step: int,
+                start_graphs: int) -> bool:
+        """Read the pending steps, show the progress; True when the launch stops here."""
+        self.state.stopped_by = self._read_steps(request)
+        rate = (self.state.epoch_graphs - start_graphs) / max(time.perf_counter() - started, 1e-9)
+        bar.set_postfix(loss=f"{self.state.step_losses[-1]:.4g}", graphs_s=f"{rate:.1f}", refresh=False)
+        if bar.disable and self.state.global_step % self.settings.log_every_steps == 0:
+            left = (bar.total - self.state.batches_done) * (time.perf_counter() - started) / max(
+                self.state.batches_done - start_step, 1)
+            log.info("step %d  loss %.4g  lr %.3g  %.1f graphs/s  epoch %d/%d ETA %s",
+                     self.state.global_step, self.state.step_losses[-1], lr, rate, self.state.epoch + 1,
+                     self.settings.epochs, _clock(left))
+        return self.state.stopped_by is not None
+
+    def train_step(self, batch) -> dict[str, Tensor]:
+        """One optimiser step on a batch on the device: forward, loss, backward, clipping,
+        update. Nothing in it reads a value back from the device, so on a GPU it is queued
+        while earlier steps run, and it can be captured as a CUDA graph (`cuda_graphs`)."""
+        loss, logged = self.loss_fn(self._predict(batch), batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)  # clip and log true gradients (fp16 scales them)
+        logged["grad_norm"] = self._clip_gradients()
+        self.scaler.step(self.optimizer)  # fp16: skipped while the scale still overflows (a host sync)
+        self.scaler.update()
+        return logged
+
+    def _padded_steps(self) -> PaddedSteps | None:
+        """With `cuda_graphs`, the padded steps (made once: their captured graphs are kept)."""
+        if not self.settings.cuda_graphs:
+            return None
+        if self._padded is None:
+            capture = self.device.type == "cuda" and not self.dist.enabled
+            if not capture:
+                log.warning("trainer.cuda_graphs=true %s: batches are padded to size buckets but run "
+                            "eagerly (same results, no speed-up)", "under DDP (its gradient all-reduce "
+                            "is not captured)" if self.dist.enabled else "without a CUDA device")
+            self._padded = PaddedSteps(self.train_step, self.model, self.optimizer,
+                                       self.settings.bucket_growth, self.device, capture)
+        return self._padded
+
+    def _read_steps(self, request: str | None) -> str | None:
+        """Read the pending steps' values (one transfer), check each step for divergence, add
+        them to the epoch's sums; return the stop request every rank acts on.
+
+        A step whose loss is not finite or rose `divergence_factor` times ends the run here,
+        up to `log_every_steps` steps after it: nothing was saved in between, so the last
+        good checkpoints are still what remains."""
+        steps = self._pending.read()
+        losses, stop = self._agree([step.values["loss/total"] for step in steps], request)
+        for step, loss in zip(steps, losses):
+            reference = loss if self.state.divergence_reference is None else self.state.divergence_reference
+            check_step(loss, step.record.epoch, step.record.step, self.settings.divergence_factor, reference)
+            self.state.divergence_reference = reference  # the lineage's first step's, once set
+            accumulate(self.state.epoch_sums, step.values, step.record.graphs)
+            self.state.step_losses.append(loss)
+        return stop
 
     def _step_rate(self) -> float:
         """Set the learning rate of the step about to be taken (schedule step = global step minus
@@ -234,21 +291,21 @@ class Trainer:
 
     STOP_REASONS = ("SIGTERM", "SIGINT", "max_time")
 
-    def _agree(self, loss: float) -> tuple[float, str | None]:
-        """(the step's loss, the stop request) that every rank acts on.
+    def _agree(self, losses: list[float], request: str | None) -> tuple[list[float], str | None]:
+        """(the steps' losses, the stop request) that every rank acts on.
 
-        In one process: this loss, and no decision (the stop request is read after the step).
-        Under DDP, one all-reduce before backward: the mean of the ranks' losses (the loss of
-        the global batch, since shards are equal: NaN on any rank stops every rank), and
-        whether any rank has a stop request, so all ranks stop after the same step and none is
-        left waiting in a collective."""
+        In one process: these losses and this process's request. Under DDP, one all-reduce at
+        each read (every rank reads after the same steps): the mean of the ranks' losses of
+        each step (the loss of the global batch, since shards are equal: NaN on any rank stops
+        every rank), and whether any rank has a stop request, so all ranks stop after the same
+        step and none is left waiting in a collective."""
         if not self.dist.enabled:
-            return loss, None
-        request = self._stop_request()
+            return losses, request
         flags = [float(request == reason) for reason in self.STOP_REASONS]
-        total, *counts = self.dist.sum([loss, *flags])
+        totals = self.dist.sum([*losses, *flags])
+        counts = totals[len(losses):]
         stop = next((reason for reason, n in zip(self.STOP_REASONS, counts) if n > 0), None)
-        return total / self.dist.world_size, stop
+        return [total / self.dist.world_size for total in totals[:len(losses)]], stop
 
     def _predict(self, batch, training: bool = True) -> dict[str, Tensor]:
         """Predictions in float32 whatever the forward pass's precision (the loss and the
@@ -262,7 +319,7 @@ class Trainer:
         """Per-graph sums and graph count over all ranks (identity in one process)."""
         if not self.dist.enabled:
             return sums, graphs
-        return _add_sums(self.dist.all_gather_object((sums, graphs)))
+        return add_rank_sums(self.dist.all_gather_object((sums, graphs)))
 
     def _clip_gradients(self) -> Tensor:
         """The global gradient norm before clipping (logged as train/grad_norm), clipping to
@@ -271,63 +328,18 @@ class Trainer:
             return nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
         return nn.utils.get_total_norm([p.grad for p in self.model.parameters() if p.grad is not None])
 
-    @torch.no_grad()
     def evaluate(self, loader: DataLoader, prefix: str) -> dict[str, float]:
         """Loss components and physical rel L2 per target, averaged over graphs."""
         self.model.eval()
-        sums: dict[str, float] = {}
-        errors = ErrorAccumulator()
-        graphs = 0
-        for batch in loader:
-            batch = batch.to(self.device, non_blocking=True)
-            pred = self._predict(batch, training=False)
-            _, logged = self.loss_fn(pred, batch)
-            _accumulate(sums, logged, batch.num_graphs)
-            for name, _dim in self.loss_fn.targets:
-                true = self.loss_fn.physical(name, batch.y[:, self.loss_fn.columns[name]])
-                errs = field_errors(self.loss_fn.physical(name, pred[name]), true, batch.batch,
-                                    batch.num_graphs)
-                errors.add(name, {"rel_l2": errs["rel_l2"]})
-            graphs += batch.num_graphs
-        if self.dist.enabled:  # each rank evaluated its own shard: pool them
-            parts = self.dist.all_gather_object((sums, graphs, errors))
-            sums, graphs = _add_sums([part[:2] for part in parts])
-            errors = ErrorAccumulator.combine([part[2] for part in parts])
-        metrics = {f"{prefix}/{k}": v / graphs for k, v in sums.items()}
-        metrics.update({f"{prefix}/{k}": v for k, v in errors.result(graphs).items()})
-        return metrics
+        return evaluate(loader, prefix, self._eval_predict, self.loss_fn, self.device, self.dist)
 
-    @torch.no_grad()
     def test(self, loader: DataLoader) -> dict[str, dict[str, float]]:
         """Per-target errors in physical units of the model and of the two baselines."""
         self.model.eval()
-        acc = {"model": ErrorAccumulator(), "baseline_mean": ErrorAccumulator(),
-               "baseline_analytic": ErrorAccumulator()}
-        graphs = 0
-        for batch in loader:
-            batch = batch.to(self.device, non_blocking=True)
-            pred = self._predict(batch, training=False)
-            for name, _dim in self.loss_fn.targets:
-                cols = self.loss_fn.columns[name]
-                true = self.loss_fn.physical(name, batch.y[:, cols])
-                guesses = {"model": self.loss_fn.physical(name, pred[name]),
-                           "baseline_mean": self.loss_fn.physical(name, torch.zeros_like(true))}
-                if getattr(batch, "baseline", None) is not None:
-                    guesses["baseline_analytic"] = batch.baseline[:, cols]
-                for who, guess in guesses.items():
-                    acc[who].add(f"test/{name}", field_errors(guess, true, batch.batch, batch.num_graphs))
-            graphs += batch.num_graphs
-        if self.dist.enabled:  # each rank tested its own shard: pool them
-            parts = self.dist.all_gather_object((acc, graphs))
-            acc = {who: ErrorAccumulator.combine([part[0][who] for part in parts]) for who in acc}
-            graphs = sum(part[1] for part in parts)
-        results = {who: a.result(graphs) for who, a in acc.items() if a.sums}
-        for key, value in results.get("model", {}).items():
-            if not math.isfinite(value):
-                raise TrainingDiverged(f"{key} of the best weights is {value} (epoch "
-                                       f"{self.state.best_epoch}); no results are saved",
-                                       key, self.state.best_epoch, value)
-        return results
+        return test(loader, self._eval_predict, self.loss_fn, self.device, self.dist, self.state.best_epoch)
+
+    def _eval_predict(self, batch) -> dict[str, Tensor]:
+        return self._predict(batch, training=False)
 
     # -------------------------------------------------- early stop, checkpoints
     def _update_early_stopping(self, value: float) -> bool:
@@ -364,7 +376,7 @@ class Trainer:
         per_rank: dict[str, Any] = {}
         if self.dist.enabled:
             parts = self.dist.all_gather_object((progress["sums"], progress["graphs"], rng))
-            progress["sums"], progress["graphs"] = _add_sums([part[:2] for part in parts])
+            progress["sums"], progress["graphs"] = add_rank_sums([part[:2] for part in parts])
             per_rank["rng_per_rank"] = [part[2] for part in parts]
         return {
             "epoch": self.state.epoch,
@@ -442,17 +454,3 @@ def oscillation(losses: list[float]) -> float:
 def _clock(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
-
-
-def _add_sums(parts: list[tuple[dict[str, float], int]]) -> tuple[dict[str, float], int]:
-    """The ranks' (per-graph sums, graph count), added up in rank order (the same on every rank)."""
-    pooled: dict[str, float] = {}
-    for sums, _ in parts:
-        for key, value in sums.items():
-            pooled[key] = pooled.get(key, 0.0) + value
-    return pooled, sum(graphs for _, graphs in parts)
-
-
-def _accumulate(sums: dict[str, float], logged: dict[str, Tensor], weight: int) -> None:
-    for key, value in logged.items():
-        sums[key] = sums.get(key, 0.0) + float(value) * weight

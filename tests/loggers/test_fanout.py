@@ -21,7 +21,7 @@ from meshgnn.experiment import run
 from meshgnn.loggers.base import RunInfo
 from meshgnn.loggers.fanout import check_logger_packages, open_loggers
 from meshgnn.training.metrics_log import read_metrics
-from meshgnn.training.trainer import TrainingDiverged
+from meshgnn.training.divergence import TrainingDiverged
 
 TINY = ["debug=default", "data.num_samples=12", "model.hidden_dim=8", f"paths.root_dir={ROOT}"]
 
