@@ -26,6 +26,7 @@ from meshgnn.data.interrupt import interruptible
 from meshgnn.data.normalizer import Normalizer
 from meshgnn.data.sampler import EpochBatchSampler
 from meshgnn.data.sources import get_source
+from meshgnn.data.store_batches import BatchedDataset, as_batch
 
 log = logging.getLogger(__name__)
 
@@ -111,10 +112,16 @@ def load_datasets(cfg: DictConfig, data_dir: str | Path, model_inputs: ModelInpu
 def make_loader(dataset: GraphDataset, batch_size: int, shuffle: bool, seed: int,
                 num_workers: int, pin_memory: bool = False, rank: int = 0, world_size: int = 1,
                 pad: bool = False) -> DataLoader:
-    """A PyG loader whose batch order depends only on `seed` and the epoch (see sampler);
-    `pin_memory` for non-blocking copies to a GPU. Under DDP each rank loads its own shard
+    """A loader whose batch order depends only on `seed` and the epoch (see sampler);
+    `pin_memory` for non-blocking copies to a GPU. An in-memory dataset's batches are gathered
+    from its store (`store_batches`: no per-graph work, nothing waits for a GPU store); a
+    per-file dataset's are PyG's collation of its graphs. Under DDP each rank loads its own shard
     (`rank`, `world_size`), of equal size for every rank with `pad`."""
     sampler = EpochBatchSampler(len(dataset), batch_size, shuffle, seed, rank, world_size, pad)
+    if isinstance(dataset, GraphDataset):  # in memory: each batch gathered from the store at once
+        return torch.utils.data.DataLoader(BatchedDataset(dataset), batch_sampler=sampler, collate_fn=as_batch,
+                                           num_workers=num_workers, persistent_workers=num_workers > 0,
+                                           pin_memory=pin_memory)
     return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers,
                       persistent_workers=num_workers > 0, pin_memory=pin_memory)
 

@@ -63,10 +63,9 @@ class BatchLayout:
         attribute_kind = {key: kind_of_slices[bounds] for key, bounds in slices.items()}
         kinds = {kind: bounds[-1] for bounds, kind in kind_of_slices.items()}
         kinds[GRAPHS] = graphs
-        node_bounds = tuple(batch[GRAPH_POINTERS].tolist())
-        if node_bounds not in kind_of_slices:
-            raise ValueError("the batch's ptr matches no attribute's rows: it cannot be padded")
-        node_kind = kind_of_slices[node_bounds]
+        if "x" not in attribute_kind:
+            raise ValueError("the batch has no node features x: it cannot be padded")
+        node_kind = attribute_kind["x"]  # the rows `ptr` and `batch` describe (ptr may be on a GPU)
         index_kind = {}
         for key in attribute_kind:
             if batch.__inc__(key, batch[key]) == 0:  # PyG's own rule for what batching offsets

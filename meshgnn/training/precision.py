@@ -19,11 +19,14 @@ DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 @contextlib.contextmanager
 def autocast(precision: str, device: torch.device) -> Iterator[None]:
-    """The forward pass's precision: a no-op for fp32."""
+    """The forward pass's precision: a no-op for fp32. While a CUDA graph is being captured,
+    without autocast's cache of 16-bit weight copies (CUDA graphs require it off: a cached
+    copy would be made once, at capture, and never refreshed as the weights change)."""
     if precision == "fp32":
         yield
         return
-    with torch.autocast(device_type=device.type, dtype=DTYPES[precision]):
+    capturing = device.type == "cuda" and torch.cuda.is_current_stream_capturing()
+    with torch.autocast(device_type=device.type, dtype=DTYPES[precision], cache_enabled=not capturing):
         yield
 
 
