@@ -8,7 +8,8 @@ batch is padded to its size bucket (`meshgnn.training.padding`, which also says 
 changes nothing) and copied into that bucket's fixed input tensors before the replay.
 
 The recorded step is the trainer's own step function, so eager and graphed training run
-the same code. A bucket's first batch pays for its capture: a few eager warm-up steps on a
+the same code; it zeroes the gradients rather than freeing them, so every bucket's graph
+works on the same gradient tensors (allocated by the first eager step, outside the graphs). A bucket's first batch pays for its capture: a few eager warm-up steps on a
 side stream (CUDA's requirement before capture; cuBLAS and the allocator set themselves up
 in them), whose effect on the weights, the optimiser and the random state is undone, then
 the capture, which computes nothing; the replay that follows is that batch's real step.
@@ -158,7 +159,5 @@ class PaddedSteps:
                     value.copy_(before[key])
                 else:  # a state the warm-up created is a fresh one's: zero moments, step 0
                     value.zero_()
-        for param in self.model.parameters():
-            param.grad = None
         torch.set_rng_state(saved["cpu_rng"])
         torch.cuda.set_rng_state(saved["cuda_rng"], self.device)

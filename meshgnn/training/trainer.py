@@ -229,7 +229,9 @@ class Trainer:
         update. Nothing in it reads a value back from the device, so on a GPU it is queued
         while earlier steps run, and it can be captured as a CUDA graph (`cuda_graphs`)."""
         loss, logged = self.loss_fn(self._predict(batch), batch)
-        self.optimizer.zero_grad(set_to_none=True)
+        # zeroed, not freed: the gradients stay the same tensors step after step, which every
+        # captured graph then reads and writes (0 + g is g: the same update as set_to_none)
+        self.optimizer.zero_grad(set_to_none=False)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)  # clip and log true gradients (fp16 scales them)
         logged["grad_norm"] = self._clip_gradients()

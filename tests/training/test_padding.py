@@ -10,28 +10,13 @@ import pytest
 import torch
 from torch_geometric.data import Batch
 
-from conftest import ROOT, compose_config
-from meshgnn.data.dataset import load_datasets, make_loader
-from meshgnn.data.features import ModelInputs
-from meshgnn.models.build import build_model
-from meshgnn.training.losses import TERMS, CompositeLoss
+from meshgnn.data.dataset import make_loader
 from meshgnn.training.padding import GRAPHS, BatchLayout, SizeBuckets, pad_batch
-
-# every loss term weighted, so each one's padding is checked through the total and its gradient
-ALL_TERMS = ["loss.relative_l1_weight=0.5", "loss.smoothness_weight=0.1", "loss.gradient_consistency_weight=0.2",
-             "loss.curvature_weight=0.05"]
-
+from training_parts import training_parts
 
 def _setup(data_cache, model: str):
-    cfg = compose_config(["trainer=debug", "data.num_samples=20", f"model={model}", "model.hidden_dim=16",
-                          *ALL_TERMS, f"paths.root_dir={ROOT}", f"paths.data_dir={data_cache}"])
-    data = load_datasets(cfg.data, cfg.paths.data_dir, ModelInputs.of_model(cfg.model))
-    targets = [(f.name, f.dim) for f in data.features.source.targets]
-    torch.manual_seed(0)
-    net = build_model(cfg.model, data.node_dim, data.edge_dim, targets, residual=data.features.residual).double()
-    loss_fn = CompositeLoss(targets, {t: cfg.loss[f"{t}_weight"] for t in TERMS}, dict(cfg.loss.target_weights),
-                            data.normalizer.mean["y"], data.normalizer.std["y"], cfg.loss.eps).double()
-    return data, net, loss_fn
+    parts = training_parts(data_cache, model)
+    return parts.data, parts.model.double(), parts.loss_fn.double()
 
 
 def _loss_and_gradients(net, loss_fn, batch):
