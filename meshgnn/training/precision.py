@@ -19,14 +19,16 @@ DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 @contextlib.contextmanager
 def autocast(precision: str, device: torch.device) -> Iterator[None]:
-    """The forward pass's precision: a no-op for fp32. While a CUDA graph is being captured,
-    without autocast's cache of 16-bit weight copies (CUDA graphs require it off: a cached
-    copy would be made once, at capture, and never refreshed as the weights change)."""
+    """The forward pass's precision: a no-op for fp32.
+
+    Without autocast's cache of 16-bit weight copies: CUDA graphs require it off (a copy cached
+    at capture would never be refreshed as the weights change), and a compiled forward is
+    specialised on it, so it must be the same inside a capture and outside. It saves nothing
+    here anyway: each weight is used once per forward pass."""
     if precision == "fp32":
         yield
         return
-    capturing = device.type == "cuda" and torch.cuda.is_current_stream_capturing()
-    with torch.autocast(device_type=device.type, dtype=DTYPES[precision], cache_enabled=not capturing):
+    with torch.autocast(device_type=device.type, dtype=DTYPES[precision], cache_enabled=False):
         yield
 
 

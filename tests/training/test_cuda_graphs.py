@@ -68,10 +68,14 @@ def test_a_padded_graphed_step_gives_the_eager_step_bucket_after_bucket(data_cac
         for p_eager, p_graphed, p_before in zip(eager.model.parameters(), graphed.model.parameters(), before):
             torch.testing.assert_close(p_graphed.grad, p_eager.grad, **tolerance)
             # the update, where the gradient is not ~0 (there Adam's first steps are sign(g) x lr,
-            # and rounding decides the sign)
+            # and rounding decides the sign): element by element in fp32; in bf16, whose
+            # rounding moves with the matrices' shapes, as a whole
             clear = p_eager.grad.abs() > 1e-2 * p_eager.grad.abs().max()
-            torch.testing.assert_close((p_graphed - p_before)[clear], (p_eager - p_before)[clear], rtol=1e-2,
-                                       atol=1e-7)
+            ours, theirs = (p_graphed - p_before)[clear], (p_eager - p_before)[clear]
+            if precision == "fp32":
+                torch.testing.assert_close(ours, theirs, rtol=1e-2, atol=1e-7)
+            else:
+                assert float((ours - theirs).norm()) <= 0.1 * float(theirs.norm()) + 1e-7
         # the next step starts from one state again: each step is compared on its own
         with torch.no_grad():
             for p_eager, p_graphed in zip(eager.model.parameters(), graphed.model.parameters()):
