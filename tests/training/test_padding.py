@@ -4,15 +4,19 @@ unreachable from real rows; buckets are few and fixed."""
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 
 import pytest
 import torch
 from torch_geometric.data import Batch
 
+from conftest import ROOT, compose_config
 from meshgnn.data.dataset import make_loader
+from meshgnn.experiment import run
 from meshgnn.training.padding import GRAPHS, BatchLayout, SizeBuckets, pad_batch
-from training_parts import training_parts
+from training_parts import ALL_TERMS, training_parts
 
 def _setup(data_cache, model: str):
     parts = training_parts(data_cache, model)
@@ -130,3 +134,24 @@ def test_batches_of_similar_size_share_a_few_buckets(data_cache):
             batches += 1
     # 12 batches of 4 random meshes: rows per batch vary by about +-20 %, a handful of rungs
     assert len(captured) <= 6 < batches, (len(captured), batches)
+
+
+@pytest.mark.slow
+def test_train_py_with_cuda_graphs_on_a_cpu_pads_its_batches_and_trains_like_eager(tmp_path, data_cache, caplog):
+    """Without CUDA the padded steps run eagerly: train.py's results are the unpadded run's to
+    float rounding, and the log says no graphs were captured."""
+    metrics = {}
+    for graphs in (False, True):
+        run_dir = tmp_path / str(graphs)
+        overrides = ["trainer=debug", "data.num_samples=20", "model.hidden_dim=16", "logger=csv", *ALL_TERMS,
+                     f"trainer.cuda_graphs={str(graphs).lower()}", "trainer.log_every_steps=3",
+                     f"paths.root_dir={ROOT}", f"paths.data_dir={data_cache}", f"paths.output_dir={run_dir}"]
+        with caplog.at_level(logging.WARNING):
+            run(compose_config(overrides), overrides)
+        metrics[graphs] = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert any("padded to size buckets but run eagerly" in r.getMessage() for r in caplog.records)
+    assert len(metrics[True]) == len(metrics[False]) == 2
+    for padded, plain in zip(metrics[True], metrics[False]):
+        for key, value in plain.items():
+            if key != "epoch_time_s":
+                assert padded[key] == pytest.approx(value, rel=1e-4, abs=1e-7), key
