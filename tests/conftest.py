@@ -9,6 +9,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+# One torch (OpenMP) thread per process unless the caller chose otherwise. Set before torch is
+# imported, and inherited by every train.py / meshgnn subprocess a test starts: `make test` runs
+# two pytest workers on a 2-core machine, each starting subprocesses, and torch's default of a
+# thread per core then puts 4+ spinning OpenMP threads on 2 cores: measured here, 3 debug runs
+# at once took 34 s each (22 s CPU) with 2 threads, 14 s (9 s CPU) with 1. Tests of thread
+# choices set them explicitly (sweep slots, torchrun's env), which wins over this default.
+for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")
+
 import pytest
 from hydra import compose, initialize_config_dir
 

@@ -71,12 +71,11 @@ def test_interrupt_and_resume_is_bit_identical_to_a_straight_run(tmp_path, data_
 
 
 @pytest.fixture(scope="module")
-def stage1_run(tmp_path_factory):
+def stage1_run(tmp_path_factory, data_cache):
     """A finished 4-epoch debug run (checkpoints at every epoch) to branch from and warm-start."""
     root = tmp_path_factory.mktemp("stage1")
     run_dir = root / "run"
-    proc = run_train(DEBUG + ["trainer.epochs=4", f"hydra.run.dir={run_dir}",
-                              f"paths.data_dir={root / 'cache'}"], cwd=root)
+    proc = run_train(DEBUG + ["trainer.epochs=4", f"hydra.run.dir={run_dir}", f"paths.data_dir={data_cache}"], cwd=root)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return run_dir
 
@@ -127,10 +126,10 @@ def test_shape_changes_on_resume_are_refused(tmp_path, stage1_run):
     assert "Traceback" not in proc.stderr
 
 
-def test_stage2_warm_start_continues_the_epoch_counter(tmp_path, stage1_run):
+def test_stage2_warm_start_continues_the_epoch_counter(tmp_path, stage1_run, data_cache):
     stage2 = tmp_path / "stage2"
     proc = run_train(DEBUG + ["experiment=stage2", f"init_from={stage1_run}", "trainer.epochs=6",
-                              f"hydra.run.dir={stage2}", f"paths.data_dir={stage1_run.parent / 'cache'}"],
+                              f"hydra.run.dir={stage2}", f"paths.data_dir={data_cache}"],
                      cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert [json.loads(l)["epoch"] for l in (stage2 / "metrics.jsonl").read_text().splitlines()] == [5, 6]
