@@ -38,12 +38,23 @@ def interrupt_after(args, cwd, run_dir, epochs, sig=signal.SIGTERM):
     return proc.returncode, out, err
 
 
-def test_interrupt_and_resume_is_bit_identical_to_a_straight_run(tmp_path, data_cache):
-    common = DEBUG + ["trainer.epochs=6", f"paths.data_dir={data_cache}"]
-    straight = tmp_path / "straight"
-    proc = run_train(common + [f"hydra.run.dir={straight}"], cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+STRAIGHT = DEBUG + ["trainer.epochs=6"]
 
+
+@pytest.fixture(scope="module")
+def stage1_run(tmp_path_factory, data_cache):
+    """A finished 6-epoch debug run (checkpoints at every epoch): the straight run an interrupted
+    one must match, and the run to branch from and warm-start (one train.py start-up for both)."""
+    root = tmp_path_factory.mktemp("stage1")
+    run_dir = root / "run"
+    proc = run_train(STRAIGHT + [f"hydra.run.dir={run_dir}", f"paths.data_dir={data_cache}"], cwd=root)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return run_dir
+
+
+def test_interrupt_and_resume_is_bit_identical_to_a_straight_run(tmp_path, data_cache, stage1_run):
+    common = STRAIGHT + [f"paths.data_dir={data_cache}"]
+    straight = stage1_run
     resumed = tmp_path / "resumed"
     code, _, err = interrupt_after(common + [f"hydra.run.dir={resumed}"], tmp_path, resumed, epochs=3)
     assert code == 3, err[-2000:]
@@ -68,16 +79,6 @@ def test_interrupt_and_resume_is_bit_identical_to_a_straight_run(tmp_path, data_
     assert "trainer.epochs=6" in (resumed / ".hydra" / "launches" / "01" / "overrides.yaml").read_text()
     run = json.loads((resumed / "run.json").read_text())
     assert [l["lineage"]["kind"] for l in run["launches"]] == ["fresh", "resume"]
-
-
-@pytest.fixture(scope="module")
-def stage1_run(tmp_path_factory, data_cache):
-    """A finished 4-epoch debug run (checkpoints at every epoch) to branch from and warm-start."""
-    root = tmp_path_factory.mktemp("stage1")
-    run_dir = root / "run"
-    proc = run_train(DEBUG + ["trainer.epochs=4", f"hydra.run.dir={run_dir}", f"paths.data_dir={data_cache}"], cwd=root)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return run_dir
 
 
 def test_resume_from_an_epoch_checkpoint_branches_into_a_new_run(tmp_path, stage1_run):
@@ -128,11 +129,11 @@ def test_shape_changes_on_resume_are_refused(tmp_path, stage1_run):
 
 def test_stage2_warm_start_continues_the_epoch_counter(tmp_path, stage1_run, data_cache):
     stage2 = tmp_path / "stage2"
-    proc = run_train(DEBUG + ["experiment=stage2", f"init_from={stage1_run}", "trainer.epochs=6",
+    proc = run_train(DEBUG + ["experiment=stage2", f"init_from={stage1_run}", "trainer.epochs=8",
                               f"hydra.run.dir={stage2}", f"paths.data_dir={data_cache}"],
                      cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert [json.loads(l)["epoch"] for l in (stage2 / "metrics.jsonl").read_text().splitlines()] == [5, 6]
+    assert [json.loads(l)["epoch"] for l in (stage2 / "metrics.jsonl").read_text().splitlines()] == [7, 8]
     s1 = load_checkpoint(stage1_run / "checkpoints" / "last.ckpt")
     s2 = load_checkpoint(stage2 / "checkpoints" / "last.ckpt")
     assert "gradient_consistency_weight: 0.0" in s1["config_yaml"]
@@ -241,7 +242,7 @@ def test_ckpt_cli_inspect_and_set_lr(tmp_path, stage1_run):
     assert out.returncode == 0, out.stderr
     assert "epoch          2 completed" in out.stdout and "checksum OK" in out.stdout
     # composed with the run's own group choices (trainer=debug): only its command-line overrides differ
-    assert "trainer.epochs: 4 (conf/: 2)" in out.stdout and "data.num_samples: 20 (conf/: 40)" in out.stdout
+    assert "trainer.epochs: 6 (conf/: 2)" in out.stdout and "data.num_samples: 20 (conf/: 40)" in out.stdout
     assert "3 difference(s)" in out.stdout  # with trainer.deterministic=true
     adjusted = subprocess.run(meshgnn + ["ckpt", "set-lr", str(ckpt), "1e-4"], capture_output=True, text=True)
     assert adjusted.returncode == 0, adjusted.stderr
