@@ -66,17 +66,11 @@ def test_a_padded_graphed_step_gives_the_eager_step_bucket_after_bucket(data_cac
         keys, row = steps(steps.pad(batch))
         assert keys[-1] == "grad_norm" and row.shape == logged.shape
         torch.testing.assert_close(row, logged, **tolerance)
-        for p_eager, p_graphed, p_before in zip(eager.model.parameters(), graphed.model.parameters(), before):
-            torch.testing.assert_close(p_graphed.grad, p_eager.grad, **tolerance)
-            # the update, where the gradient is not ~0 (there Adam's first steps are sign(g) x lr,
-            # and rounding decides the sign): element by element in fp32; in bf16, whose
-            # rounding moves with the matrices' shapes, as a whole
-            clear = p_eager.grad.abs() > 1e-2 * p_eager.grad.abs().max()
-            ours, theirs = (p_graphed - p_before)[clear], (p_eager - p_before)[clear]
-            if precision == "fp32":
-                torch.testing.assert_close(ours, theirs, rtol=1e-2, atol=1e-7)
-            else:
-                assert float((ours - theirs).norm()) <= 0.1 * float(theirs.norm()) + 1e-7
+        # compared without autograd: a tensor computed from a parameter with grad history keeps
+        # that parameter's gradient accumulator alive, on this (default) stream, and a capture
+        # reusing it would have to wait on the default stream, which invalidates the capture
+        with torch.no_grad():
+            _assert_same_step(eager, graphed, before, precision, tolerance)
         # the next step starts from one state again: each step is compared on its own
         with torch.no_grad():
             for p_eager, p_graphed in zip(eager.model.parameters(), graphed.model.parameters()):
@@ -87,6 +81,20 @@ def test_a_padded_graphed_step_gives_the_eager_step_bucket_after_bucket(data_cac
     assert 2 <= len(steps.captured) < len(batches)  # buckets captured, and batches replayed into them
     # between replays the optimiser is the eager one: float rates, not capturable
     assert all(type(g["lr"]) is float and not g["capturable"] for g in graphed.optimizer.param_groups)
+
+
+def _assert_same_step(eager: Trainer, graphed: Trainer, before: list, precision: str, tolerance: dict) -> None:
+    for p_eager, p_graphed, p_before in zip(eager.model.parameters(), graphed.model.parameters(), before):
+        torch.testing.assert_close(p_graphed.grad, p_eager.grad, **tolerance)
+        # the update, where the gradient is not ~0 (there Adam's first steps are sign(g) x lr,
+        # and rounding decides the sign): element by element in fp32; in bf16, whose rounding
+        # moves with the matrices' shapes, as a whole
+        clear = p_eager.grad.abs() > 1e-2 * p_eager.grad.abs().max()
+        ours, theirs = (p_graphed - p_before)[clear], (p_eager - p_before)[clear]
+        if precision == "fp32":
+            torch.testing.assert_close(ours, theirs, rtol=1e-2, atol=1e-7)
+        else:
+            assert float((ours - theirs).norm()) <= 0.1 * float(theirs.norm()) + 1e-7
 
 
 DEBUG = ["trainer=debug", "data.num_samples=20", "model.hidden_dim=16", "logger=csv", "trainer.device=cuda",
