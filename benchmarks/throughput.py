@@ -121,9 +121,9 @@ def compose_config(model: str, overrides: list[str]) -> DictConfig:
         return compose(config_name="config", overrides=["data=heat2d", f"model={model}", *overrides])
 
 
-def generate_samples(cfg: DictConfig, count: int) -> list:
-    """`count` heat2d samples of about SAMPLE_NODES nodes (different plates and holes)."""
-    mesh_size = REFERENCE_MESH_SIZE * (REFERENCE_NODES / SAMPLE_NODES) ** 0.5
+def generate_samples(cfg: DictConfig, count: int, nodes: int = SAMPLE_NODES) -> list:
+    """`count` heat2d samples of about `nodes` nodes each (different plates and holes)."""
+    mesh_size = REFERENCE_MESH_SIZE * (REFERENCE_NODES / nodes) ** 0.5
     source = get_source("heat2d")
     return [source.generate(i, cfg.data.seed, mesh_size, cfg.data.max_holes) for i in range(count)]
 
@@ -409,7 +409,7 @@ class Workload:
 
 def workloads(args: argparse.Namespace) -> list[Workload]:
     """Every (model, batch) on the host, with its exact counts and floor traffic."""
-    samples = generate_samples(compose_config(args.models[0], args.overrides), args.samples)
+    samples = generate_samples(compose_config(args.models[0], args.overrides), args.samples, args.sample_nodes)
     out = []
     for model_name in args.models:
         cfg = compose_config(model_name, args.overrides)
@@ -460,6 +460,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3,
                         help="warm-up steps per cell (compiled: at least 2, and until a step compiles nothing)")
     parser.add_argument("--samples", type=int, default=4, help="distinct heat2d meshes the batches cycle through")
+    parser.add_argument("--sample-nodes", type=int, default=SAMPLE_NODES,
+                        help="about how many nodes each of those meshes has (smaller: a quicker smoke run)")
     parser.add_argument("overrides", nargs="*", help="config overrides for every model (e.g. loss=stage2)")
     args = parser.parse_args()
     device = torch.device(args.device)
