@@ -52,6 +52,11 @@ def stack_logged(logged: dict[str, Tensor]) -> Tensor:
     return torch.stack([value.detach().reshape(()).float() for value in logged.values()])
 
 
+def logged_row(logged: dict[str, Tensor]) -> tuple[tuple[str, ...], Tensor]:
+    """(the logged keys, their row): what an eager step hands the step log."""
+    return tuple(logged), stack_logged(logged)
+
+
 @dataclass
 class CapturedStep:
     graph: torch.cuda.CUDAGraph
@@ -82,9 +87,8 @@ class PaddedSteps:
     def __call__(self, padded: Batch) -> tuple[tuple[str, ...], Tensor]:
         """One training step on a padded batch on the device: (logged keys, logged row)."""
         if not self.capture:
-            logged = self.step(padded)
-            self.keys = tuple(logged)
-            return self.keys, stack_logged(logged)
+            self.keys, row = logged_row(self.step(padded))
+            return self.keys, row
         # the graph is fixed by the shapes of the inputs; their values are what it reads
         bucket = tuple((key, tuple(value.shape), value.dtype) for key, value in sorted(padded.items())
                        if isinstance(value, Tensor))

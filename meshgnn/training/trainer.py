@@ -37,7 +37,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from meshgnn.atomic import remove_orphaned_temp_files, writing
 from meshgnn.distributed import Dist
 from meshgnn.training.checkpoint import save_checkpoint
-from meshgnn.training.cuda_graphs import PaddedSteps, stack_logged
+from meshgnn.training.cuda_graphs import PaddedSteps, logged_row
 from meshgnn.training.divergence import check_epoch, check_step
 from meshgnn.training.evaluation import accumulate, add_rank_sums, evaluate, test
 from meshgnn.training.losses import CompositeLoss
@@ -193,11 +193,7 @@ class Trainer:
         for batch in prefetched(loader, self.device, steps.pad if steps else lambda batch: batch):
             lr = self._step_rate()
             graphs = batch.get("real_graphs") or batch.num_graphs
-            if steps is None:
-                logged = self.train_step(batch)
-                keys, row = tuple(logged), stack_logged(logged)
-            else:
-                keys, row = steps(batch)
+            keys, row = logged_row(self.train_step(batch)) if steps is None else steps(batch)
             self.state.global_step += 1
             self.state.batches_done += 1
             self.state.epoch_graphs += graphs
